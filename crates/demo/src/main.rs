@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    zdd_demo::main_from_env()
+}

@@ -1,0 +1,1 @@
+//! zdd-lifecycle: makes an axum/tower service zero-downtime-ready on Kubernetes.

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod control;
+pub mod demo;
+pub mod probe;
+pub mod rollout;

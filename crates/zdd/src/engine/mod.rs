@@ -1,0 +1,3 @@
+//! The strategy engine: runs a strategy's steps on a platform, records events, checks the data plane.
+
+pub mod events;

@@ -1,0 +1,1 @@
+//! The Kubernetes platform, through kube-rs.

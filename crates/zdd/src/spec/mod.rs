@@ -1,0 +1,1 @@
+//! The rollout spec: one YAML file per rollout (docs/spec.md).
