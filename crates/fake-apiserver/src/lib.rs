@@ -1,0 +1,250 @@
+//! A stand-in for kube-apiserver on loopback, for testing zdd's Kubernetes platform through
+//! kube-rs over real HTTP.
+//!
+//! It speaks the API for the verbs and kinds zdd uses (get, list, watch, create, patch with
+//! server-side apply or merge, delete; Services, Pods, Deployments, EndpointSlices, Traefik
+//! `TraefikService`/`IngressRoute`, Gateway API `HTTPRoute`), runs a simulated deployment
+//! controller and EndpointSlice controller, records every request, and injects faults (a version
+//! that never becomes ready, a 403 on one verb and resource, a watch that breaks once).
+//!
+//! What it is not: no authentication, no admission or schema validation, no field ownership
+//! beyond a single manager (see [`store::apply_patch`]), no 410 Gone (the whole history is kept).
+
+mod controller;
+mod server;
+pub mod store;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::store::{Kind, ObjectKey, Store};
+
+/// Timing of the simulated control plane.
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    /// A new pod passes readiness this long after it is created.
+    pub pod_ready_after: Duration,
+    /// A terminating pod (preStop, drain) disappears this long after its deletion started.
+    pub pod_terminate_after: Duration,
+    /// How often the controllers reconcile.
+    pub tick: Duration,
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            pod_ready_after: Duration::from_millis(300),
+            pod_terminate_after: Duration::from_millis(300),
+            tick: Duration::from_millis(20),
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Faults the next requests meet. Change them any time through [`FakeApiServer::faults`].
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Pods whose `version` label is in here never pass readiness.
+    pub never_ready: BTreeSet<String>,
+    /// `(verb, resource)` pairs answered with 403 Forbidden, e.g. `("patch", "services")`. Verbs
+    /// as RBAC names them: get, list, watch, create, patch, update, delete.
+    pub forbidden: BTreeSet<(String, String)>,
+    /// Resources (plural) whose next watch is cut, mid-stream, after its first event.
+    pub break_watch_once: BTreeSet<String>,
+    /// How many watches were cut so far.
+    pub watches_broken: u32,
+}
+
+/// One request as the server received it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The RBAC verb this request needs.
+    pub fn verb(&self) -> &'static str {
+        server::verb_of(&self.method, &self.path, &self.query)
+    }
+
+    /// The body parsed as JSON (`Null` when empty or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| server::percent_decode(v))
+        })
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: FakeConfig,
+    pub(crate) store: Mutex<Store>,
+    /// The store's latest resourceVersion; watches wait on it.
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    pub(crate) faults: Mutex<Faults>,
+}
+
+impl Shared {
+    /// Writes through the store and wakes the watches.
+    pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let (result, rv) = {
+            let mut store = self.store.lock().expect("store poisoned");
+            let result = f(&mut store);
+            (result, store.resource_version())
+        };
+        self.changed.send_if_modified(|current| {
+            let moved = *current != rv;
+            *current = rv;
+            moved
+        });
+        result
+    }
+}
+
+/// A running fake API server. Dropping it stops it.
+pub struct FakeApiServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl FakeApiServer {
+    /// Starts on `127.0.0.1:0` (a port the OS picks).
+    pub async fn start(config: FakeConfig) -> std::io::Result<FakeApiServer> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(config: FakeConfig, addr: SocketAddr) -> std::io::Result<FakeApiServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            store: Mutex::new(Store::default()),
+            changed: watch::Sender::new(0),
+            requests: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
+        });
+        let app = server::router(shared.clone());
+        let serve = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!("fake apiserver stopped: {err}");
+            }
+        });
+        let control_plane = tokio::spawn(controller::run(shared.clone()));
+        Ok(FakeApiServer {
+            addr,
+            shared,
+            tasks: vec![serve, control_plane],
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig with one context, `fake`, pointing at this server, and returns its path.
+    /// Point `KUBECONFIG` at it.
+    pub fn write_kubeconfig(&self, dir: &Path, namespace: &str) -> std::io::Result<PathBuf> {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, self.kubeconfig(namespace))?;
+        Ok(path)
+    }
+
+    pub fn kubeconfig(&self, namespace: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\nusers:\n- name: fake\n  user:\n    token: fake-token\n",
+            url = self.url()
+        )
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared
+            .requests
+            .lock()
+            .expect("requests poisoned")
+            .clone()
+    }
+
+    /// Changes the faults for the next requests.
+    pub fn faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.shared.faults.lock().expect("faults poisoned"));
+    }
+
+    pub fn watches_broken(&self) -> u32 {
+        self.shared
+            .faults
+            .lock()
+            .expect("faults poisoned")
+            .watches_broken
+    }
+
+    /// The stored object, as a GET would return it.
+    pub fn object(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
+        let key = ObjectKey {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.shared
+            .store
+            .lock()
+            .expect("store poisoned")
+            .get(&key)
+            .cloned()
+    }
+
+    /// Every stored object of `kind` in `namespace`.
+    pub fn objects(&self, kind: Kind, namespace: &str) -> Vec<Value> {
+        self.shared
+            .store
+            .lock()
+            .expect("store poisoned")
+            .list(kind, Some(namespace))
+    }
+
+    /// Creates or replaces an object directly (as `kubectl apply` of the manifests would), for
+    /// tests that start from an existing state.
+    pub fn put(&self, kind: Kind, namespace: &str, object: Value) -> Value {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = ObjectKey {
+            kind,
+            namespace: namespace.into(),
+            name,
+        };
+        self.shared.with_store(|store| store.put(key, object))
+    }
+}
