@@ -1,0 +1,122 @@
+//! The probe and metrics routes, and the tower layer that counts the app's requests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{Request, StatusCode, header};
+
+use crate::Lifecycle;
+use crate::metrics::{CONTENT_TYPE, InFlight, Metrics};
+
+impl Lifecycle {
+    /// Wraps `app`: its requests are counted by [`RequestMetricsLayer`], and the liveness,
+    /// readiness (plus their aliases) and metrics routes are added in front of it. The paths
+    /// must not overlap the app's routes (axum panics on overlapping routes).
+    pub fn router(&self, app: Router) -> Router {
+        let config = self.config();
+        let mut probes = Router::new();
+        for path in std::iter::once(&config.liveness_path).chain(&config.liveness_aliases) {
+            let lifecycle = self.clone();
+            probes = probes.route(path, get(move || liveness(lifecycle.clone())));
+        }
+        for path in std::iter::once(&config.readiness_path).chain(&config.readiness_aliases) {
+            let lifecycle = self.clone();
+            probes = probes.route(path, get(move || readiness(lifecycle.clone())));
+        }
+        let metrics = self.shared.metrics.clone();
+        probes = probes.route(
+            &config.metrics_path,
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], text) }
+            }),
+        );
+        probes.merge(app.layer(self.layer()))
+    }
+
+    /// The layer that counts requests (by status), requests in flight and their duration.
+    /// [`router`](Self::router) applies it; use it alone when you build the routes yourself.
+    pub fn layer(&self) -> RequestMetricsLayer {
+        RequestMetricsLayer {
+            metrics: self.shared.metrics.clone(),
+        }
+    }
+}
+
+async fn liveness(lifecycle: Lifecycle) -> Response {
+    if lifecycle.is_live() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n").into_response()
+    }
+}
+
+async fn readiness(lifecycle: Lifecycle) -> Response {
+    if lifecycle.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let state = lifecycle.state();
+        let why = if state == crate::State::Ready {
+            "unready (held down)"
+        } else {
+            state.as_str()
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+    }
+}
+
+/// Tower layer counting requests; see [`Lifecycle::layer`].
+#[derive(Clone, Debug)]
+pub struct RequestMetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl<S> tower::Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`RequestMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B, ResponseBody> tower::Service<Request<B>> for RequestMetrics<S>
+where
+    S: tower::Service<Request<B>, Response = http::Response<ResponseBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Infallible>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Entered before the inner call so the count covers the whole handler; the guard also
+        // leaves the count when the future is dropped (client gone, or cut off by the timeout).
+        let in_flight = InFlight::enter(self.metrics.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            in_flight.answered(response.status());
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! The accept loop and the drain sequence.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use http::{HeaderValue, Request, Version, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::Lifecycle;
+use crate::error::ServeError;
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every connection finished within the shutdown timeout.
+    Completed,
+    /// The shutdown timeout expired; `requests_cut_off` requests were still being served.
+    TimedOut {
+        /// Requests in flight when the timeout struck.
+        requests_cut_off: u64,
+    },
+    /// A second shutdown request (signal) ended the drain at once.
+    Forced {
+        /// Requests in flight when it ended.
+        requests_cut_off: u64,
+    },
+}
+
+/// What [`Lifecycle::serve`] reports when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// How the drain ended.
+    pub outcome: DrainOutcome,
+    /// From the first shutdown request to the end.
+    pub drain_duration: Duration,
+    /// Connections accepted during the drain delay (after the shutdown request).
+    pub connections_accepted_while_draining: u64,
+}
+
+impl DrainReport {
+    /// Whether every request got its answer: the drain completed, or timed out with no request
+    /// in flight (only idle or half-sent connections were closed).
+    pub fn is_clean(&self) -> bool {
+        match self.outcome {
+            DrainOutcome::Completed => true,
+            DrainOutcome::TimedOut { requests_cut_off } => requests_cut_off == 0,
+            DrainOutcome::Forced { .. } => false,
+        }
+    }
+
+    /// The process exit code: 0 after a clean drain, 1 otherwise.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.is_clean() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Installs the SIGTERM and SIGINT handlers (each signal is a [`request_shutdown`]). Call it
+    /// as early as possible (before a long warm-up) so that a signal never kills the process
+    /// outright; [`serve`](Self::serve) calls it too. Idempotent; needs a tokio runtime.
+    ///
+    /// [`request_shutdown`]: Self::request_shutdown
+    pub fn listen_for_signals(&self) -> Result<(), ServeError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        if self.shared.signals_installed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let install = || -> std::io::Result<_> {
+            Ok((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        };
+        let (mut terminate, mut interrupt) = install().map_err(|error| {
+            self.shared
+                .signals_installed
+                .store(false, Ordering::Release);
+            ServeError::Signals(error)
+        })?;
+        let lifecycle = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    Some(()) = terminate.recv() => "SIGTERM",
+                    Some(()) = interrupt.recv() => "SIGINT",
+                    else => return,
+                };
+                let first = !lifecycle.is_shutting_down();
+                if first {
+                    tracing::info!(
+                        signal = name,
+                        "shutdown requested: readiness fails now, draining"
+                    );
+                } else {
+                    tracing::warn!(signal = name, "second shutdown signal: stopping at once");
+                }
+                lifecycle.request_shutdown();
+            }
+        });
+        Ok(())
+    }
+
+    /// Serves `app` on `listener` until a shutdown request (SIGTERM, SIGINT or
+    /// [`request_shutdown`](Self::request_shutdown)), then drains:
+    ///
+    /// 1. readiness answers 503 at once; everything else is still served (and new connections
+    ///    accepted) for the drain delay, HTTP/1 answers carrying `Connection: close` so that
+    ///    keep-alive clients reconnect to a ready replica;
+    /// 2. the listener closes (new connections are refused); idle connections close, busy
+    ///    HTTP/1 connections close after their answer (with `Connection: close`), HTTP/2 gets
+    ///    GOAWAY;
+    /// 3. in-flight requests get up to the shutdown timeout to finish.
+    ///
+    /// A second shutdown request at any point of the drain returns at once.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        app: Router,
+    ) -> Result<DrainReport, ServeError> {
+        self.listen_for_signals()?;
+        let address = listener.local_addr().map_err(ServeError::Listener)?;
+        let config = self.config().clone();
+        let mut shutdown_requests = self.shared.shutdown_requests.subscribe();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The timer enables hyper's header-read timeout, so a half-sent request cannot hold a
+        // connection (and the drain) forever.
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        let connections = Connections {
+            builder,
+            graceful: GracefulShutdown::new(),
+            cut_off: CancellationToken::new(),
+            lifecycle: self.clone(),
+            app,
+        };
+        tracing::info!(%address, "serving");
+
+        // Serving until the first shutdown request.
+        tokio::select! {
+            () = accept_forever(&listener, &connections, None) => unreachable!("accept loop ends only by cancellation"),
+            () = wait_for_requests(&mut shutdown_requests, 1) => {}
+        }
+        let drain_started = Instant::now();
+        let mut accepted_while_draining = 0;
+
+        // Drain delay: still serving and accepting, readiness failing.
+        let drain_delay_passed = tokio::select! {
+            () = accept_forever(&listener, &connections, Some(&mut accepted_while_draining)) => unreachable!("accept loop ends only by cancellation"),
+            () = tokio::time::sleep(config.drain_delay) => true,
+            () = wait_for_requests(&mut shutdown_requests, 2) => false,
+        };
+        drop(listener);
+        if drain_delay_passed {
+            tracing::info!(
+                drain_delay = %humantime::format_duration(config.drain_delay),
+                in_flight = self.metrics().in_flight(),
+                open_connections = connections.graceful.count(),
+                "drain delay passed: listener closed, closing connections"
+            );
+        }
+
+        let Connections {
+            graceful, cut_off, ..
+        } = connections;
+        let outcome = if !drain_delay_passed {
+            DrainOutcome::Forced {
+                requests_cut_off: self.metrics().in_flight(),
+            }
+        } else {
+            tokio::select! {
+                () = graceful.shutdown() => DrainOutcome::Completed,
+                () = tokio::time::sleep(config.shutdown_timeout) => DrainOutcome::TimedOut {
+                    requests_cut_off: self.metrics().in_flight(),
+                },
+                () = wait_for_requests(&mut shutdown_requests, 2) => DrainOutcome::Forced {
+                    requests_cut_off: self.metrics().in_flight(),
+                },
+            }
+        };
+        // Whatever is left is cut off now rather than when the runtime goes away.
+        cut_off.cancel();
+        self.mark_stopped();
+        let report = DrainReport {
+            outcome,
+            drain_duration: drain_started.elapsed(),
+            connections_accepted_while_draining: accepted_while_draining,
+        };
+        match outcome {
+            DrainOutcome::Completed => tracing::info!(?report, "drain completed"),
+            _ => tracing::warn!(?report, "drain did not complete"),
+        }
+        Ok(report)
+    }
+}
+
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    cut_off: CancellationToken,
+    lifecycle: Lifecycle,
+    app: Router,
+}
+
+impl Connections {
+    fn spawn(&self, stream: TcpStream) {
+        // Small answers must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let lifecycle = self.lifecycle.clone();
+        let app = self.app.clone();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            // While draining, HTTP/1 keep-alive clients are told to reconnect (to a ready
+            // replica): connection headers are not allowed in HTTP/2, which gets GOAWAY later.
+            let close_after = request.version() < Version::HTTP_2 && lifecycle.is_shutting_down();
+            let mut app = app.clone();
+            async move {
+                let mut response = app.call(request).await?;
+                if close_after {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = self.graceful.watch(connection);
+        let cut_off = self.cut_off.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                }
+                () = cut_off.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Accepts and serves connections until the future is dropped.
+async fn accept_forever(
+    listener: &TcpListener,
+    connections: &Connections,
+    mut accepted: Option<&mut u64>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                if let Some(count) = accepted.as_deref_mut() {
+                    *count += 1;
+                }
+                connections.spawn(stream);
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn wait_for_requests(requests: &mut watch::Receiver<u32>, count: u32) {
+    // The sender lives in the lifecycle, which outlives this call.
+    let _ = requests.wait_for(|seen| *seen >= count).await;
+}
