@@ -1,12 +1,41 @@
 //! zdd-probe: an open-loop load generator that proves (or disproves) zero downtime.
 //!
-//! CONTRACT (skeleton written before the implementation; the signatures below are what the rest of
-//! the workspace builds against. The owner of this crate may extend them, but keep these working.)
+//! Requests are scheduled at a fixed rate whatever the server does (open loop); each one's latency
+//! counts from its scheduled send time, so a stall shows instead of slowing the probe down. A
+//! request that finds all connection slots busy fails as `saturated` rather than waiting. Outcomes
+//! are aggregated as they complete (totals, an HDR histogram, 100 ms timeline buckets, outages), so
+//! memory does not grow with the request count.
+//!
+//! The API below is what the rest of the workspace builds against: [`start`] a probe, read
+//! [`ProbeHandle::window`] while it runs, then [`ProbeHandle::stop`] and [`ProbeHandle::finish`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+mod aggregate;
+mod client;
+mod html;
+mod outcome;
+mod report;
+
+use aggregate::{Aggregator, Completion};
+use client::Client;
+use outcome::Outcome;
+
+pub use html::render_html;
+pub use outcome::FailureKind;
+pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
+
+/// The width of the timeline buckets, and so the granularity of [`ProbeHandle::window`].
+pub const BUCKET: Duration = aggregate::BUCKET;
 
 /// A timestamped event to mark on the report's charts (`--events FILE`, JSON lines).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,6 +79,29 @@ impl ProbeConfig {
             origin: None,
         }
     }
+
+    fn validate(&self) -> Result<(), ProbeError> {
+        let bad = |reason: String| Err(ProbeError::Config(reason));
+        if self.rate == 0 {
+            return bad("rate must be at least 1 request per second".into());
+        }
+        if self.connections == 0 {
+            return bad("connections must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.new_connection_ratio) {
+            return bad(format!(
+                "new connection ratio must be between 0 and 1, not {}",
+                self.new_connection_ratio
+            ));
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be more than zero".into());
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return bad("duration must be more than zero".into());
+        }
+        Ok(())
+    }
 }
 
 /// Counts in a window of time, read while the probe runs (the engine's data-plane check).
@@ -57,34 +109,194 @@ impl ProbeConfig {
 pub struct WindowStats {
     pub ok: u64,
     pub failed: u64,
+    /// Ok answers by version (`unknown` when the answer named none).
     pub by_version: BTreeMap<String, u64>,
 }
 
-/// A running probe.
+/// Totals so far, for a live view.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub elapsed: Duration,
+    /// Requests scheduled so far (some may still be in flight).
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub by_version: BTreeMap<String, u64>,
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>6.1}s  sent {}  ok {}  failed {}",
+            self.elapsed.as_secs_f64(),
+            self.sent,
+            self.ok,
+            self.failed
+        )?;
+        if self.ok > 0 && !self.by_version.is_empty() {
+            let shares: Vec<String> = self
+                .by_version
+                .iter()
+                .map(|(v, n)| format!("{v} {:.0}%", 100.0 * *n as f64 / self.ok as f64))
+                .collect();
+            write!(f, "  [{}]", shares.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the scheduler, the request tasks and the handle.
+struct Shared {
+    origin: Instant,
+    aggregator: Mutex<Aggregator>,
+    sent: AtomicU64,
+}
+
+impl Shared {
+    fn record(&self, completion: Completion) {
+        let now = self.origin.elapsed();
+        self.aggregator
+            .lock()
+            .expect("aggregator poisoned")
+            .record(completion, now);
+    }
+}
+
+/// Stops a probe from anywhere (a Ctrl-C handler) while another task awaits
+/// [`ProbeHandle::finish`].
+#[derive(Clone, Debug)]
+pub struct Stopper(CancellationToken);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.cancel();
+    }
+}
+
+/// A running probe. Dropping it stops the scheduling.
 pub struct ProbeHandle {
-    _private: (),
+    config: ProbeConfig,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    scheduler: JoinHandle<Instant>,
+    tasks: TaskTracker,
+    run_start: Instant,
+    _stop_on_drop: DropGuard,
 }
 
 impl ProbeHandle {
     /// Outcomes of requests *scheduled* at or after `since` that have completed.
-    pub fn window(&self, _since: Instant) -> WindowStats {
-        todo!("probe owner")
+    ///
+    /// Granularity: whole 100 ms timeline buckets ([`BUCKET`]), counted from the first bucket
+    /// boundary at or after `since`, up to now. So requests scheduled in the first (up to) 100 ms
+    /// after `since` may be left out, but never one scheduled before `since`: "no request reached
+    /// v1 since T" is not fooled by answers to older requests. Cost: one lock and a sum over the
+    /// buckets in the window.
+    pub fn window(&self, since: Instant) -> WindowStats {
+        let from =
+            aggregate::bucket_index_ceil(since.saturating_duration_since(self.shared.origin));
+        self.shared
+            .aggregator
+            .lock()
+            .expect("aggregator poisoned")
+            .window(from)
+    }
+
+    /// Totals so far.
+    pub fn progress(&self) -> Progress {
+        let aggregator = self.shared.aggregator.lock().expect("aggregator poisoned");
+        Progress {
+            elapsed: self.run_start.elapsed(),
+            sent: self.shared.sent.load(Ordering::Relaxed),
+            ok: aggregator.ok(),
+            failed: aggregator.failed(),
+            by_version: aggregator.by_version(),
+        }
     }
 
     /// Asks the probe to stop scheduling; in-flight requests still complete (or time out).
     pub fn stop(&self) {
-        todo!("probe owner")
+        self.stop.cancel();
+    }
+
+    /// A handle that can stop the probe while [`finish`](Self::finish) is awaited.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone())
     }
 
     /// Waits for the run to end (duration reached or [`stop`](Self::stop)) and returns the report.
     pub async fn finish(self) -> Report {
-        todo!("probe owner")
+        let end = match self.scheduler.await {
+            Ok(end) => end,
+            Err(_) => Instant::now(),
+        };
+        self.tasks.close();
+        self.tasks.wait().await;
+        let origin = self.shared.origin;
+        let start = self.run_start.saturating_duration_since(origin);
+        let end = end.saturating_duration_since(origin).max(start);
+        let aggregator = {
+            let mut guard = self.shared.aggregator.lock().expect("aggregator poisoned");
+            std::mem::replace(
+                &mut *guard,
+                Aggregator::new(start, Duration::from_secs(1), self.config.timeout),
+            )
+        };
+        let mut report = aggregator.into_report(start, end);
+        report.url = self.config.url.to_string();
+        report.rate = self.config.rate;
+        report.connections = self.config.connections;
+        report
     }
 }
 
 /// Starts a probe on the current tokio runtime.
-pub fn start(_config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
-    todo!("probe owner")
+pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| ProbeError::Config("the probe must start inside a tokio runtime".into()))?;
+    let client = Arc::new(Client::new(
+        &config.url,
+        config.timeout,
+        &config.version_header,
+        config.fallback_version_header.as_deref(),
+        config.connections,
+    )?);
+    let run_start = Instant::now();
+    let origin = config.origin.unwrap_or(run_start);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(config.rate));
+    let shared = Arc::new(Shared {
+        origin,
+        aggregator: Mutex::new(Aggregator::new(
+            run_start.saturating_duration_since(origin),
+            interval,
+            config.timeout,
+        )),
+        sent: AtomicU64::new(0),
+    });
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let scheduler = Scheduler {
+        rate: config.rate,
+        end: config.duration.map(|d| run_start + d),
+        new_connection_ratio: config.new_connection_ratio,
+        slots: Arc::new(Semaphore::new(config.connections)),
+        client,
+        shared: shared.clone(),
+        tasks: tasks.clone(),
+        run_start,
+    };
+    let scheduler = runtime.spawn(scheduler.run(stop.clone()));
+    Ok(ProbeHandle {
+        config,
+        shared,
+        _stop_on_drop: stop.clone().drop_guard(),
+        stop,
+        scheduler,
+        tasks,
+        run_start,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,24 +305,118 @@ pub enum ProbeError {
     Config(String),
 }
 
-/// The report; its JSON form is documented in docs/probe-report.md.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub total: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub failed_by_kind: BTreeMap<String, u64>,
-    pub by_version: BTreeMap<String, u64>,
-    pub longest_outage_s: f64,
-    pub duration_s: f64,
+/// Issues requests at their scheduled times.
+struct Scheduler {
+    rate: u32,
+    end: Option<Instant>,
+    new_connection_ratio: f64,
+    /// One permit per connection slot.
+    slots: Arc<Semaphore>,
+    client: Arc<Client>,
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    run_start: Instant,
 }
 
-/// One self-contained HTML page, one section per run (the demo puts five on one page).
-pub fn render_html(_sections: &[(&str, &Report, &[Event])]) -> String {
-    todo!("probe owner")
+impl Scheduler {
+    /// Runs until the end or a stop; returns when scheduling ended.
+    async fn run(self, stop: CancellationToken) -> Instant {
+        let mut seq: u64 = 0;
+        loop {
+            let next = self.due(seq);
+            if let Some(end) = self.end
+                && next >= end
+            {
+                return end;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Instant::now(),
+                _ = tokio::time::sleep_until(next.into()) => {}
+            }
+            // The timer wakes at millisecond granularity (and late on a busy machine): issue every
+            // request that is due, each with its own scheduled time.
+            let now = Instant::now();
+            loop {
+                let scheduled = self.due(seq);
+                if scheduled > now || self.end.is_some_and(|end| scheduled >= end) {
+                    break;
+                }
+                self.issue(seq, scheduled);
+                seq += 1;
+            }
+        }
+    }
+
+    fn due(&self, seq: u64) -> Instant {
+        let nanos = u128::from(seq) * 1_000_000_000 / u128::from(self.rate);
+        self.run_start + Duration::from_nanos(nanos as u64)
+    }
+
+    fn issue(&self, seq: u64, scheduled: Instant) {
+        self.shared.sent.fetch_add(1, Ordering::Relaxed);
+        let since_zero = scheduled.saturating_duration_since(self.shared.origin);
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.shared.record(Completion {
+                seq,
+                scheduled: since_zero,
+                outcome: Outcome::failed(FailureKind::Saturated),
+                latency: Duration::ZERO,
+            });
+            return;
+        };
+        let fresh = uses_fresh_connection(seq, self.new_connection_ratio);
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        self.tasks.spawn(async move {
+            let outcome = client.execute(fresh).await;
+            let latency = scheduled.elapsed();
+            drop(permit);
+            shared.record(Completion {
+                seq,
+                scheduled: since_zero,
+                outcome,
+                latency,
+            });
+        });
+    }
 }
 
-/// The human-readable summary printed at the end of `zdd probe`.
-pub fn render_text(_report: &Report) -> String {
-    todo!("probe owner")
+/// Spreads fresh connections evenly: exactly `ratio` of any long run of requests.
+fn uses_fresh_connection(seq: u64, ratio: f64) -> bool {
+    ((seq + 1) as f64 * ratio).floor() > (seq as f64 * ratio).floor()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_connections_follow_the_ratio_exactly() {
+        let count = |ratio| {
+            (0..1000)
+                .filter(|s| uses_fresh_connection(*s, ratio))
+                .count()
+        };
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(0.1), 100);
+        assert_eq!(count(0.25), 250);
+        assert_eq!(count(1.0), 1000);
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused_before_any_traffic() {
+        let url: http::Uri = "http://127.0.0.1:9/".parse().unwrap();
+        let with = |f: fn(&mut ProbeConfig)| {
+            let mut c = ProbeConfig::new(url.clone());
+            f(&mut c);
+            c.validate()
+        };
+        assert!(with(|_| {}).is_ok());
+        assert!(with(|c| c.rate = 0).is_err());
+        assert!(with(|c| c.connections = 0).is_err());
+        assert!(with(|c| c.new_connection_ratio = 1.5).is_err());
+        assert!(with(|c| c.new_connection_ratio = f64::NAN).is_err());
+        assert!(with(|c| c.timeout = Duration::ZERO).is_err());
+    }
 }

@@ -1,0 +1,159 @@
+//! What one request ended as, and how errors map to failure kinds.
+
+use std::io;
+
+/// Why a request failed. The names are the keys of `failed_by_kind` in the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// The server answered 5xx.
+    Http5xx,
+    /// The server answered 4xx.
+    Http4xx,
+    /// Nobody listened: ECONNREFUSED at connect.
+    Refused,
+    /// The connection broke: ECONNRESET, broken pipe, or closed before a complete response
+    /// (also on a reused keep-alive connection; users see that too).
+    Reset,
+    /// No complete answer within `--timeout`.
+    Timeout,
+    /// All connection slots were busy at the scheduled time, so the request never started.
+    Saturated,
+    /// Anything else (unparsable response, DNS failure...).
+    Other,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Http5xx,
+        FailureKind::Http4xx,
+        FailureKind::Refused,
+        FailureKind::Reset,
+        FailureKind::Timeout,
+        FailureKind::Saturated,
+        FailureKind::Other,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Http5xx => "http_5xx",
+            FailureKind::Http4xx => "http_4xx",
+            FailureKind::Refused => "refused",
+            FailureKind::Reset => "reset",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Saturated => "saturated",
+            FailureKind::Other => "other",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Classifies an error of connect, write or read on a socket.
+    pub(crate) fn from_io(err: &io::Error) -> FailureKind {
+        match err.kind() {
+            io::ErrorKind::ConnectionRefused => FailureKind::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected => FailureKind::Reset,
+            io::ErrorKind::TimedOut => FailureKind::Timeout,
+            _ => FailureKind::Other,
+        }
+    }
+
+    /// Classifies a hyper client error: a connection that ends before a complete response is a
+    /// reset, whether it was fresh or reused.
+    pub(crate) fn from_hyper(err: &hyper::Error) -> FailureKind {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(current) = source {
+            if let Some(io_err) = current.downcast_ref::<io::Error>() {
+                return FailureKind::from_io(io_err);
+            }
+            source = current.source();
+        }
+        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+            FailureKind::Reset
+        } else if err.is_timeout() {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Other
+        }
+    }
+
+    /// The kind of an HTTP status, `None` when it counts as ok (1xx, 2xx, 3xx).
+    pub(crate) fn from_status(status: http::StatusCode) -> Option<FailureKind> {
+        if status.is_server_error() {
+            Some(FailureKind::Http5xx)
+        } else if status.is_client_error() {
+            Some(FailureKind::Http4xx)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one request ended.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Outcome {
+    /// 2xx or 3xx; the version that answered, when it said.
+    Ok { version: Option<String> },
+    /// `answered`: an HTTP response arrived (its latency is meaningful).
+    Failed { kind: FailureKind, answered: bool },
+}
+
+impl Outcome {
+    pub(crate) fn failed(kind: FailureKind) -> Self {
+        Outcome::Failed {
+            kind,
+            answered: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_split_into_ok_4xx_and_5xx() {
+        assert_eq!(FailureKind::from_status(http::StatusCode::OK), None);
+        assert_eq!(FailureKind::from_status(http::StatusCode::FOUND), None);
+        assert_eq!(
+            FailureKind::from_status(http::StatusCode::NOT_FOUND),
+            Some(FailureKind::Http4xx)
+        );
+        assert_eq!(
+            FailureKind::from_status(http::StatusCode::BAD_GATEWAY),
+            Some(FailureKind::Http5xx)
+        );
+    }
+
+    #[test]
+    fn socket_errors_map_to_refused_reset_timeout() {
+        let kind = |k| FailureKind::from_io(&io::Error::from(k));
+        assert_eq!(kind(io::ErrorKind::ConnectionRefused), FailureKind::Refused);
+        assert_eq!(kind(io::ErrorKind::ConnectionReset), FailureKind::Reset);
+        assert_eq!(kind(io::ErrorKind::BrokenPipe), FailureKind::Reset);
+        assert_eq!(kind(io::ErrorKind::TimedOut), FailureKind::Timeout);
+        assert_eq!(kind(io::ErrorKind::PermissionDenied), FailureKind::Other);
+    }
+
+    #[test]
+    fn kind_names_are_distinct() {
+        let names: std::collections::BTreeSet<_> =
+            FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), FailureKind::COUNT);
+        for (i, kind) in FailureKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
+}
