@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use support::{Connection, Demo, PATIENCE, eventually, get};
 
-/// 1. A request in flight when SIGTERM arrives completes with 200; the process then exits 0.
+/// Point 1: a request in flight when SIGTERM arrives completes with 200; the process then exits 0.
 #[test]
 fn request_in_flight_at_sigterm_completes() {
     let mut demo = Demo::start_ready(&[("DRAIN_DELAY", "1s")]);
@@ -26,7 +26,7 @@ fn request_in_flight_at_sigterm_completes() {
     assert!(demo.wait_for_exit(PATIENCE).success(), "{:?}", demo.logs());
 }
 
-/// 2. Shortly after SIGTERM readiness answers 503 while `/` still answers 200 until the drain
+/// Point 2: shortly after SIGTERM readiness answers 503 while `/` still answers 200 until the drain
 /// delay has passed.
 #[test]
 fn readiness_fails_at_once_and_service_continues_during_drain_delay() {
@@ -60,7 +60,7 @@ fn readiness_fails_at_once_and_service_continues_during_drain_delay() {
     );
 }
 
-/// 3. After the drain delay new connections are refused; a keep-alive connection used during the
+/// Point 3: after the drain delay new connections are refused; a keep-alive connection used during the
 /// drain gets `Connection: close`; an idle keep-alive connection is closed.
 #[test]
 fn keep_alive_gets_connection_close_and_new_connections_are_refused_after_the_delay() {
@@ -109,13 +109,9 @@ fn keep_alive_gets_connection_close_and_new_connections_are_refused_after_the_de
         "idle connection closed before the delay"
     );
 
-    let refusal = eventually(
-        "new connections are refused",
-        || match TcpStream::connect_timeout(&demo.address, Duration::from_secs(1)) {
-            Err(error) => Some(error),
-            Ok(_) => None,
-        },
-    );
+    let refusal = eventually("new connections are refused", || {
+        TcpStream::connect_timeout(&demo.address, Duration::from_secs(1)).err()
+    });
     assert_eq!(
         refusal.kind(),
         std::io::ErrorKind::ConnectionRefused,
@@ -138,7 +134,7 @@ fn keep_alive_gets_connection_close_and_new_connections_are_refused_after_the_de
     assert!(demo.wait_for_exit(PATIENCE).success(), "{:?}", demo.logs());
 }
 
-/// 4a. A request longer than the shutdown timeout is cut off and the exit code says so.
+/// Point 4a: a request longer than the shutdown timeout is cut off and the exit code says so.
 #[test]
 fn shutdown_timeout_cuts_off_and_exits_non_zero() {
     let mut demo = Demo::start_ready(&[("DRAIN_DELAY", "200ms"), ("SHUTDOWN_TIMEOUT", "500ms")]);
@@ -168,7 +164,7 @@ fn shutdown_timeout_cuts_off_and_exits_non_zero() {
     );
 }
 
-/// 4b. A second SIGTERM while draining ends the process at once, non-zero.
+/// Point 4b: a second SIGTERM while draining ends the process at once, non-zero.
 #[test]
 fn second_sigterm_exits_at_once() {
     let mut demo = Demo::start_ready(&[("DRAIN_DELAY", "60s")]);
