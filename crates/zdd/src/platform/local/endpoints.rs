@@ -1,0 +1,98 @@
+//! The endpoint controller's part: publishes the ready replicas of each version to the router,
+//! `propagation_delay` after the change happened.
+//!
+//! The delay is what makes the local platform honest: in a cluster, a pod that starts terminating
+//! gets SIGTERM while kube-proxy and the ingress still send it traffic for a while. Here too, a
+//! replica that starts terminating leaves the router only after the delay, so an app that exits at
+//! once on SIGTERM (and has no preStop sleep) drops requests, exactly as it would in Kubernetes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::supervisor::Supervisor;
+use crate::engine::events::EventLog;
+use crate::platform::Routing;
+use crate::router::{Endpoint, RouteTable, Router, RouterError, describe_routing};
+
+/// What the router serves: the engine's routing over the last published endpoints.
+pub struct DataPlane {
+    pub routing: Routing,
+    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
+    pub router: Router,
+}
+
+impl DataPlane {
+    /// Compiles and applies the current routing and endpoints; returns once the router serves them.
+    pub async fn apply(&self) -> Result<(), RouterError> {
+        self.router
+            .apply(&RouteTable::compile(&self.routing, &self.endpoints))
+            .await
+    }
+
+    /// Replaces the routing and applies it.
+    pub async fn set_routing(
+        &mut self,
+        routing: &Routing,
+        events: &EventLog,
+    ) -> Result<(), RouterError> {
+        self.routing = routing.clone();
+        self.apply().await?;
+        events.emit(format!("routing: {}", describe_routing(routing)));
+        Ok(())
+    }
+}
+
+/// Starts the controller: one task watches the supervisor, another publishes each change after
+/// `delay`, in order.
+pub fn spawn_controller(
+    supervisor: Supervisor,
+    data: Arc<Mutex<DataPlane>>,
+    delay: Duration,
+    events: EventLog,
+) -> Vec<JoinHandle<()>> {
+    let (due_tx, mut due_rx) =
+        mpsc::unbounded_channel::<(Instant, BTreeMap<String, Vec<Endpoint>>)>();
+    let watcher = tokio::spawn(async move {
+        let mut changes = supervisor.subscribe();
+        let mut last = BTreeMap::new();
+        loop {
+            let current = supervisor.ready_endpoints();
+            if current != last {
+                if due_tx
+                    .send((Instant::now() + delay, current.clone()))
+                    .is_err()
+                {
+                    return;
+                }
+                last = current;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    let publisher = tokio::spawn(async move {
+        while let Some((due, snapshot)) = due_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            let mut data = data.lock().await;
+            for (version, endpoints) in &snapshot {
+                if data.endpoints.get(version) != Some(endpoints) {
+                    let pods: Vec<&str> = endpoints.iter().map(|e| e.pod.as_str()).collect();
+                    events.emit(format!("endpoints {version}: [{}]", pods.join(", ")));
+                }
+            }
+            data.endpoints = snapshot;
+            if let Err(err) = data.apply().await {
+                // The next change retries; the engine sees a stale router through its own checks.
+                tracing::warn!("publishing endpoints failed: {err}");
+                events.emit(format!("endpoints not applied: {err}"));
+            }
+        }
+    });
+    vec![watcher, publisher]
+}

@@ -1,0 +1,372 @@
+//! The local platform with real replicas (Python's http.server, a real HTTP server that exits at
+//! once on SIGTERM) behind the builtin router, on loopback.
+
+mod router_support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use router_support::*;
+use zdd::engine::events::EventLog;
+use zdd::platform::local::{LocalConfig, LocalPlatform};
+use zdd::platform::{Platform, Routing, TrafficPolicy};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn platform(dir: &tempfile::TempDir, delay: Duration) -> (LocalPlatform, EventLog) {
+    let events = EventLog::new(Instant::now());
+    let mut config = LocalConfig::new(dir.path().join("run"));
+    config.propagation_delay = delay;
+    let platform = LocalPlatform::start(config, events.clone()).await.unwrap();
+    (platform, events)
+}
+
+fn has_event(events: &EventLog, label: &str) -> bool {
+    events.snapshot().iter().any(|event| event.label == label)
+}
+
+fn event_time(events: &EventLog, label: &str) -> Option<f64> {
+    events
+        .snapshot()
+        .iter()
+        .find(|event| event.label == label)
+        .map(|event| event.t_s)
+}
+
+async fn pids(platform: &mut LocalPlatform) -> Vec<u32> {
+    let status = platform.status().await.unwrap();
+    status.pods.iter().filter_map(|pod| pod.pid).collect()
+}
+
+/// Answers of the main route until one comes from `version`.
+async fn wait_routed_to(url: &str, version: &str) {
+    let url = url.to_owned();
+    eventually(
+        &format!("{url} answers from {version}"),
+        READY_TIMEOUT,
+        || {
+            let url = url.clone();
+            async move {
+                matches!(get(&url).await, Ok(answer) if answer.status == 200
+                && answer.header("x-zdd-version") == Some(version))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_up_and_down_follows_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::from_millis(200)).await;
+    let v1 = python_server("v1", dir.path());
+
+    // Nothing is ready yet: the router has no endpoint.
+    assert_eq!(get(&platform.main_url()).await.unwrap().status, 503);
+
+    platform.scale(&v1, 3).await.unwrap();
+    let status = platform.wait_ready("v1", 3, READY_TIMEOUT).await.unwrap();
+    assert_eq!((status.desired, status.ready, status.running), (3, 3, 3));
+    let published = events.clone();
+    eventually("all three replicas published", READY_TIMEOUT, || {
+        let events = published.clone();
+        async move { has_event(&events, "endpoints v1: [v1-1, v1-2, v1-3]") }
+    })
+    .await;
+
+    // Round robin reaches all three replicas.
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..9 {
+        let answer = get(&platform.main_url()).await.unwrap();
+        assert_eq!(answer.status, 200);
+        pods.insert(answer.header("x-zdd-pod").unwrap().to_owned());
+    }
+    assert_eq!(pods.len(), 3, "{pods:?}");
+
+    platform.scale(&v1, 1).await.unwrap();
+    let status = platform
+        .wait_running_at_most("v1", 1, READY_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!((status.desired, status.ready, status.running), (1, 1, 1));
+    let labels: Vec<String> = events.snapshot().into_iter().map(|e| e.label).collect();
+    assert!(
+        labels.iter().any(|l| l == "pod v1-3 terminating"),
+        "{labels:?}"
+    );
+    assert!(labels.iter().any(|l| l == "pod v1-1 ready"), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l.starts_with("endpoints v1: [v1-")),
+        "{labels:?}"
+    );
+
+    let started = pids(&mut platform).await;
+    platform.shutdown().await.unwrap();
+    assert!(processes_in_groups(&started).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagation_delay_is_observable() {
+    let delay = Duration::from_millis(1500);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, delay).await;
+    let v1 = python_server("v1", dir.path());
+    platform.scale(&v1, 1).await.unwrap();
+    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    wait_routed_to(&platform.main_url(), "v1").await;
+    // The router learnt about the replica no sooner than the delay after it became ready.
+    let ready = event_time(&events, "pod v1-1 ready").unwrap();
+    let published = event_time(&events, "endpoints v1: [v1-1]").unwrap();
+    assert!(
+        published - ready >= delay.as_secs_f64() - 0.01,
+        "{ready} → {published}"
+    );
+
+    // The race preStop exists for: no preStop, the app exits at once on SIGTERM, and the router
+    // keeps sending it requests until the delay has passed: they are refused (502).
+    platform.scale(&v1, 0).await.unwrap();
+    let url = platform.main_url();
+    let saw_refused = AtomicBool::new(false);
+    eventually("the endpoint is removed (503)", READY_TIMEOUT, || {
+        let url = url.clone();
+        let saw_refused = &saw_refused;
+        async move {
+            let status = get(&url).await.map(|a| a.status).unwrap_or(0);
+            if status == 502 {
+                saw_refused.store(true, Ordering::Relaxed);
+            }
+            status == 503
+        }
+    })
+    .await;
+    assert!(has_event(&events, "pod v1-1 terminating"));
+    assert!(
+        saw_refused.load(Ordering::Relaxed),
+        "no request hit the exited replica: {:?}",
+        events.snapshot()
+    );
+    let exited = events
+        .snapshot()
+        .into_iter()
+        .find(|e| e.label.starts_with("pod v1-1 exited"))
+        .unwrap();
+    let removed = events
+        .snapshot()
+        .iter()
+        .rev()
+        .find(|e| e.label == "endpoints v1: []")
+        .unwrap()
+        .t_s;
+    assert!(removed > exited.t_s, "{exited:?} then removal at {removed}");
+    platform.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_and_preview_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::ZERO).await;
+    platform
+        .scale(&python_server("v1", dir.path()), 2)
+        .await
+        .unwrap();
+    platform
+        .scale(&python_server("v2", dir.path()), 1)
+        .await
+        .unwrap();
+    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    platform.wait_ready("v2", 1, READY_TIMEOUT).await.unwrap();
+    assert_eq!(platform.preview_url(), None);
+
+    platform
+        .set_routing(&Routing {
+            main: TrafficPolicy::Weighted(vec![("v1".into(), 75), ("v2".into(), 25)]),
+            preview: Some("v2".into()),
+        })
+        .await
+        .unwrap();
+    assert!(has_event(
+        &events,
+        "routing: main=weighted(v1=75,v2=25) preview=v2"
+    ));
+    wait_routed_to(&platform.main_url(), "v2").await;
+    let mut v2 = 0;
+    let total = 200;
+    for _ in 0..total {
+        let answer = get(&platform.main_url()).await.unwrap();
+        assert_eq!(answer.status, 200);
+        if answer.header("x-zdd-version") == Some("v2") {
+            v2 += 1;
+        }
+    }
+    assert!((30..=70).contains(&v2), "v2 got {v2} of {total}");
+
+    let preview = platform.preview_url().expect("a preview route");
+    for _ in 0..20 {
+        let answer = get(&preview).await.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-zdd-version"), Some("v2"));
+        assert_eq!(answer.header("x-zdd-pod"), Some("v2-1"));
+    }
+
+    // Blue-green's switch: only v1 on main; the preview route is gone.
+    platform
+        .set_routing(&Routing {
+            main: TrafficPolicy::Only("v1".into()),
+            preview: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(platform.preview_url(), None);
+    for _ in 0..20 {
+        let answer = get(&platform.main_url()).await.unwrap();
+        assert_eq!(answer.header("x-zdd-version"), Some("v1"));
+    }
+    platform.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_replica_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::ZERO).await;
+    platform
+        .scale(&python_server("v1", dir.path()), 1)
+        .await
+        .unwrap();
+    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    let first = pids(&mut platform).await[0];
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let status = platform.status().await.unwrap();
+        let pod = &status.pods[0];
+        if pod.restarts == 1 && pod.ready && pod.pid.is_some_and(|pid| pid != first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(has_event(&events, "pod v1-1 exited (signal SIGKILL)"));
+    wait_routed_to(&platform.main_url(), "v1").await;
+    let mut started = pids(&mut platform).await;
+    started.push(first);
+    platform.shutdown().await.unwrap();
+    assert!(processes_in_groups(&started).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_liveness_restarts_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::ZERO).await;
+    let mut v1 = python_server("v1", dir.path());
+    // http.server answers 404 here: the liveness probe fails twice, then the kubelet restarts it.
+    v1.liveness = Some(probe("/no-such-file"));
+    v1.termination_grace_period = Duration::from_secs(1);
+    platform.scale(&v1, 1).await.unwrap();
+    let events_clone = events.clone();
+    eventually("a liveness restart", READY_TIMEOUT, || {
+        let events = events_clone.clone();
+        async move { has_event(&events, "pod v1-1 restarted (liveness)") }
+    })
+    .await;
+    let mut platform_status = platform.status().await.unwrap();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while platform_status.pods[0].restarts < 1 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        platform_status = platform.status().await.unwrap();
+    }
+    platform.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_is_pre_stop_then_sigterm_then_sigkill_after_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::ZERO).await;
+    let mut v1 = sigterm_ignoring_server("v1");
+    v1.pre_stop_sleep = Duration::from_millis(300);
+    v1.termination_grace_period = Duration::from_secs(1);
+    platform.scale(&v1, 1).await.unwrap();
+    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    let started = pids(&mut platform).await;
+
+    platform.scale(&v1, 0).await.unwrap();
+    // While terminating the replica still counts as running, never as ready.
+    let status = platform.status().await.unwrap();
+    assert_eq!(
+        (status.versions[0].running, status.versions[0].ready),
+        (1, 0)
+    );
+    assert_eq!(status.versions[0].terminating, 1);
+    platform
+        .wait_running_at_most("v1", 0, READY_TIMEOUT)
+        .await
+        .unwrap();
+    let terminating = event_time(&events, "pod v1-1 terminating").unwrap();
+    let killed = event_time(&events, "pod v1-1 exited (signal SIGKILL)")
+        .unwrap_or_else(|| panic!("not SIGKILLed: {:?}", events.snapshot()));
+    // The grace period counts from the start of preStop: SIGKILL comes 1 s after "terminating".
+    assert!(killed - terminating >= 0.95, "{terminating} → {killed}");
+    assert!(processes_in_groups(&started).is_empty());
+    platform.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_platform_without_shutdown_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
+    // Replicas that would survive a polite SIGTERM, mid-start and ready.
+    platform
+        .scale(&sigterm_ignoring_server("v1"), 2)
+        .await
+        .unwrap();
+    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    let started = pids(&mut platform).await;
+    assert_eq!(started.len(), 2);
+    assert_eq!(
+        children_among(&started).len(),
+        2,
+        "replicas are our children"
+    );
+    drop(platform);
+    assert!(
+        processes_in_groups(&started).is_empty(),
+        "left: {:?}",
+        processes_in_groups(&started)
+    );
+    // And no restart happened behind our back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(children_among(&started).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_every_replica_and_the_router() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
+    platform
+        .scale(&python_server("v1", dir.path()), 2)
+        .await
+        .unwrap();
+    let mut v2 = sigterm_ignoring_server("v2");
+    v2.termination_grace_period = Duration::from_millis(500);
+    platform.scale(&v2, 1).await.unwrap();
+    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    platform.wait_ready("v2", 1, READY_TIMEOUT).await.unwrap();
+    let started = pids(&mut platform).await;
+    let url = platform.main_url();
+    let began = Instant::now();
+    platform.shutdown().await.unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(processes_in_groups(&started).is_empty());
+    assert!(get(&url).await.is_err(), "the router still answers");
+    let status = platform.status().await.unwrap();
+    assert!(status.pods.is_empty(), "{status:?}");
+}
