@@ -1,10 +1,273 @@
-//! `zdd demo`.
+//! `zdd demo [STRATEGY...]`: the talk's five strategies, from v1 to v2 of the reference service
+//! (this binary's `zdd serve`), each with the probe's traffic through it, then one table.
+//!
+//! Each strategy runs exactly the spec in `examples/<strategy>.yaml` (compiled in), so the
+//! examples stay runnable; flags only scale the run (rate, replicas, pauses, router).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::rollout::{
+    Summary, forward_signals, prepare_run_dir, render_table, resolve_self_command, run_on,
+    write_outputs,
+};
+use crate::engine::RunOptions;
+use crate::engine::control::{Control, Interrupt};
+use crate::engine::events::EventLog;
+use crate::platform::local::{LocalConfig, LocalPlatform, RouterKind};
+use crate::spec::{CanaryStep, Spec, Strategy};
+
+/// The demo's strategies, in the order they run, with their specs.
+pub const STRATEGIES: [(&str, &str); 5] = [
+    (
+        "recreate",
+        include_str!("../../../../examples/recreate.yaml"),
+    ),
+    (
+        "rolling-update",
+        include_str!("../../../../examples/rolling-update.yaml"),
+    ),
+    (
+        "blue-green",
+        include_str!("../../../../examples/blue-green.yaml"),
+    ),
+    ("canary", include_str!("../../../../examples/canary.yaml")),
+    (
+        "canary-weighted",
+        include_str!("../../../../examples/canary-weighted.yaml"),
+    ),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoStrategy {
+    Recreate,
+    RollingUpdate,
+    BlueGreen,
+    Canary,
+    CanaryWeighted,
+}
+
+impl DemoStrategy {
+    fn name(self) -> &'static str {
+        match self {
+            DemoStrategy::Recreate => "recreate",
+            DemoStrategy::RollingUpdate => "rolling-update",
+            DemoStrategy::BlueGreen => "blue-green",
+            DemoStrategy::Canary => "canary",
+            DemoStrategy::CanaryWeighted => "canary-weighted",
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Strategies to run (default: all five, in this order).
+    #[arg(value_enum)]
+    pub strategies: Vec<DemoStrategy>,
+    /// The local data plane.
+    #[arg(long, value_enum, default_value_t = RouterKind::Builtin)]
+    pub router: RouterKind,
+    /// Requests per second through each rollout.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Replicas of each version.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u32,
+    /// Replace every timed canary pause with this one (for example 500ms for a quick run).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub pause: Option<Duration>,
+    /// Endpoint propagation delay (the preStop sleep stays longer than it).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub propagation_delay: Option<Duration>,
+    /// Parent of the runs' directories (one per strategy).
+    #[arg(long, default_value = "zdd-runs/demo", value_name = "DIR")]
+    pub run_dir: PathBuf,
+    /// Write an array with one object per strategy.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write one page with a chart per strategy.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
 
-pub async fn run(_args: DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("zdd demo is not implemented yet")
+/// The spec `zdd demo` runs for `strategy`, adjusted by the flags.
+pub fn demo_spec(strategy: &str, args: &DemoArgs) -> anyhow::Result<Spec> {
+    let (_, text) = STRATEGIES
+        .iter()
+        .find(|(name, _)| *name == strategy)
+        .with_context(|| format!("no demo strategy {strategy}"))?;
+    let mut spec = Spec::parse(text, &format!("examples/{strategy}.yaml"))?;
+    resolve_self_command(&mut spec)?;
+    spec.app.replicas = args.replicas.max(1);
+    spec.traffic.rate = args.rate.max(1);
+    if let Some(delay) = args.propagation_delay {
+        spec.local.propagation_delay = delay;
+        // The race preStop exists for stays won: the sleep outlasts the propagation.
+        let sleep = delay + Duration::from_secs(1);
+        spec.app.pre_stop_sleep = spec.app.pre_stop_sleep.max(sleep);
+    }
+    if let Some(pause) = args.pause {
+        let shorten = |steps: &mut Vec<CanaryStep>| {
+            for step in steps {
+                if let CanaryStep::Pause(Some(d)) = step {
+                    *d = pause;
+                }
+            }
+        };
+        match &mut spec.strategy {
+            Strategy::Canary { steps } | Strategy::CanaryWeighted { steps } => shorten(steps),
+            _ => {}
+        }
+    }
+    // The canary by replicas steps are written for 3 replicas; scale them to --replicas.
+    if let Strategy::Canary { steps } = &mut spec.strategy
+        && spec.app.replicas != 3
+    {
+        let n = spec.app.replicas;
+        for step in steps.iter_mut() {
+            if let CanaryStep::SetReplicas { from, to } = step {
+                *to = (*to * n).div_ceil(3).min(n);
+                *from = (*from * n / 3).min(n);
+                if *from + *to == 0 {
+                    *to = 1;
+                }
+            }
+        }
+    }
+    Ok(spec)
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let strategies: Vec<&str> = if args.strategies.is_empty() {
+        STRATEGIES.iter().map(|(name, _)| *name).collect()
+    } else {
+        args.strategies.iter().map(|s| s.name()).collect()
+    };
+    let specs = strategies
+        .iter()
+        .map(|name| demo_spec(name, &args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let control = Control::new();
+    let signals = forward_signals(control.clone())?;
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    for spec in &specs {
+        if control.interrupted().is_some() {
+            break;
+        }
+        let run_dir = args.run_dir.join(&spec.name);
+        prepare_run_dir(&run_dir)?;
+        // One control handle per strategy, fed by the one signal handler.
+        let strategy_control = Control::new();
+        let relay = relay_interrupts(control.clone(), strategy_control.clone());
+        let _server = crate::engine::control::serve(strategy_control.clone(), &run_dir)
+            .with_context(|| format!("cannot open the control socket in {}", run_dir.display()))?;
+        let events_file = std::fs::File::create(run_dir.join("events.jsonl"))
+            .with_context(|| format!("cannot write events in {}", run_dir.display()))?;
+        let events = EventLog::with_sink(Instant::now(), Box::new(events_file));
+        let bar = progress_bar(spec);
+        let ticker = tick_progress(bar.clone(), strategy_control.clone());
+
+        let mut config = LocalConfig::new(&run_dir);
+        config.propagation_delay = spec.local.propagation_delay;
+        config.router = args.router;
+        let mut platform = LocalPlatform::start(config, events.clone())
+            .await
+            .context("cannot start the local platform")?;
+        let result = run_on(
+            &mut platform,
+            spec,
+            events,
+            strategy_control.clone(),
+            RunOptions::default(),
+        )
+        .await;
+        ticker.abort();
+        relay.abort();
+        bar.finish_and_clear();
+        let result = result?;
+        let summary = Summary::new(spec, &result);
+        eprintln!(
+            "{:<16} {}: {} requests, {} failed, longest outage {:.2}s",
+            summary.strategy,
+            summary.outcome,
+            summary.total,
+            summary.failed,
+            summary.longest_outage_s
+        );
+        rows.push(summary);
+    }
+    signals.abort();
+    write_outputs(&rows, args.json.as_deref(), args.html.as_deref(), true)?;
+    println!();
+    print!("{}", render_table(&rows));
+    println!(
+        "\n{} strategies, {} replicas, {} requests/s, router {:?}, {:.0}s in all",
+        rows.len(),
+        args.replicas,
+        args.rate,
+        args.router,
+        started.elapsed().as_secs_f64()
+    );
+    let interrupted = control.interrupted().is_some() || rows.len() < specs.len();
+    let all_passed = rows.iter().all(Summary::passed);
+    Ok(if all_passed && !interrupted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Passes a signal received by the demo on to the running strategy.
+fn relay_interrupts(from: Control, to: Control) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interrupts = from.subscribe_interrupt();
+        loop {
+            if let Some(why @ Interrupt::Signal { .. }) = interrupts.borrow_and_update().clone() {
+                to.interrupt(why);
+                return;
+            }
+            if interrupts.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn progress_bar(spec: &Spec) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix:<16} {elapsed:>4} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(spec.strategy.kind());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn tick_progress(bar: ProgressBar, control: Control) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let s = control.status();
+            let shares: Vec<String> = s
+                .by_version
+                .iter()
+                .map(|(v, n)| format!("{v} {n}"))
+                .collect();
+            bar.set_message(format!(
+                "{:?} {} | sent {} ok {} failed {} [{}]",
+                s.phase,
+                s.step.as_deref().unwrap_or(""),
+                s.sent,
+                s.ok,
+                s.failed,
+                shares.join(" ")
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
 }

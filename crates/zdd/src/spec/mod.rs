@@ -1,1 +1,254 @@
 //! The rollout spec: one YAML file per rollout (docs/spec.md).
+//!
+//! Parsing happens in two passes over the same text: serde (through `serde_path_to_error`, so a
+//! type error or an unknown field names its field path) into the `raw` types, whose
+//! [`Spanned`] fields keep their line and column, then [`validate`](raw::RawSpec) into [`Spec`],
+//! whose semantic errors (a weight of 150, maxSurge and maxUnavailable both 0, ...) point at the
+//! value they are about. Every error is one [`SpecError`]: `file:line:column: field.path: message`.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::platform::{ProbeSpec, VersionTemplate};
+
+/// A validated rollout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// Object names on Kubernetes (the `app` label); the run directory's name locally.
+    pub name: String,
+    pub app: AppSpec,
+    pub from: VersionSpec,
+    pub to: VersionSpec,
+    pub strategy: Strategy,
+    pub traffic: TrafficSpec,
+    pub budget: BudgetSpec,
+    pub local: LocalSpec,
+    pub data_plane_check: DataPlaneCheck,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppSpec {
+    /// Program and arguments (`{port}` is replaced); empty when each version has its own.
+    pub command: Vec<String>,
+    pub image: Option<String>,
+    pub replicas: u32,
+    pub env: BTreeMap<String, String>,
+    pub readiness: ProbeSpec,
+    pub liveness: Option<ProbeSpec>,
+    pub pre_stop_sleep: Duration,
+    pub termination_grace_period: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionSpec {
+    pub name: String,
+    /// Added to (and overriding) the app's environment.
+    pub env: BTreeMap<String, String>,
+    pub command: Option<Vec<String>>,
+    pub image: Option<String>,
+}
+
+/// A replica count given as a number or as a percentage of the desired replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Count(u32),
+    Percent(u32),
+}
+
+impl IntOrPercent {
+    /// Resolves against `replicas`; percentages round up (`maxSurge`) or down (`maxUnavailable`),
+    /// as the Deployment controller does.
+    pub fn resolve(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            IntOrPercent::Count(n) => n,
+            IntOrPercent::Percent(p) => {
+                let scaled = u64::from(replicas) * u64::from(p);
+                let whole = if round_up {
+                    scaled.div_ceil(100)
+                } else {
+                    scaled / 100
+                };
+                whole as u32
+            }
+        }
+    }
+}
+
+impl fmt::Display for IntOrPercent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntOrPercent::Count(n) => write!(f, "{n}"),
+            IntOrPercent::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Strategy {
+    Recreate,
+    RollingUpdate {
+        max_surge: IntOrPercent,
+        max_unavailable: IntOrPercent,
+        min_ready: Duration,
+    },
+    BlueGreen {
+        /// `false`: wait for `zdd promote` after the preview checks.
+        auto_promote: bool,
+        /// Requests sent through the preview route; each must be answered by the new version.
+        preview_checks: u32,
+    },
+    /// Canary by replicas: both versions behind one route, steps set the replica counts.
+    Canary {
+        steps: Vec<CanaryStep>,
+    },
+    /// Canary by weight: steps set the share of traffic the new version gets.
+    CanaryWeighted {
+        steps: Vec<CanaryStep>,
+    },
+}
+
+impl Strategy {
+    /// The name `zdd demo` and the reports use.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Strategy::Recreate => "recreate",
+            Strategy::RollingUpdate { .. } => "rolling-update",
+            Strategy::BlueGreen { .. } => "blue-green",
+            Strategy::Canary { .. } => "canary",
+            Strategy::CanaryWeighted { .. } => "canary-weighted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanaryStep {
+    SetReplicas {
+        from: u32,
+        to: u32,
+    },
+    SetWeight(u32),
+    /// `None`: until `zdd promote`.
+    Pause(Option<Duration>),
+}
+
+impl fmt::Display for CanaryStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CanaryStep::SetReplicas { from, to } => write!(f, "setReplicas from={from} to={to}"),
+            CanaryStep::SetWeight(w) => write!(f, "setWeight {w}"),
+            CanaryStep::Pause(Some(d)) => write!(f, "pause {}", humantime::format_duration(*d)),
+            CanaryStep::Pause(None) => write!(f, "pause until promote"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficSpec {
+    pub rate: u32,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetSpec {
+    /// Most failed requests allowed; `None`: no limit (the run only reports).
+    pub max_failed: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalSpec {
+    pub propagation_delay: Duration,
+}
+
+/// How the engine proves that no request reaches a version any more before scaling it to zero.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataPlaneCheck {
+    /// How long, without interruption, traffic must flow and miss the old version.
+    pub window: Duration,
+    /// Fewest successful requests inside that window (traffic must really flow).
+    pub min_requests: u64,
+    /// Give up (and roll back) when the data plane does not converge in this time.
+    pub timeout: Duration,
+}
+
+impl Default for DataPlaneCheck {
+    fn default() -> Self {
+        DataPlaneCheck {
+            window: Duration::from_millis(500),
+            min_requests: 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Spec {
+    /// Reads and validates a spec file.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| SpecError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the spec: {err}"),
+        })?;
+        Spec::parse(&text, &file)
+    }
+
+    /// Parses and validates `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {
+        raw::parse(text, file)
+    }
+
+    /// The version as a platform runs it.
+    pub fn template(&self, version: &VersionSpec) -> VersionTemplate {
+        let mut env = self.app.env.clone();
+        env.extend(version.env.clone());
+        let min_ready = match self.strategy {
+            Strategy::RollingUpdate { min_ready, .. } => min_ready,
+            _ => Duration::ZERO,
+        };
+        VersionTemplate {
+            name: version.name.clone(),
+            command: version
+                .command
+                .clone()
+                .unwrap_or_else(|| self.app.command.clone()),
+            image: version.image.clone().or_else(|| self.app.image.clone()),
+            env,
+            readiness: self.app.readiness.clone(),
+            liveness: self.app.liveness.clone(),
+            pre_stop_sleep: self.app.pre_stop_sleep,
+            termination_grace_period: self.app.termination_grace_period,
+            min_ready,
+        }
+    }
+}
+
+/// A spec mistake, located in its file. Displays as `file:line:column: field.path: message`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub file: String,
+    /// 1-based; 0 when unknown (for example an unreadable file).
+    pub line: u32,
+    pub column: u32,
+    /// The field path, for example `strategy.rollingUpdate.maxSurge`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}

@@ -1,1 +1,36 @@
-//! One file per strategy. Each turns the spec into steps on the [`crate::platform::Platform`] trait.
+//! One file per strategy. Each turns the spec into steps on the [`crate::platform::Platform`] trait,
+//! through the [`Engine`]: it never scales a version to zero itself but calls
+//! [`Engine::retire`], which checks the data plane first.
+
+pub mod blue_green;
+pub mod canary;
+pub mod canary_weighted;
+pub mod recreate;
+pub mod rolling_update;
+
+use crate::engine::{Engine, EngineError};
+use crate::platform::Platform;
+use crate::spec::Strategy;
+
+/// Runs the spec's strategy from the old version (deployed, serving) to the new one.
+pub async fn run<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineError> {
+    match engine.spec.strategy.clone() {
+        Strategy::Recreate => recreate::run(engine).await,
+        Strategy::RollingUpdate {
+            max_surge,
+            max_unavailable,
+            ..
+        } => {
+            let replicas = engine.replicas();
+            let surge = max_surge.resolve(replicas, true);
+            let unavailable = max_unavailable.resolve(replicas, false);
+            rolling_update::run(engine, surge, unavailable).await
+        }
+        Strategy::BlueGreen {
+            auto_promote,
+            preview_checks,
+        } => blue_green::run(engine, auto_promote, preview_checks).await,
+        Strategy::Canary { steps } => canary::run(engine, &steps).await,
+        Strategy::CanaryWeighted { steps } => canary_weighted::run(engine, &steps).await,
+    }
+}

@@ -1,0 +1,728 @@
+//! The spec as written (serde types with locations) and its validation into [`Spec`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{
+    AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
+    Strategy, TrafficSpec, VersionSpec,
+};
+use crate::platform::ProbeSpec;
+
+type Env = BTreeMap<String, String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSpec {
+    name: Spanned<String>,
+    app: Spanned<RawApp>,
+    versions: RawVersions,
+    strategy: Spanned<RawStrategy>,
+    #[serde(default)]
+    traffic: Option<RawTraffic>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+    #[serde(default)]
+    local: Option<RawLocal>,
+    #[serde(default)]
+    data_plane_check: Option<RawDataPlaneCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApp {
+    #[serde(default)]
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    replicas: Option<Spanned<u32>>,
+    #[serde(default)]
+    env: Env,
+    #[serde(default)]
+    readiness_probe: Option<RawProbe>,
+    #[serde(default)]
+    liveness_probe: Option<RawProbe>,
+    #[serde(default)]
+    pre_stop: Option<RawPreStop>,
+    #[serde(default)]
+    termination_grace_period: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawProbe {
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    period: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    failure_threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    success_threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    initial_delay: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPreStop {
+    sleep: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawVersions {
+    from: Spanned<RawVersion>,
+    to: Spanned<RawVersion>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawVersion {
+    name: Spanned<String>,
+    #[serde(default)]
+    env: Env,
+    #[serde(default)]
+    command: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+enum RawStrategy {
+    Recreate(RawEmpty),
+    RollingUpdate(RawRollingUpdate),
+    BlueGreen(RawBlueGreen),
+    Canary(RawCanary),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmpty {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawRollingUpdate {
+    #[serde(default)]
+    max_surge: Option<Spanned<RawIntOrPercent>>,
+    #[serde(default)]
+    max_unavailable: Option<Spanned<RawIntOrPercent>>,
+    #[serde(default)]
+    min_ready_seconds: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawIntOrPercent {
+    Count(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBlueGreen {
+    #[serde(default)]
+    auto_promote: Option<bool>,
+    #[serde(default)]
+    preview_checks: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawCanary {
+    #[serde(default)]
+    traffic_routing: Option<TrafficRouting>,
+    steps: Spanned<Vec<Spanned<RawStep>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum TrafficRouting {
+    Replicas,
+    Weight,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+enum RawStep {
+    SetReplicas(RawSetReplicas),
+    SetWeight(Spanned<i64>),
+    Pause(Spanned<RawPause>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetReplicas {
+    from: u32,
+    to: u32,
+}
+
+/// `pause: 5s`, `pause: { duration: 5s }` or `pause: {}` (until `zdd promote`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawPause {
+    Short(String),
+    Long {
+        #[serde(default)]
+        duration: Option<String>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTraffic {
+    #[serde(default)]
+    rate: Option<Spanned<u32>>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBudget {
+    /// `null`: no limit.
+    max_failed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawLocal {
+    #[serde(default)]
+    propagation_delay: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDataPlaneCheck {
+    #[serde(default)]
+    window: Option<Spanned<String>>,
+    #[serde(default)]
+    min_requests: Option<u64>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+/// Parses `text` and validates it.
+pub(super) fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {
+    let mut field_path = String::new();
+    let parsed: Result<RawSpec, serde_saphyr::Error> =
+        serde_saphyr::with_deserializer_from_str(text, |de| {
+            serde_path_to_error::deserialize(de).map_err(|err| {
+                field_path = err.path().to_string();
+                err.into_inner()
+            })
+        });
+    let raw = parsed.map_err(|err| serde_error(file, &field_path, &err))?;
+    Validator { file }.spec(raw)
+}
+
+fn serde_error(file: &str, field_path: &str, err: &serde_saphyr::Error) -> SpecError {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line() as u32, l.column() as u32))
+        .unwrap_or((0, 0));
+    // serde-saphyr renders "error: line L column C: message"; keep only the message.
+    let text = err.without_snippet().to_string();
+    let first_line = text.lines().next().unwrap_or_default();
+    let mut message = match first_line.strip_prefix("error: line ") {
+        Some(rest) => rest
+            .split_once(": ")
+            .map_or(rest, |(_, msg)| msg)
+            .to_string(),
+        None => first_line.to_string(),
+    };
+    if message.contains("expected end of mapping after enum variant value") {
+        message = "give exactly one strategy (recreate, rollingUpdate, blueGreen or canary)".into();
+    }
+    if message.contains("did not match any variant of untagged enum RawIntOrPercent") {
+        message = "expected a count (1) or a percentage (\"25%\")".into();
+    }
+    if message.contains("did not match any variant of untagged enum RawPause") {
+        message = "expected a duration (5s), { duration: 5s } or {} (until zdd promote)".into();
+    }
+    // `Spanned<T>` adds a `.value` level to the path that the file does not have.
+    let path = field_path.replace(".value", "");
+    SpecError {
+        file: file.to_string(),
+        line,
+        column,
+        path: if path == "." { String::new() } else { path },
+        message,
+    }
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn error<T>(&self, at: &Spanned<T>, path: &str, message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.file.to_string(),
+            line: at.referenced.line() as u32,
+            column: at.referenced.column() as u32,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, value: &Spanned<String>, path: &str) -> Result<Duration, SpecError> {
+        humantime::parse_duration(value.value.trim()).map_err(|err| {
+            self.error(
+                value,
+                path,
+                format!(
+                    "`{}` is not a duration ({err}); write it like 250ms, 5s or 1m",
+                    value.value
+                ),
+            )
+        })
+    }
+
+    fn duration_or(
+        &self,
+        value: &Option<Spanned<String>>,
+        path: &str,
+        default: Duration,
+    ) -> Result<Duration, SpecError> {
+        value
+            .as_ref()
+            .map_or(Ok(default), |value| self.duration(value, path))
+    }
+
+    /// A name usable as a Kubernetes label value and object name (DNS-1123 label).
+    fn dns_label(&self, value: &Spanned<String>, path: &str) -> Result<String, SpecError> {
+        let name = &value.value;
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if valid {
+            Ok(name.clone())
+        } else {
+            Err(self.error(
+                value,
+                path,
+                format!(
+                    "`{name}` must be 1 to 63 lowercase letters, digits or '-', \
+                     starting and ending with a letter or digit"
+                ),
+            ))
+        }
+    }
+
+    fn command(
+        &self,
+        value: &Option<Spanned<Vec<String>>>,
+        path: &str,
+    ) -> Result<Option<Vec<String>>, SpecError> {
+        match value {
+            None => Ok(None),
+            Some(cmd) if cmd.value.is_empty() || cmd.value[0].trim().is_empty() => Err(self.error(
+                cmd,
+                path,
+                "the command is empty; give the program and its arguments",
+            )),
+            Some(cmd) => Ok(Some(cmd.value.clone())),
+        }
+    }
+
+    fn spec(&self, raw: RawSpec) -> Result<Spec, SpecError> {
+        let name = self.dns_label(&raw.name, "name")?;
+        let app = self.app(&raw.app)?;
+        let from = self.version(&raw.versions.from, "versions.from")?;
+        let to = self.version(&raw.versions.to, "versions.to")?;
+        if from.name == to.name {
+            return Err(self.error(
+                &raw.versions.to.value.name,
+                "versions.to.name",
+                format!("`{}` is also the name of versions.from", to.name),
+            ));
+        }
+        if app.command.is_empty() {
+            for (version, spanned, path) in [
+                (&from, &raw.versions.from, "versions.from"),
+                (&to, &raw.versions.to, "versions.to"),
+            ] {
+                if version.command.is_none() {
+                    return Err(self.error(
+                        &raw.app,
+                        "app.command",
+                        format!(
+                            "missing: give the program to run, for example [\"zdd\", \"serve\"] \
+                             (or a command for {path} at line {})",
+                            spanned.referenced.line()
+                        ),
+                    ));
+                }
+            }
+        }
+        let strategy = self.strategy(&raw.strategy, app.replicas)?;
+        let traffic = match &raw.traffic {
+            None => TrafficSpec {
+                rate: 200,
+                path: "/".into(),
+            },
+            Some(traffic) => {
+                let rate = match &traffic.rate {
+                    None => 200,
+                    Some(rate) if rate.value == 0 || rate.value > 100_000 => {
+                        return Err(self.error(
+                            rate,
+                            "traffic.rate",
+                            format!("{} is outside 1..=100000 requests per second", rate.value),
+                        ));
+                    }
+                    Some(rate) => rate.value,
+                };
+                let path = self.http_path(&traffic.path, "traffic.path", "/")?;
+                TrafficSpec { rate, path }
+            }
+        };
+        let budget = BudgetSpec {
+            max_failed: raw.budget.as_ref().map_or(Some(0), |b| b.max_failed),
+        };
+        let local = LocalSpec {
+            propagation_delay: match &raw.local {
+                None => Duration::from_secs(1),
+                Some(local) => self.duration_or(
+                    &local.propagation_delay,
+                    "local.propagationDelay",
+                    Duration::from_secs(1),
+                )?,
+            },
+        };
+        let defaults = DataPlaneCheck::default();
+        let data_plane_check = match &raw.data_plane_check {
+            None => defaults,
+            Some(check) => DataPlaneCheck {
+                window: self.duration_or(
+                    &check.window,
+                    "dataPlaneCheck.window",
+                    defaults.window,
+                )?,
+                min_requests: check.min_requests.unwrap_or(defaults.min_requests),
+                timeout: self.duration_or(
+                    &check.timeout,
+                    "dataPlaneCheck.timeout",
+                    defaults.timeout,
+                )?,
+            },
+        };
+        Ok(Spec {
+            name,
+            app,
+            from,
+            to,
+            strategy,
+            traffic,
+            budget,
+            local,
+            data_plane_check,
+        })
+    }
+
+    fn http_path(
+        &self,
+        value: &Option<Spanned<String>>,
+        path: &str,
+        default: &str,
+    ) -> Result<String, SpecError> {
+        match value {
+            None => Ok(default.to_string()),
+            Some(p) if !p.value.starts_with('/') => {
+                Err(self.error(p, path, format!("`{}` must start with '/'", p.value)))
+            }
+            Some(p) => Ok(p.value.clone()),
+        }
+    }
+
+    fn app(&self, raw: &Spanned<RawApp>) -> Result<AppSpec, SpecError> {
+        let app = &raw.value;
+        let command = self
+            .command(&app.command, "app.command")?
+            .unwrap_or_default();
+        let replicas = match &app.replicas {
+            None => 1,
+            Some(r) if r.value == 0 => {
+                return Err(self.error(r, "app.replicas", "must be at least 1"));
+            }
+            Some(r) => r.value,
+        };
+        let readiness = self.probe(
+            app.readiness_probe.as_ref(),
+            "app.readinessProbe",
+            ProbeSpec {
+                path: "/".into(),
+                period: Duration::from_millis(500),
+                timeout: Duration::from_secs(1),
+                failure_threshold: 1,
+                success_threshold: 1,
+                initial_delay: Duration::ZERO,
+            },
+        )?;
+        let liveness = match &app.liveness_probe {
+            None => None,
+            Some(probe) => Some(self.probe(
+                Some(probe),
+                "app.livenessProbe",
+                ProbeSpec {
+                    path: "/".into(),
+                    period: Duration::from_secs(1),
+                    timeout: Duration::from_secs(1),
+                    failure_threshold: 3,
+                    success_threshold: 1,
+                    initial_delay: Duration::ZERO,
+                },
+            )?),
+        };
+        let pre_stop_sleep = match &app.pre_stop {
+            None => Duration::ZERO,
+            Some(pre_stop) => self.duration(&pre_stop.sleep, "app.preStop.sleep")?,
+        };
+        let termination_grace_period = self.duration_or(
+            &app.termination_grace_period,
+            "app.terminationGracePeriod",
+            Duration::from_secs(30),
+        )?;
+        if let Some(grace) = &app.termination_grace_period
+            && termination_grace_period <= pre_stop_sleep
+        {
+            return Err(self.error(
+                grace,
+                "app.terminationGracePeriod",
+                format!(
+                    "{} must be longer than preStop.sleep ({}): it counts from the start of preStop",
+                    grace.value,
+                    humantime::format_duration(pre_stop_sleep)
+                ),
+            ));
+        }
+        Ok(AppSpec {
+            command,
+            image: app.image.clone(),
+            replicas,
+            env: app.env.clone(),
+            readiness,
+            liveness,
+            pre_stop_sleep,
+            termination_grace_period,
+        })
+    }
+
+    fn probe(
+        &self,
+        raw: Option<&RawProbe>,
+        path: &str,
+        default: ProbeSpec,
+    ) -> Result<ProbeSpec, SpecError> {
+        let Some(raw) = raw else {
+            return Ok(default);
+        };
+        let period = self.duration_or(&raw.period, &format!("{path}.period"), default.period)?;
+        if period.is_zero()
+            && let Some(p) = &raw.period
+        {
+            return Err(self.error(p, &format!("{path}.period"), "must be longer than 0s"));
+        }
+        let threshold = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
+            None => Ok(default),
+            Some(v) if v.value == 0 => {
+                Err(self.error(v, &format!("{path}.{field}"), "must be at least 1"))
+            }
+            Some(v) => Ok(v.value),
+        };
+        Ok(ProbeSpec {
+            path: self.http_path(&raw.path, &format!("{path}.path"), &default.path)?,
+            period,
+            timeout: self.duration_or(&raw.timeout, &format!("{path}.timeout"), default.timeout)?,
+            failure_threshold: threshold(
+                &raw.failure_threshold,
+                "failureThreshold",
+                default.failure_threshold,
+            )?,
+            success_threshold: threshold(
+                &raw.success_threshold,
+                "successThreshold",
+                default.success_threshold,
+            )?,
+            initial_delay: self.duration_or(
+                &raw.initial_delay,
+                &format!("{path}.initialDelay"),
+                default.initial_delay,
+            )?,
+        })
+    }
+
+    fn version(&self, raw: &Spanned<RawVersion>, path: &str) -> Result<VersionSpec, SpecError> {
+        let version = &raw.value;
+        Ok(VersionSpec {
+            name: self.dns_label(&version.name, &format!("{path}.name"))?,
+            env: version.env.clone(),
+            command: self.command(&version.command, &format!("{path}.command"))?,
+            image: version.image.clone(),
+        })
+    }
+
+    fn int_or_percent(
+        &self,
+        value: &Spanned<RawIntOrPercent>,
+        path: &str,
+    ) -> Result<IntOrPercent, SpecError> {
+        match &value.value {
+            RawIntOrPercent::Count(n) => u32::try_from(*n)
+                .map(IntOrPercent::Count)
+                .map_err(|_| self.error(value, path, format!("{n} must be a count of 0 or more"))),
+            RawIntOrPercent::Text(text) => {
+                let percent = text
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<u32>().ok())
+                    .filter(|p| *p <= 100);
+                percent.map(IntOrPercent::Percent).ok_or_else(|| {
+                    self.error(
+                        value,
+                        path,
+                        format!("`{text}` is neither a count nor a percentage from 0% to 100%"),
+                    )
+                })
+            }
+        }
+    }
+
+    fn strategy(&self, raw: &Spanned<RawStrategy>, replicas: u32) -> Result<Strategy, SpecError> {
+        match &raw.value {
+            RawStrategy::Recreate(RawEmpty {}) => Ok(Strategy::Recreate),
+            RawStrategy::RollingUpdate(ru) => {
+                let base = "strategy.rollingUpdate";
+                let max_surge = match &ru.max_surge {
+                    None => IntOrPercent::Percent(25),
+                    Some(v) => self.int_or_percent(v, &format!("{base}.maxSurge"))?,
+                };
+                let max_unavailable = match &ru.max_unavailable {
+                    None => IntOrPercent::Percent(25),
+                    Some(v) => self.int_or_percent(v, &format!("{base}.maxUnavailable"))?,
+                };
+                let surge = max_surge.resolve(replicas, true);
+                let unavailable = max_unavailable.resolve(replicas, false);
+                if surge == 0 && unavailable == 0 {
+                    let message = format!(
+                        "maxSurge ({max_surge}) and maxUnavailable ({max_unavailable}) are both 0 \
+                         for {replicas} replicas: the rollout could never make progress; \
+                         set maxSurge to 1 or more"
+                    );
+                    return Err(match &ru.max_surge {
+                        Some(at) => self.error(at, &format!("{base}.maxSurge"), message),
+                        None => self.error(raw, base, message),
+                    });
+                }
+                Ok(Strategy::RollingUpdate {
+                    max_surge,
+                    max_unavailable,
+                    min_ready: Duration::from_secs(
+                        ru.min_ready_seconds
+                            .as_ref()
+                            .map_or(0, |s| u64::from(s.value)),
+                    ),
+                })
+            }
+            RawStrategy::BlueGreen(bg) => Ok(Strategy::BlueGreen {
+                auto_promote: bg.auto_promote.unwrap_or(true),
+                preview_checks: bg.preview_checks.unwrap_or(5),
+            }),
+            RawStrategy::Canary(canary) => {
+                let by_weight = canary.traffic_routing == Some(TrafficRouting::Weight);
+                let base = "strategy.canary.steps";
+                if canary.steps.value.is_empty() {
+                    return Err(self.error(&canary.steps, base, "give at least one step"));
+                }
+                let mut steps = Vec::new();
+                for (index, step) in canary.steps.value.iter().enumerate() {
+                    steps.push(self.canary_step(step, &format!("{base}[{index}]"), by_weight)?);
+                }
+                Ok(if by_weight {
+                    Strategy::CanaryWeighted { steps }
+                } else {
+                    Strategy::Canary { steps }
+                })
+            }
+        }
+    }
+
+    fn canary_step(
+        &self,
+        step: &Spanned<RawStep>,
+        path: &str,
+        by_weight: bool,
+    ) -> Result<CanaryStep, SpecError> {
+        match &step.value {
+            RawStep::SetReplicas(RawSetReplicas { from, to }) => {
+                if by_weight {
+                    return Err(self.error(
+                        step,
+                        &format!("{path}.setReplicas"),
+                        "setReplicas needs trafficRouting: replicas (the default); \
+                         with trafficRouting: weight use setWeight",
+                    ));
+                }
+                if from + to == 0 {
+                    return Err(self.error(
+                        step,
+                        &format!("{path}.setReplicas"),
+                        "from and to are both 0: nothing would serve the traffic",
+                    ));
+                }
+                Ok(CanaryStep::SetReplicas {
+                    from: *from,
+                    to: *to,
+                })
+            }
+            RawStep::SetWeight(weight) => {
+                let path = format!("{path}.setWeight");
+                if !by_weight {
+                    return Err(self.error(
+                        weight,
+                        &path,
+                        "setWeight needs trafficRouting: weight (by replicas, use setReplicas)",
+                    ));
+                }
+                match u32::try_from(weight.value) {
+                    Ok(w) if w <= 100 => Ok(CanaryStep::SetWeight(w)),
+                    _ => Err(self.error(
+                        weight,
+                        &path,
+                        format!("weight {} is outside 0..=100", weight.value),
+                    )),
+                }
+            }
+            RawStep::Pause(pause) => {
+                let path = format!("{path}.pause");
+                let text = match &pause.value {
+                    RawPause::Short(text) => Some(text.clone()),
+                    RawPause::Long { duration } => duration.clone(),
+                };
+                match text {
+                    None => Ok(CanaryStep::Pause(None)),
+                    Some(text) => {
+                        let located = Spanned {
+                            value: text,
+                            referenced: pause.referenced,
+                            defined: pause.defined,
+                        };
+                        Ok(CanaryStep::Pause(Some(self.duration(&located, &path)?)))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Rolling update, the Deployment controller's way: new replicas come up within `maxSurge`
+//! (above the desired count), old ones go while at least `replicas - maxUnavailable` are ready.
+//! Both versions serve behind the same route meanwhile. The last old replicas go through
+//! [`Engine::retire`]: the route then names only the new version, and the probe's traffic must
+//! show that none of it reaches the old one before they are stopped.
+
+use crate::engine::{Engine, EngineError, Which};
+use crate::platform::Platform;
+
+pub async fn run<P: Platform>(
+    engine: &mut Engine<'_, P>,
+    max_surge: u32,
+    max_unavailable: u32,
+) -> Result<(), EngineError> {
+    let replicas = engine.replicas();
+    let min_available = replicas.saturating_sub(max_unavailable);
+    let old_name = engine.name(Which::From);
+    let new_name = engine.name(Which::To);
+    let (mut old, mut new) = (replicas, 0u32);
+    let mut index = 0;
+    while old > 0 || new < replicas {
+        // Scale up: never more than replicas + maxSurge replicas asked for in total.
+        let new_target = replicas.min((replicas + max_surge).saturating_sub(old));
+        if new_target > new {
+            let step = format!("scale {new_name} to {new_target}");
+            engine.step_started(index, 0, &step);
+            engine.scale(Which::To, new_target).await?;
+            engine.step_finished(index, 0, &step);
+            index += 1;
+            new = new_target;
+        }
+
+        // Scale down: unready old replicas may go at once; ready ones while enough stay ready.
+        let (old_ready, new_ready) = engine.ready_counts().await?;
+        let (old_ready, new_ready) = (old_ready.min(old), new_ready.min(new));
+        let spare = (old_ready + new_ready).saturating_sub(min_available);
+        let removable = if new_ready >= replicas {
+            old
+        } else {
+            old.min(old - old_ready + spare)
+        };
+        if removable == 0 {
+            // Nothing may go yet: wait for one more new replica to become ready.
+            engine
+                .wait_ready(Which::To, (new_ready + 1).min(new))
+                .await?;
+            continue;
+        }
+        let old_target = old - removable;
+        let step = format!("scale {old_name} to {old_target}");
+        engine.step_started(index, 0, &step);
+        if old_target == 0 {
+            engine.wait_ready(Which::To, replicas).await?;
+            engine.retire(Which::From).await?;
+        } else {
+            engine.scale(Which::From, old_target).await?;
+        }
+        engine.step_finished(index, 0, &step);
+        index += 1;
+        old = old_target;
+    }
+    engine.wait_ready(Which::To, replicas).await?;
+    Ok(())
+}

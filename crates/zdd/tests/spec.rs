@@ -1,0 +1,289 @@
+//! Bad specs are refused before anything starts: one message with file, line, column and field
+//! path, exit code 2. Good specs (every file in examples/) parse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use zdd::spec::{CanaryStep, IntOrPercent, Spec, Strategy};
+
+const GOOD: &str = r#"name: demo
+app:
+  command: ["zdd", "serve"]
+  replicas: 3
+  env: { DRAIN_DELAY: 1s }
+  readinessProbe: { path: /readyz, period: 500ms }
+  preStop: { sleep: 2s }
+  terminationGracePeriod: 30s
+versions:
+  from: { name: v1, env: { APP_VERSION: v1 } }
+  to: { name: v2, env: { APP_VERSION: v2 } }
+strategy:
+  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }
+traffic: { rate: 200, path: / }
+budget: { maxFailed: 0 }
+local: { propagationDelay: 1s }
+"#;
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Parses `text` and returns the one-line error.
+fn error_of(text: &str) -> String {
+    match Spec::parse(text, "x.yaml") {
+        Ok(spec) => panic!("accepted a bad spec: {spec:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn the_reference_spec_parses_with_its_values() {
+    let spec = Spec::parse(GOOD, "good.yaml").expect("valid spec");
+    assert_eq!(spec.name, "demo");
+    assert_eq!(spec.app.replicas, 3);
+    assert_eq!(spec.app.pre_stop_sleep, Duration::from_secs(2));
+    assert_eq!(spec.app.readiness.period, Duration::from_millis(500));
+    assert_eq!(spec.from.name, "v1");
+    assert_eq!(spec.to.env["APP_VERSION"], "v2");
+    assert_eq!(
+        spec.strategy,
+        Strategy::RollingUpdate {
+            max_surge: IntOrPercent::Count(1),
+            max_unavailable: IntOrPercent::Count(0),
+            min_ready: Duration::ZERO,
+        }
+    );
+    let template = spec.template(&spec.to);
+    assert_eq!(template.env["APP_VERSION"], "v2");
+    assert_eq!(template.env["DRAIN_DELAY"], "1s");
+    assert_eq!(template.command, vec!["zdd", "serve"]);
+}
+
+#[test]
+fn every_example_parses() {
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(examples_dir()).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let spec = Spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            kinds.push(spec.strategy.kind());
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "blue-green",
+            "canary",
+            "canary-weighted",
+            "recreate",
+            "rolling-update"
+        ]
+    );
+}
+
+#[test]
+fn canary_steps_and_pauses_parse() {
+    let text = GOOD.replace(
+        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+        "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - pause: 5s\n      - pause: { duration: 1s }\n      - pause: {}\n",
+    );
+    let spec = Spec::parse(&text, "x.yaml").expect("valid");
+    assert_eq!(
+        spec.strategy,
+        Strategy::CanaryWeighted {
+            steps: vec![
+                CanaryStep::SetWeight(20),
+                CanaryStep::Pause(Some(Duration::from_secs(5))),
+                CanaryStep::Pause(Some(Duration::from_secs(1))),
+                CanaryStep::Pause(None),
+            ]
+        }
+    );
+}
+
+#[test]
+fn percentages_resolve_like_the_deployment_controller() {
+    assert_eq!(IntOrPercent::Percent(25).resolve(3, true), 1);
+    assert_eq!(IntOrPercent::Percent(25).resolve(3, false), 0);
+    assert_eq!(IntOrPercent::Percent(50).resolve(4, false), 2);
+}
+
+#[test]
+fn unknown_field_names_its_path_and_position() {
+    let text = GOOD.replace("  replicas: 3\n", "  replicas: 3\n  replica: 4\n");
+    let err = error_of(&text);
+    assert!(err.starts_with("x.yaml:5:3: app.replica: "), "{err}");
+    assert!(err.contains("unknown field `replica`"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_its_path_and_position() {
+    let err = error_of(&GOOD.replace("replicas: 3", "replicas: three"));
+    assert!(err.starts_with("x.yaml:4:13: app.replicas: "), "{err}");
+}
+
+#[test]
+fn weight_outside_0_to_100_is_refused() {
+    let text = GOOD.replace(
+        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+        "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - setWeight: 150\n",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.starts_with("x.yaml:17:20: strategy.canary.steps[1].setWeight: "),
+        "{err}"
+    );
+    assert!(err.contains("outside 0..=100"), "{err}");
+    let negative = error_of(&text.replace("150", "-5"));
+    assert!(negative.contains("weight -5 is outside"), "{negative}");
+}
+
+#[test]
+fn max_surge_and_max_unavailable_both_zero_is_refused() {
+    let err = error_of(&GOOD.replace("maxSurge: 1", "maxSurge: 0"));
+    assert!(
+        err.starts_with("x.yaml:13:30: strategy.rollingUpdate.maxSurge: "),
+        "{err}"
+    );
+    assert!(err.contains("both 0"), "{err}");
+    // Percentages that round to zero count as zero.
+    let rounded = error_of(&GOOD.replace("maxSurge: 1", "maxSurge: 0%"));
+    assert!(rounded.contains("both 0"), "{rounded}");
+}
+
+#[test]
+fn missing_command_is_refused() {
+    let err = error_of(&GOOD.replace("  command: [\"zdd\", \"serve\"]\n", ""));
+    assert!(err.starts_with("x.yaml:3:3: app.command: missing"), "{err}");
+    let empty = error_of(&GOOD.replace("[\"zdd\", \"serve\"]", "[]"));
+    assert!(empty.starts_with("x.yaml:3:12: app.command: "), "{empty}");
+}
+
+#[test]
+fn a_command_per_version_is_enough() {
+    let text = GOOD
+        .replace("  command: [\"zdd\", \"serve\"]\n", "")
+        .replace(
+            "from: { name: v1,",
+            "from: { name: v1, command: [\"python3\", \"-m\", \"http.server\", \"{port}\"],",
+        )
+        .replace(
+            "to: { name: v2,",
+            "to: { name: v2, command: [\"python3\", \"-m\", \"http.server\", \"{port}\"],",
+        );
+    let spec = Spec::parse(&text, "x.yaml").expect("valid");
+    assert_eq!(spec.template(&spec.from).command[0], "python3");
+}
+
+#[test]
+fn bad_duration_is_refused() {
+    let err = error_of(&GOOD.replace("sleep: 2s", "sleep: 2 parsecs"));
+    assert!(err.starts_with("x.yaml:7:21: app.preStop.sleep: "), "{err}");
+    assert!(err.contains("not a duration"), "{err}");
+}
+
+#[test]
+fn grace_period_shorter_than_pre_stop_is_refused() {
+    let err = error_of(&GOOD.replace("terminationGracePeriod: 30s", "terminationGracePeriod: 1s"));
+    assert!(err.contains("app.terminationGracePeriod: "), "{err}");
+}
+
+#[test]
+fn two_strategies_are_refused() {
+    let text = GOOD.replace(
+        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+        "  recreate: {}\n  rollingUpdate: { maxSurge: 1 }",
+    );
+    let err = error_of(&text);
+    assert!(err.contains("exactly one strategy"), "{err}");
+}
+
+#[test]
+fn unknown_strategy_is_refused() {
+    let err = error_of(&GOOD.replace("rollingUpdate: {", "rollingUpdates: {"));
+    assert!(err.starts_with("x.yaml:13:3: strategy: "), "{err}");
+    assert!(err.contains("unknown variant `rollingUpdates`"), "{err}");
+}
+
+#[test]
+fn same_version_names_are_refused() {
+    let err = error_of(&GOOD.replace("name: v2", "name: v1"));
+    assert!(err.contains("versions.to.name: "), "{err}");
+}
+
+#[test]
+fn set_weight_without_weight_routing_is_refused() {
+    let text = GOOD.replace(
+        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+        "  canary:\n    steps:\n      - setWeight: 20\n",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.contains("strategy.canary.steps[0].setWeight: "),
+        "{err}"
+    );
+    assert!(err.contains("trafficRouting: weight"), "{err}");
+}
+
+/// The binary: exit 2, the one message on stderr, and no run directory (nothing started).
+#[test]
+fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "unknown-field.yaml",
+            GOOD.replace("  replicas: 3\n", "  replicas: 3\n  replica: 4\n"),
+            "app.replica",
+        ),
+        (
+            "wrong-type.yaml",
+            GOOD.replace("replicas: 3", "replicas: three"),
+            "app.replicas",
+        ),
+        (
+            "weight.yaml",
+            GOOD.replace(
+                "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+                "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 101\n",
+            ),
+            "strategy.canary.steps[0].setWeight",
+        ),
+        (
+            "both-zero.yaml",
+            GOOD.replace("maxSurge: 1", "maxSurge: 0"),
+            "strategy.rollingUpdate.maxSurge",
+        ),
+        (
+            "no-command.yaml",
+            GOOD.replace("  command: [\"zdd\", \"serve\"]\n", ""),
+            "app.command",
+        ),
+    ];
+    for (file, text, field) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, text).expect("write spec");
+        let output = Command::new(env!("CARGO_BIN_EXE_zdd"))
+            .current_dir(dir.path())
+            .args(["rollout", "-f", file])
+            .output()
+            .expect("run zdd");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{file}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{file}: one message expected, got: {stderr}"
+        );
+        assert!(
+            lines[0].starts_with(&format!("{file}:")) && lines[0].contains(&format!(": {field}: ")),
+            "{file}: {stderr}"
+        );
+        assert!(
+            !dir.path().join("zdd-runs").exists(),
+            "{file}: a run directory was created"
+        );
+    }
+}
