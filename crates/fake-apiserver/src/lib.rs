@@ -57,6 +57,9 @@ pub struct Faults {
     /// `(verb, resource)` pairs answered with 403 Forbidden, e.g. `("patch", "services")`. Verbs
     /// as RBAC names them: get, list, watch, create, patch, update, delete.
     pub forbidden: BTreeSet<(String, String)>,
+    /// Resources (plural) answered with a plain `404 page not found`, as for a CRD that is not
+    /// installed.
+    pub unserved: BTreeSet<String>,
     /// Resources (plural) whose next watch is cut, mid-stream, after its first event.
     pub break_watch_once: BTreeSet<String>,
     /// How many watches were cut so far.

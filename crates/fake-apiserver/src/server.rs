@@ -188,7 +188,14 @@ async fn handle(
     let Some(target) = parse_target(&path) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
-    let Some(kind) = find_kind(&target.group, &target.version, &target.plural) else {
+    let unserved = shared
+        .faults
+        .lock()
+        .expect("faults poisoned")
+        .unserved
+        .contains(&target.plural);
+    let kind = find_kind(&target.group, &target.version, &target.plural).filter(|_| !unserved);
+    let Some(kind) = kind else {
         // What kube-apiserver answers for a resource whose CRD is not installed.
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };

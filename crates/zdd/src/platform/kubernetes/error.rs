@@ -1,0 +1,116 @@
+//! Errors that say where: which context, which namespace, which verb on which object.
+
+use crate::platform::PlatformError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot load the kubeconfig (context {context}): {message}")]
+    Config { context: String, message: String },
+
+    #[error("cannot reach the API server {url} (context {context}): {source}")]
+    Connect {
+        context: String,
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error(
+        "permission denied: cannot {verb} {resource}{name} in namespace \"{namespace}\" (context {context}); \
+         grant it with deploy/kubernetes/rbac/ ({message})"
+    )]
+    Forbidden {
+        context: String,
+        namespace: String,
+        verb: &'static str,
+        resource: String,
+        /// ` "name"` or empty for collections.
+        name: String,
+        message: String,
+    },
+
+    #[error(
+        "the cluster does not serve {resource} (context {context}): install its CRDs (Traefik or Gateway API) \
+         or choose another --router"
+    )]
+    KindNotServed { context: String, resource: String },
+
+    #[error(
+        "{verb} {resource}{name} in namespace \"{namespace}\" (context {context}) failed: {source}"
+    )]
+    Api {
+        context: String,
+        namespace: String,
+        verb: &'static str,
+        resource: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error(
+        "version {0} has no image: the Kubernetes platform runs containers, so the spec must give `image`"
+    )]
+    NoImage(String),
+
+    #[error(
+        "weighted routing needs a router that splits traffic: --router traefik or --router gateway-api"
+    )]
+    WeightsNeedRouter,
+
+    #[error("deployment {name} exceeded its progress deadline: {detail}")]
+    ProgressDeadline { name: String, detail: String },
+}
+
+/// Where a request went, for the error messages.
+pub struct Target<'a> {
+    pub context: &'a str,
+    pub namespace: &'a str,
+}
+
+impl Target<'_> {
+    /// Classifies a kube error from `verb` on `resource` (`deployments.apps`) named `name`.
+    pub fn error(
+        &self,
+        verb: &'static str,
+        resource: &str,
+        name: Option<&str>,
+        source: kube::Error,
+    ) -> KubeError {
+        let context = format!("\"{}\"", self.context);
+        let name = name.map(|n| format!(" \"{n}\"")).unwrap_or_default();
+        if let kube::Error::Api(status) = &source {
+            if status.code == 403 {
+                return KubeError::Forbidden {
+                    context,
+                    namespace: self.namespace.to_string(),
+                    verb,
+                    resource: resource.to_string(),
+                    name,
+                    message: status.message.clone(),
+                };
+            }
+            // A 404 that is not a Status: the URL itself does not exist, i.e. no such CRD.
+            if status.code == 404 && status.reason != "NotFound" {
+                return KubeError::KindNotServed {
+                    context,
+                    resource: resource.to_string(),
+                };
+            }
+        }
+        KubeError::Api {
+            context,
+            namespace: self.namespace.to_string(),
+            verb,
+            resource: resource.to_string(),
+            name,
+            source,
+        }
+    }
+}
+
+impl From<KubeError> for PlatformError {
+    fn from(err: KubeError) -> Self {
+        PlatformError::Other(err.to_string())
+    }
+}

@@ -1,0 +1,108 @@
+//! Waiting on the cluster by watching it: a `kube::runtime::watcher` keeps a local view of the
+//! matching objects, and a check runs after every change. A broken watch resumes from the last
+//! resourceVersion (the watcher does it; the backoff keeps a flapping API server from being
+//! hammered); only permission errors end the wait early.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::engine::events::EventLog;
+
+/// What a check concludes from the current objects.
+pub enum Check<T> {
+    Done(T),
+    /// Stop waiting: it will not happen (for example the progress deadline passed).
+    Fail(String),
+    /// Not yet; the text describes the current state, for the timeout message.
+    Pending(String),
+}
+
+pub enum WaitEnd<T> {
+    Done(T),
+    Failed(String),
+    /// The deadline passed; the last state seen.
+    TimedOut(String),
+    /// The watch cannot work (permission denied, kind not served).
+    Broken(kube::Error),
+}
+
+fn permanent(err: &watcher::Error) -> Option<kube::Error> {
+    let source = match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        _ => return None,
+    };
+    match source {
+        kube::Error::Api(status) if matches!(status.code, 401 | 403 | 404) => {
+            Some(kube::Error::Api(status.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Watches `api` (filtered by `config`) until `check` is done, fails, or `deadline` passes.
+pub async fn watch_until<K, T>(
+    api: Api<K>,
+    config: watcher::Config,
+    deadline: tokio::time::Instant,
+    what: &str,
+    events: &EventLog,
+    mut check: impl FnMut(&BTreeMap<String, K>) -> Check<T>,
+) -> WaitEnd<T>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let stream = watcher(api, config).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut objects: BTreeMap<String, K> = BTreeMap::new();
+    let mut relisting: Option<BTreeMap<String, K>> = None;
+    let mut last_state = String::from("nothing observed yet");
+    loop {
+        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => return WaitEnd::TimedOut(last_state),
+            Ok(None) => return WaitEnd::TimedOut(format!("{last_state} (watch ended)")),
+            Ok(Some(next)) => next,
+        };
+        match next {
+            Err(err) => {
+                if let Some(fatal) = permanent(&err) {
+                    return WaitEnd::Broken(fatal);
+                }
+                tracing::warn!("watch of {what} broke ({err}); resuming");
+                events.emit(format!("watch of {what} broke, resuming"));
+                continue;
+            }
+            Ok(watcher::Event::Init) => {
+                relisting = Some(BTreeMap::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(object)) => {
+                relisting
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(object.name_any(), object);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                objects = relisting.take().unwrap_or_default();
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                objects.insert(object.name_any(), object);
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                objects.remove(&object.name_any());
+            }
+        }
+        match check(&objects) {
+            Check::Done(value) => return WaitEnd::Done(value),
+            Check::Fail(reason) => return WaitEnd::Failed(reason),
+            Check::Pending(state) => last_state = state,
+        }
+    }
+}

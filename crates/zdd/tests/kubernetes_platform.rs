@@ -1,0 +1,542 @@
+//! The Kubernetes platform through kube-rs, against the fake API server over real HTTP on
+//! loopback: the requests zdd sends are checked, not just the outcome.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fake_apiserver::store::{
+    DEPLOYMENTS, ENDPOINT_SLICES, HTTP_ROUTES, SERVICES, TRAEFIK_SERVICES,
+};
+use fake_apiserver::{FakeApiServer, FakeConfig, RecordedRequest};
+use serde_json::json;
+use zdd::engine::events::EventLog;
+use zdd::platform::kubernetes::{KubeRouter, KubernetesConfig, KubernetesPlatform};
+use zdd::platform::{Platform, ProbeSpec, Routing, TrafficPolicy, VersionTemplate};
+
+const NAMESPACE: &str = "zdd-test";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Cluster {
+    server: FakeApiServer,
+    _dir: tempfile::TempDir,
+    config: KubernetesConfig,
+    events: EventLog,
+}
+
+async fn cluster(router: KubeRouter) -> Cluster {
+    let server = FakeApiServer::start(FakeConfig {
+        pod_ready_after: Duration::from_millis(150),
+        pod_terminate_after: Duration::from_millis(150),
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake apiserver starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server
+        .write_kubeconfig(dir.path(), NAMESPACE)
+        .expect("kubeconfig written");
+    let mut config = KubernetesConfig::new("web");
+    config.kubeconfig = Some(kubeconfig);
+    config.router = router;
+    config.settle_delay = Duration::from_millis(50);
+    Cluster {
+        server,
+        _dir: dir,
+        config,
+        events: EventLog::new(Instant::now()),
+    }
+}
+
+impl Cluster {
+    async fn connect(&self) -> KubernetesPlatform {
+        KubernetesPlatform::connect(self.config.clone(), self.events.clone())
+            .await
+            .expect("connects to the fake apiserver")
+    }
+
+    /// Bodies of the writes (PATCH/POST/DELETE) to `<resource>/<name>`, in order.
+    fn writes_to(&self, resource: &str, name: &str) -> Vec<RecordedRequest> {
+        let suffix = format!("/{resource}/{name}");
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && r.path.ends_with(&suffix))
+            .collect()
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.events
+            .snapshot()
+            .into_iter()
+            .map(|e| e.label)
+            .collect()
+    }
+}
+
+fn template(version: &str) -> VersionTemplate {
+    let probe = ProbeSpec {
+        path: "/ready".into(),
+        period: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        failure_threshold: 1,
+        success_threshold: 1,
+        initial_delay: Duration::ZERO,
+    };
+    VersionTemplate {
+        name: version.into(),
+        command: vec![],
+        image: Some(format!("ghcr.io/example/demo:{version}")),
+        env: BTreeMap::from([("VERSION".to_string(), version.to_string())]),
+        readiness: probe,
+        liveness: None,
+        pre_stop_sleep: Duration::from_secs(5),
+        termination_grace_period: Duration::from_secs(30),
+        min_ready: Duration::ZERO,
+    }
+}
+
+fn only(version: &str, preview: Option<&str>) -> Routing {
+    Routing {
+        main: TrafficPolicy::Only(version.into()),
+        preview: preview.map(String::from),
+    }
+}
+
+fn weighted(weights: &[(&str, u32)]) -> Routing {
+    Routing {
+        main: TrafficPolicy::Weighted(weights.iter().map(|(v, w)| (v.to_string(), *w)).collect()),
+        preview: None,
+    }
+}
+
+fn index_of(requests: &[RecordedRequest], matches: impl Fn(&RecordedRequest) -> bool) -> usize {
+    requests
+        .iter()
+        .position(matches)
+        .expect("the request was sent")
+}
+
+#[tokio::test]
+async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() {
+    let c = cluster(KubeRouter::Service).await;
+    let mut platform = c.connect().await;
+
+    platform.scale(&template("v1"), 2).await.unwrap();
+    platform.wait_ready("v1", 2, WAIT).await.unwrap();
+    platform.set_routing(&only("v1", None)).await.unwrap();
+    platform.scale(&template("v2"), 2).await.unwrap();
+    let v2 = platform.wait_ready("v2", 2, WAIT).await.unwrap();
+    assert_eq!((v2.desired, v2.ready), (2, 2));
+    platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
+    assert_eq!(
+        platform.preview_url().as_deref(),
+        Some("http://web-preview.zdd-test.svc.cluster.local:80")
+    );
+    platform.set_routing(&only("v2", None)).await.unwrap();
+    platform.scale(&template("v1"), 0).await.unwrap();
+    let v1 = platform.wait_running_at_most("v1", 0, WAIT).await.unwrap();
+    assert_eq!(v1.running, 0);
+
+    // Every write is a server-side apply by the `zdd` field manager.
+    let requests = c.server.requests();
+    for write in requests.iter().filter(|r| r.method == "PATCH") {
+        assert_eq!(
+            write.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        assert_eq!(write.query_param("fieldManager").as_deref(), Some("zdd"));
+    }
+    // The main Service's selector: v1, then v2, and nothing else.
+    let selectors: Vec<_> = c
+        .writes_to("services", "web")
+        .iter()
+        .map(|r| r.json()["spec"]["selector"].clone())
+        .collect();
+    assert_eq!(
+        selectors,
+        vec![
+            json!({"app": "web", "version": "v1"}),
+            json!({"app": "web", "version": "v2"})
+        ]
+    );
+    // The preview Service: a leftover one removed by the first routing, then created for v2 and
+    // deleted at the switch.
+    let preview: Vec<_> = c.writes_to("services", "web-preview");
+    let methods: Vec<_> = preview.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["DELETE", "PATCH", "DELETE"], "{preview:?}");
+    assert_eq!(preview[1].json()["spec"]["selector"]["version"], "v2");
+    // No scale-down of v1 before the selector left it.
+    let switch = index_of(&requests, |r| {
+        r.path.ends_with("/services/web") && r.json()["spec"]["selector"]["version"] == "v2"
+    });
+    let scale_down = index_of(&requests, |r| {
+        r.path.ends_with("/deployments/web-v1") && r.json()["spec"]["replicas"] == 0
+    });
+    assert!(
+        switch < scale_down,
+        "scale-down #{scale_down} before switch #{switch}"
+    );
+
+    // The cluster agrees: the Service's endpoints are v2's pods only.
+    let slice = c
+        .server
+        .object(ENDPOINT_SLICES, NAMESPACE, "web-fake")
+        .expect("endpoint slice of web");
+    let endpoints = slice["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2);
+    for endpoint in endpoints {
+        let pod = endpoint["targetRef"]["name"].as_str().unwrap();
+        assert!(pod.starts_with("web-v2-"), "{pod}");
+    }
+    let status = platform.status().await.unwrap();
+    assert_eq!(status.routing, only("v2", None));
+    let by_name: BTreeMap<_, _> = status
+        .versions
+        .iter()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
+    assert_eq!(by_name["v1"].desired, 0);
+    assert_eq!((by_name["v2"].desired, by_name["v2"].ready), (2, 2));
+    assert_eq!(
+        status
+            .pods
+            .iter()
+            .filter(|p| p.version == "v2" && p.ready)
+            .count(),
+        2
+    );
+
+    let labels = c.labels();
+    assert!(
+        labels.contains(&"service web selector switched to version v2".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"deployment web-v1 scaled to 0".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.iter().any(|l| l.starts_with("routing settle delay")),
+        "{labels:?}"
+    );
+}
+
+#[tokio::test]
+async fn deployment_carries_the_template() {
+    let c = cluster(KubeRouter::Service).await;
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 3).await.unwrap();
+    let d = c
+        .server
+        .object(DEPLOYMENTS, NAMESPACE, "web-v1")
+        .expect("deployment stored");
+    assert_eq!(
+        d["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "zdd"
+    );
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/example/demo:v1");
+    assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+    let service = c
+        .server
+        .object(SERVICES, NAMESPACE, "web-v1")
+        .expect("per-version service");
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "web", "version": "v1"})
+    );
+}
+
+async fn run_canary(c: &Cluster) -> KubernetesPlatform {
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 2).await.unwrap();
+    platform.wait_ready("v1", 2, WAIT).await.unwrap();
+    platform.set_routing(&Routing::default()).await.unwrap();
+    platform.scale(&template("v2"), 2).await.unwrap();
+    platform.wait_ready("v2", 2, WAIT).await.unwrap();
+    for split in [[90, 10], [50, 50], [0, 100]] {
+        platform
+            .set_routing(&weighted(&[("v1", split[0]), ("v2", split[1])]))
+            .await
+            .unwrap();
+    }
+    platform.scale(&template("v1"), 0).await.unwrap();
+    platform.wait_running_at_most("v1", 0, WAIT).await.unwrap();
+    platform
+}
+
+fn weight_sequence(
+    c: &Cluster,
+    resource: &str,
+    list: &dyn Fn(&serde_json::Value) -> serde_json::Value,
+) -> Vec<serde_json::Value> {
+    c.writes_to(resource, "web")
+        .iter()
+        .map(|r| list(&r.json()))
+        .collect()
+}
+
+#[tokio::test]
+async fn traefik_weights_are_set_in_order_before_the_scale_down() {
+    let c = cluster(KubeRouter::Traefik).await;
+    let mut platform = run_canary(&c).await;
+
+    let sequence = weight_sequence(&c, "traefikservices", &|body| {
+        body["spec"]["weighted"]["services"].clone()
+    });
+    let backend = |v1: u32, v2: u32| {
+        json!([
+            {"name": "web-v1", "port": 80, "weight": v1},
+            {"name": "web-v2", "port": 80, "weight": v2},
+        ])
+    };
+    assert_eq!(
+        sequence,
+        vec![
+            json!([{"name": "web", "port": 80, "weight": 1}]),
+            backend(90, 10),
+            backend(50, 50),
+            backend(0, 100),
+        ]
+    );
+    let requests = c.server.requests();
+    let last_weights = index_of(&requests, |r| {
+        r.path.ends_with("/traefikservices/web")
+            && r.json()["spec"]["weighted"]["services"] == backend(0, 100)
+    });
+    let scale_down = index_of(&requests, |r| {
+        r.path.ends_with("/deployments/web-v1") && r.json()["spec"]["replicas"] == 0
+    });
+    assert!(last_weights < scale_down);
+    let route = c
+        .server
+        .object(fake_apiserver::store::INGRESS_ROUTES, NAMESPACE, "web")
+        .expect("ingress route");
+    assert_eq!(
+        route["spec"]["routes"][0]["services"][0],
+        json!({"name": "web", "kind": "TraefikService"})
+    );
+    assert!(
+        c.server
+            .object(TRAEFIK_SERVICES, NAMESPACE, "web")
+            .is_some()
+    );
+
+    let status = platform.status().await.unwrap();
+    assert_eq!(
+        status.routing.main,
+        TrafficPolicy::Weighted(vec![("v1".into(), 0), ("v2".into(), 100)])
+    );
+    let labels = c.labels();
+    let weights: Vec<_> = labels
+        .iter()
+        .filter(|l| l.starts_with("weights set"))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            "weights set: v1=90 v2=10",
+            "weights set: v1=50 v2=50",
+            "weights set: v1=0 v2=100"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn gateway_api_weights_go_to_httproute_backend_refs() {
+    let c = cluster(KubeRouter::GatewayApi).await;
+    run_canary(&c).await;
+    let sequence = weight_sequence(&c, "httproutes", &|body| {
+        let refs = body["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        json!(
+            refs.iter()
+                .map(|r| json!([r["name"], r["weight"]]))
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(
+        sequence,
+        vec![
+            json!([["web", 1]]),
+            json!([["web-v1", 90], ["web-v2", 10]]),
+            json!([["web-v1", 50], ["web-v2", 50]]),
+            json!([["web-v1", 0], ["web-v2", 100]]),
+        ]
+    );
+    let route = c
+        .server
+        .object(HTTP_ROUTES, NAMESPACE, "web")
+        .expect("httproute");
+    assert_eq!(route["spec"]["parentRefs"][0]["name"], "zdd-gateway");
+}
+
+#[tokio::test]
+async fn a_version_that_never_becomes_ready_fails_at_the_progress_deadline() {
+    let mut c = cluster(KubeRouter::Service).await;
+    c.config.progress_deadline = Duration::from_secs(1);
+    c.server.faults(|f| {
+        f.never_ready.insert("v2".into());
+    });
+    let mut platform = c.connect().await;
+    platform.scale(&template("v2"), 2).await.unwrap();
+    let started = Instant::now();
+    let err = platform
+        .wait_ready("v2", 2, Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("web-v2 exceeded its progress deadline"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Deployment web-v2 scaled to 2"),
+        "{message}"
+    );
+    // It stopped on the Deployment's condition, not on the 60 s timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn wait_ready_times_out_with_the_state_it_saw() {
+    let c = cluster(KubeRouter::Service).await;
+    c.server.faults(|f| {
+        f.never_ready.insert("v2".into());
+    });
+    let mut platform = c.connect().await;
+    platform.scale(&template("v2"), 1).await.unwrap();
+    let err = platform
+        .wait_ready("v2", 1, Duration::from_millis(800))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("timed out"), "{message}");
+    assert!(message.contains("v2: 0/1 replicas ready"), "{message}");
+}
+
+#[tokio::test]
+async fn a_forbidden_patch_names_verb_object_namespace_context_and_what_was_changed() {
+    let c = cluster(KubeRouter::Service).await;
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 1).await.unwrap();
+    c.server.faults(|f| {
+        f.forbidden.insert(("patch".into(), "services".into()));
+    });
+    let err = platform.set_routing(&only("v1", None)).await.unwrap_err();
+    let message = err.to_string();
+    for part in [
+        "permission denied: cannot patch services \"web\"",
+        "in namespace \"zdd-test\"",
+        "(context \"fake\")",
+        "deploy/kubernetes/rbac/",
+        "User \"system:serviceaccount:zdd-test:zdd\" cannot patch resource \"services\"",
+        "Changed by this run so far",
+        "Deployment web-v1 scaled to 1",
+    ] {
+        assert!(message.contains(part), "missing {part:?} in: {message}");
+    }
+    // The selector was not changed.
+    let service = c.server.object(SERVICES, NAMESPACE, "web");
+    assert!(service.is_none(), "{service:?}");
+}
+
+#[tokio::test]
+async fn a_broken_watch_is_resumed_from_its_resource_version() {
+    let c = cluster(KubeRouter::Service).await;
+    c.server.faults(|f| {
+        f.break_watch_once.insert("deployments".into());
+    });
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 2).await.unwrap();
+    let status = platform.wait_ready("v1", 2, WAIT).await.unwrap();
+    assert_eq!(status.ready, 2);
+    assert_eq!(c.server.watches_broken(), 1);
+    let watches: Vec<_> = c
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/deployments") && r.verb() == "watch")
+        .collect();
+    assert!(watches.len() >= 2, "{watches:?}");
+    let resumed = &watches[1];
+    let rv: u64 = resumed
+        .query_param("resourceVersion")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Resumed where it broke, not re-listed from scratch.
+    assert!(rv > 0, "resumed from {rv}");
+    let lists = c
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/deployments") && r.verb() == "list")
+        .count();
+    assert_eq!(lists, 1);
+}
+
+#[tokio::test]
+async fn weights_need_a_router_and_versions_need_an_image() {
+    let c = cluster(KubeRouter::Service).await;
+    let mut platform = c.connect().await;
+    let err = platform
+        .set_routing(&weighted(&[("v1", 90), ("v2", 10)]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--router traefik"), "{err}");
+    let mut no_image = template("v3");
+    no_image.image = None;
+    let err = platform.scale(&no_image, 1).await.unwrap_err();
+    assert!(err.to_string().contains("version v3 has no image"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_named_with_its_context() {
+    let c = cluster(KubeRouter::Service).await;
+    let url = c.server.url();
+    let dir = tempfile::tempdir().unwrap();
+    // A kubeconfig for a server that is gone: bind a port, then free it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = c
+        .server
+        .kubeconfig(NAMESPACE)
+        .replace(&url, &format!("http://127.0.0.1:{port}"));
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    let mut config = c.config.clone();
+    config.kubeconfig = Some(path);
+    let err = match KubernetesPlatform::connect(config, c.events.clone()).await {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("cannot reach the API server"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("context \"fake\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_crd_is_reported_as_such() {
+    let c = cluster(KubeRouter::Traefik).await;
+    c.server.faults(|f| {
+        f.unserved.insert("traefikservices".into());
+    });
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 1).await.unwrap();
+    let err = platform.set_routing(&Routing::default()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message
+            .contains("the cluster does not serve traefikservices.traefik.io (context \"fake\")"),
+        "{message}"
+    );
+    assert!(message.contains("install its CRDs"), "{message}");
+}
