@@ -220,6 +220,12 @@ impl ProbeHandle {
         self.stop.cancel();
     }
 
+    /// Whether requests are still being scheduled (false once the duration is reached or after
+    /// [`stop`](Self::stop)).
+    pub fn is_scheduling(&self) -> bool {
+        !self.scheduler.is_finished()
+    }
+
     /// A handle that can stop the probe while [`finish`](Self::finish) is awaited.
     pub fn stopper(&self) -> Stopper {
         Stopper(self.stop.clone())
