@@ -11,5 +11,6 @@ echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== deploy/kubernetes manifests" && deploy/kubernetes/tests/run.sh
 echo "== cargo test"
 cargo test --workspace
