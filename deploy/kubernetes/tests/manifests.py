@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import copy
 import functools
 import os
 import shutil
@@ -46,9 +48,7 @@ def discover_overlays() -> list[str]:
 
 
 def kustomize(directory: Path) -> str:
-    result = subprocess.run(
-        [tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([tool("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
     return result.stdout
@@ -60,8 +60,28 @@ def build(overlay: str) -> str:
     return kustomize(KUBERNETES / overlay)
 
 
+def prebuild(overlays: list[str]) -> None:
+    """Fills build()'s cache with a few kubectl processes at once (each one is mostly start-up)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(build, overlays))
+
+
+# libyaml's loader when PyYAML has it: pure-Python parsing dominates the run time otherwise.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse(text: str) -> list[dict]:
+    return [doc for doc in yaml.load_all(text, Loader=YAML_LOADER) if doc]
+
+
+@functools.cache
+def _parsed(overlay: str) -> tuple[dict, ...]:
+    return tuple(parse(build(overlay)))
+
+
 def objects(overlay: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(build(overlay)) if doc]
+    """The overlay's objects, freshly copied so that callers may change them."""
+    return copy.deepcopy(list(_parsed(overlay)))
 
 
 def expectation(path: Path) -> str:

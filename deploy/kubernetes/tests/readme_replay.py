@@ -19,10 +19,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 import zdd_manifest_check
-from manifests import KUBERNETES, REPO, build
+from manifests import KUBERNETES, REPO, objects
 
 KIND_ALIASES = {
     "deployment": "Deployment",
@@ -185,7 +183,7 @@ class Replay:
         overlay = path.removeprefix("deploy/kubernetes/").rstrip("/")
         if not (KUBERNETES / overlay / "kustomization.yaml").is_file():
             raise ReplayError(f"{path} has no kustomization.yaml")
-        return [doc for doc in yaml.safe_load_all(build(overlay)) if doc]
+        return objects(overlay)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -229,7 +227,7 @@ class Replay:
         if args[1:] == ["--help"]:
             return
         self._uses_known_url(args[1])
-        options = dict(zip(args[2::2], args[3::2]))
+        options = dict(zip(args[2::2], args[3::2], strict=False))
         if set(options) - {"--rate", "--duration"}:
             raise ReplayError(f"zdd probe options {sorted(options)}: expected --rate and --duration")
         if int(options["--rate"]) <= 0:
@@ -240,7 +238,7 @@ class Replay:
         url = [a for a in args if not a.startswith("-")][-1]
         if "/metrics" not in url:
             self._uses_known_url(url)
-        for flag, value in zip(args, args[1:]):
+        for flag, value in zip(args, args[1:], strict=False):
             if flag == "-H":
                 header = value.split(":")[0].strip()
                 routes = json.dumps([o for o in self.objects() if o["kind"] in ("IngressRoute", "HTTPRoute")])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubernetes_validate.utils import latest_version
 import pytest
 import yaml
+from kubernetes_validate.utils import latest_version
 
 import zdd_manifest_check
 from manifests import (
@@ -17,7 +17,6 @@ from manifests import (
     discover_overlays,
     expectation,
     kubernetes_validate,
-    kustomize,
     objects,
     validate_crds,
 )
@@ -65,7 +64,12 @@ def test_core_objects_pass_kubernetes_validate_strict(built_files, version):
     problems, output = kubernetes_validate(built_files, version)
     assert problems == [], output
     # --quiet hides passes, so count what was validated from the built objects themselves.
-    core = [o for f in built_files for o in yaml.safe_load_all(f.read_text()) if o and "." not in o["apiVersion"].split("/")[0]]
+    core = [
+        o
+        for f in built_files
+        for o in yaml.safe_load_all(f.read_text())
+        if o and "." not in o["apiVersion"].split("/")[0]
+    ]
     assert len(core) >= 3 * len(OVERLAYS)
 
 
@@ -138,7 +142,7 @@ CHECKER_FIXTURES = sorted((FIXTURES / "checker-broken").iterdir())
 def test_checker_rejects_broken_fixture(fixture, tmp_path):
     if fixture.is_dir():
         state = tmp_path / "state.yaml"
-        state.write_text(kustomize(fixture))
+        state.write_text(build(fixture.relative_to(KUBERNETES).as_posix()))
         expected = expectation(fixture / "kustomization.yaml")
     else:
         state, expected = fixture, expectation(fixture)
@@ -155,9 +159,7 @@ def test_checker_reports_bad_input_with_exit_2(tmp_path):
     assert zdd_manifest_check.main([str(broken)]) == 2
 
 
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("250ms", 0.25), ("5s", 5), ("1m30s", 90), ("2h", 7200), ("1.5s", 1.5)]
-)
+@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("5s", 5), ("1m30s", 90), ("2h", 7200), ("1.5s", 1.5)])
 def test_durations_are_humantime(text, seconds):
     assert zdd_manifest_check.parse_duration(text) == pytest.approx(seconds)
 

@@ -203,11 +203,9 @@ def check_deployment(cluster: Cluster, deploy: dict, allow_recreate: bool) -> No
             cluster.fail(deploy, f"{where} has no memory limit")
 
         security = container.get("securityContext") or {}
-
-        def effective(key: str):
-            return security.get(key, pod_security.get(key))
-
-        if effective("runAsNonRoot") is not True:
+        # Container settings override the pod's.
+        effective = {**pod_security, **security}
+        if effective.get("runAsNonRoot") is not True:
             cluster.fail(deploy, f"{where} may run as root (runAsNonRoot is not true)")
         if security.get("readOnlyRootFilesystem") is not True:
             cluster.fail(deploy, f"{where} has a writable root filesystem")
@@ -215,7 +213,7 @@ def check_deployment(cluster: Cluster, deploy: dict, allow_recreate: bool) -> No
             cluster.fail(deploy, f"{where} allows privilege escalation")
         if "ALL" not in ((security.get("capabilities") or {}).get("drop") or []):
             cluster.fail(deploy, f"{where} does not drop all capabilities")
-        if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        if (effective.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
             cluster.fail(deploy, f"{where} has no RuntimeDefault seccomp profile")
 
 
@@ -233,7 +231,9 @@ def check_disruption_budgets(cluster: Cluster) -> None:
             if all(selector_matches(selector, d["spec"]["template"]["metadata"]["labels"]) for d in deploys):
                 covering.append(pdb)
         if len(covering) != 1:
-            cluster.fail(None, f"app {app}: needs exactly one PodDisruptionBudget over all its pods, found {len(covering)}")
+            cluster.fail(
+                None, f"app {app}: needs exactly one PodDisruptionBudget over all its pods, found {len(covering)}"
+            )
             continue
         pdb_spec = covering[0]["spec"]
         total = sum(int(d["spec"].get("replicas", 1)) for d in deploys)
