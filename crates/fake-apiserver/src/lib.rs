@@ -11,6 +11,7 @@
 //! beyond a single manager (see [`store::apply_patch`]), no 410 Gone (the whole history is kept).
 
 mod controller;
+mod data_plane;
 mod server;
 pub mod store;
 
@@ -69,12 +70,26 @@ pub struct Faults {
 /// One request as the server received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordedRequest {
+    /// Position among every API request and data-plane answer, so tests can order them.
+    pub seq: u64,
     pub method: String,
     pub path: String,
     /// The raw query string, without `?`.
     pub query: String,
     pub content_type: Option<String>,
     pub body: String,
+}
+
+/// One request the data plane answered (or could not).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataPlaneAnswer {
+    /// Position among every API request and data-plane answer.
+    pub seq: u64,
+    /// The Service or route the request was sent to.
+    pub route: String,
+    pub status: u16,
+    /// The `version` label of the pod that answered.
+    pub version: Option<String>,
 }
 
 impl RecordedRequest {
@@ -102,10 +117,16 @@ pub(crate) struct Shared {
     /// The store's latest resourceVersion; watches wait on it.
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
+    pub(crate) answers: Mutex<Vec<DataPlaneAnswer>>,
+    pub(crate) seq: std::sync::atomic::AtomicU64,
     pub(crate) faults: Mutex<Faults>,
 }
 
 impl Shared {
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Writes through the store and wakes the watches.
     pub(crate) fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         let (result, rv) = {
@@ -125,6 +146,7 @@ impl Shared {
 /// A running fake API server. Dropping it stops it.
 pub struct FakeApiServer {
     addr: SocketAddr,
+    data_plane_addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -151,6 +173,8 @@ impl FakeApiServer {
             store: Mutex::new(Store::default()),
             changed: watch::Sender::new(0),
             requests: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
+            seq: Default::default(),
             faults: Mutex::new(Faults::default()),
         });
         let app = server::router(shared.clone());
@@ -160,10 +184,19 @@ impl FakeApiServer {
             }
         });
         let control_plane = tokio::spawn(controller::run(shared.clone()));
+        let data_listener = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+        let data_plane_addr = data_listener.local_addr()?;
+        let data_app = data_plane::router(shared.clone(), Default::default());
+        let data_plane = tokio::spawn(async move {
+            if let Err(err) = axum::serve(data_listener, data_app).await {
+                tracing::error!("fake data plane stopped: {err}");
+            }
+        });
         Ok(FakeApiServer {
             addr,
+            data_plane_addr,
             shared,
-            tasks: vec![serve, control_plane],
+            tasks: vec![serve, control_plane, data_plane],
         })
     }
 
@@ -173,6 +206,12 @@ impl FakeApiServer {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where traffic to Service (or TraefikService / HTTPRoute) `name` goes: the simulated
+    /// kube-proxy and ingress, which answer for the pods they pick.
+    pub fn data_plane_url(&self, namespace: &str, name: &str) -> String {
+        format!("http://{}/{namespace}/{name}", self.data_plane_addr)
     }
 
     /// Writes a kubeconfig with one context, `fake`, pointing at this server, and returns its path.
@@ -196,6 +235,15 @@ impl FakeApiServer {
             .requests
             .lock()
             .expect("requests poisoned")
+            .clone()
+    }
+
+    /// Every data-plane answer so far, oldest first.
+    pub fn data_plane_answers(&self) -> Vec<DataPlaneAnswer> {
+        self.shared
+            .answers
+            .lock()
+            .expect("answers poisoned")
             .clone()
     }
 

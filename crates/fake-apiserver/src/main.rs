@@ -49,8 +49,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.kubeconfig {
         std::fs::write(path, server.kubeconfig(&args.namespace))?;
     }
-    // The first stdout line is the URL, so a script can read it.
+    // The first stdout line is the URL, so a script can read it; the second, the data plane.
     println!("{}", server.url());
+    println!("{}", server.data_plane_url(&args.namespace, "<service>"));
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -167,6 +167,7 @@ async fn handle(
         .lock()
         .expect("requests poisoned")
         .push(RecordedRequest {
+            seq: shared.next_seq(),
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),

@@ -37,6 +37,7 @@ async fn cluster(router: KubeRouter) -> Cluster {
         .expect("kubeconfig written");
     let mut config = KubernetesConfig::new("web");
     config.kubeconfig = Some(kubeconfig);
+    config.preview_url = Some(server.data_plane_url(NAMESPACE, "web-preview"));
     config.router = router;
     config.settle_delay = Duration::from_millis(50);
     Cluster {
@@ -95,6 +96,25 @@ fn template(version: &str) -> VersionTemplate {
     }
 }
 
+/// GET through the fake data plane; the version that answered.
+async fn get_version(url: &str) -> String {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let response = client
+        .get(url.parse().unwrap())
+        .await
+        .expect("data plane answers");
+    assert_eq!(response.status(), 200, "{url}");
+    let version = response.headers()["x-version"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    response.into_body().collect().await.unwrap();
+    version
+}
+
 fn only(version: &str, preview: Option<&str>) -> Routing {
     Routing {
         main: TrafficPolicy::Only(version.into()),
@@ -127,12 +147,27 @@ async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() 
     platform.scale(&template("v2"), 2).await.unwrap();
     let v2 = platform.wait_ready("v2", 2, WAIT).await.unwrap();
     assert_eq!((v2.desired, v2.ready), (2, 2));
-    platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
     assert_eq!(
-        platform.preview_url().as_deref(),
-        Some("http://web-preview.zdd-test.svc.cluster.local:80")
+        get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
+        "v1"
     );
+    platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
+    let preview = platform
+        .preview_url()
+        .expect("a preview URL while previewing");
+    for _ in 0..4 {
+        assert_eq!(get_version(&preview).await, "v2");
+        assert_eq!(
+            get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
+            "v1"
+        );
+    }
     platform.set_routing(&only("v2", None)).await.unwrap();
+    assert_eq!(platform.preview_url(), None);
+    assert_eq!(
+        get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
+        "v2"
+    );
     platform.scale(&template("v1"), 0).await.unwrap();
     let v1 = platform.wait_running_at_most("v1", 0, WAIT).await.unwrap();
     assert_eq!(v1.running, 0);

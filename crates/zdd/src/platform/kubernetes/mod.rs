@@ -841,16 +841,11 @@ impl Platform for KubernetesPlatform {
         })
     }
 
+    /// The configured preview URL while a preview is routed. The in-cluster name would not be
+    /// reachable from where zdd usually runs, so without one there is none.
     fn preview_url(&self) -> Option<String> {
         self.routing.as_ref()?.preview.as_ref()?;
-        Some(self.config.preview_url.clone().unwrap_or_else(|| {
-            format!(
-                "http://{}.{}.svc.cluster.local:{}",
-                objects::preview_service_name(&self.config.app),
-                self.namespace,
-                self.config.service_port
-            )
-        }))
+        self.config.preview_url.clone()
     }
 
     /// Leaves the cluster as the rollout left it: nothing to stop on zdd's side.
