@@ -228,11 +228,14 @@ class Replay:
             return
         self._uses_known_url(args[1])
         options = dict(zip(args[2::2], args[3::2], strict=False))
-        if set(options) - {"--rate", "--duration"}:
-            raise ReplayError(f"zdd probe options {sorted(options)}: expected --rate and --duration")
+        unknown = set(options) - {"--rate", "--duration", "--new-connection-ratio"}
+        if unknown or not {"--rate", "--duration"} <= set(options):
+            raise ReplayError(f"zdd probe options {sorted(options)}: need --rate, --duration")
         if int(options["--rate"]) <= 0:
             raise ReplayError("--rate must be positive")
         zdd_manifest_check.parse_duration(options["--duration"])
+        if not 0 <= float(options.get("--new-connection-ratio", 0)) <= 1:
+            raise ReplayError("--new-connection-ratio must be within 0..1")
 
     def curl(self, args: list[str]) -> None:
         url = [a for a in args if not a.startswith("-")][-1]
