@@ -10,13 +10,12 @@
 //! [`ProbeHandle::window`] while it runs, then [`ProbeHandle::stop`] and [`ProbeHandle::finish`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -151,6 +150,8 @@ struct Shared {
     origin: Instant,
     aggregator: Mutex<Aggregator>,
     sent: AtomicU64,
+    /// True until the scheduler thread ends.
+    scheduling: AtomicBool,
 }
 
 impl Shared {
@@ -179,7 +180,8 @@ pub struct ProbeHandle {
     config: ProbeConfig,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    scheduler: JoinHandle<Instant>,
+    /// The scheduler thread sends the instant scheduling ended.
+    ended: tokio::sync::oneshot::Receiver<Instant>,
     tasks: TaskTracker,
     run_start: Instant,
     _stop_on_drop: DropGuard,
@@ -223,7 +225,7 @@ impl ProbeHandle {
     /// Whether requests are still being scheduled (false once the duration is reached or after
     /// [`stop`](Self::stop)).
     pub fn is_scheduling(&self) -> bool {
-        !self.scheduler.is_finished()
+        self.shared.scheduling.load(Ordering::Acquire)
     }
 
     /// A handle that can stop the probe while [`finish`](Self::finish) is awaited.
@@ -233,10 +235,8 @@ impl ProbeHandle {
 
     /// Waits for the run to end (duration reached or [`stop`](Self::stop)) and returns the report.
     pub async fn finish(self) -> Report {
-        let end = match self.scheduler.await {
-            Ok(end) => end,
-            Err(_) => Instant::now(),
-        };
+        // An error means the scheduler thread panicked: report what was measured.
+        let end = self.ended.await.unwrap_or_else(|_| Instant::now());
         self.tasks.close();
         self.tasks.wait().await;
         let origin = self.shared.origin;
@@ -280,6 +280,7 @@ pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
             config.timeout,
         )),
         sent: AtomicU64::new(0),
+        scheduling: AtomicBool::new(true),
     });
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -291,15 +292,26 @@ pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
         client,
         shared: shared.clone(),
         tasks: tasks.clone(),
+        runtime,
         run_start,
     };
-    let scheduler = runtime.spawn(scheduler.run(stop.clone()));
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    let stop_signal = stop.clone();
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("zdd-probe-scheduler".into())
+        .spawn(move || {
+            // Cleared on the way out, even if the scheduler panics.
+            let _done = SchedulingDone(thread_shared);
+            let _ = ended_tx.send(scheduler.run(stop_signal));
+        })
+        .map_err(|err| ProbeError::Config(format!("cannot start the scheduler thread: {err}")))?;
     Ok(ProbeHandle {
         config,
         shared,
         _stop_on_drop: stop.clone().drop_guard(),
         stop,
-        scheduler,
+        ended,
         tasks,
         run_start,
     })
@@ -312,6 +324,11 @@ pub enum ProbeError {
 }
 
 /// Issues requests at their scheduled times.
+///
+/// It runs on its own OS thread rather than on tokio's timer, whose millisecond granularity would
+/// add up to 1 ms of lateness to every request (and so to every latency, which counts from the
+/// scheduled time). A plain thread sleeping to the next due time (with the kernel's timer slack
+/// lowered) is accurate to tens of microseconds.
 struct Scheduler {
     rate: u32,
     end: Option<Instant>,
@@ -321,12 +338,17 @@ struct Scheduler {
     client: Arc<Client>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
+    runtime: tokio::runtime::Handle,
     run_start: Instant,
 }
 
+/// The longest the scheduler sleeps before looking at the stop signal again.
+const STOP_CHECK: Duration = Duration::from_millis(20);
+
 impl Scheduler {
     /// Runs until the end or a stop; returns when scheduling ended.
-    async fn run(self, stop: CancellationToken) -> Instant {
+    fn run(self, stop: CancellationToken) -> Instant {
+        lower_timer_slack();
         let mut seq: u64 = 0;
         loop {
             let next = self.due(seq);
@@ -335,13 +357,18 @@ impl Scheduler {
             {
                 return end;
             }
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Instant::now(),
-                _ = tokio::time::sleep_until(next.into()) => {}
+            loop {
+                if stop.is_cancelled() {
+                    return Instant::now();
+                }
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                std::thread::sleep((next - now).min(STOP_CHECK));
             }
-            // The timer wakes at millisecond granularity (and late on a busy machine): issue every
-            // request that is due, each with its own scheduled time.
+            // Issue every request that is due (several per wake-up at high rates, or after a late
+            // wake-up on a busy machine), each with its own scheduled time.
             let now = Instant::now();
             loop {
                 let scheduled = self.due(seq);
@@ -374,18 +401,35 @@ impl Scheduler {
         let fresh = uses_fresh_connection(seq, self.new_connection_ratio);
         let client = self.client.clone();
         let shared = self.shared.clone();
-        self.tasks.spawn(async move {
-            let outcome = client.execute(fresh).await;
-            let latency = scheduled.elapsed();
-            drop(permit);
-            shared.record(Completion {
-                seq,
-                scheduled: since_zero,
-                outcome,
-                latency,
-            });
-        });
+        self.tasks.spawn_on(
+            async move {
+                let outcome = client.execute(fresh).await;
+                let latency = scheduled.elapsed();
+                drop(permit);
+                shared.record(Completion {
+                    seq,
+                    scheduled: since_zero,
+                    outcome,
+                    latency,
+                });
+            },
+            &self.runtime,
+        );
     }
+}
+
+struct SchedulingDone(Arc<Shared>);
+
+impl Drop for SchedulingDone {
+    fn drop(&mut self) {
+        self.0.scheduling.store(false, Ordering::Release);
+    }
+}
+
+/// Asks the kernel to wake this thread on time (the default slack is 50 µs). Best effort.
+fn lower_timer_slack() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_timerslack(1_000);
 }
 
 /// Spreads fresh connections evenly: exactly `ratio` of any long run of requests.
