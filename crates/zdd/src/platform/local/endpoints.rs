@@ -80,17 +80,23 @@ pub fn spawn_controller(
         while let Some((due, snapshot)) = due_rx.recv().await {
             tokio::time::sleep_until(due).await;
             let mut data = data.lock().await;
-            for (version, endpoints) in &snapshot {
-                if data.endpoints.get(version) != Some(endpoints) {
+            let changed: Vec<String> = snapshot
+                .iter()
+                .filter(|(version, endpoints)| data.endpoints.get(*version) != Some(*endpoints))
+                .map(|(version, endpoints)| {
                     let pods: Vec<&str> = endpoints.iter().map(|e| e.pod.as_str()).collect();
-                    events.emit(format!("endpoints {version}: [{}]", pods.join(", ")));
-                }
-            }
+                    format!("endpoints {version}: [{}]", pods.join(", "))
+                })
+                .collect();
             data.endpoints = snapshot;
-            if let Err(err) = data.apply().await {
-                // The next change retries; the engine sees a stale router through its own checks.
-                tracing::warn!("publishing endpoints failed: {err}");
-                events.emit(format!("endpoints not applied: {err}"));
+            match data.apply().await {
+                // Emitted once the router serves them: the event is the data plane's truth.
+                Ok(()) => changed.into_iter().for_each(|label| events.emit(label)),
+                Err(err) => {
+                    // The next change retries; the engine checks the data plane itself anyway.
+                    tracing::warn!("publishing endpoints failed: {err}");
+                    events.emit(format!("endpoints not applied: {err}"));
+                }
             }
         }
     });
