@@ -235,7 +235,6 @@ pub async fn run_on<P: Platform>(
 ) -> anyhow::Result<RunResult> {
     let result = engine::run_rollout(platform, spec, events.clone(), control, options).await;
     let shutdown = platform.shutdown().await;
-    events.emit("platform shut down");
     let result = result.context("the rollout could not run")?;
     shutdown.context("the platform did not shut down cleanly")?;
     Ok(result)

@@ -20,7 +20,7 @@ use self::control::{Control, Interrupt, Phase, StatusVersion};
 use self::data_plane::HttpChecker;
 use self::events::{Event, EventLog};
 use crate::platform::{Platform, PlatformError, Routing, TrafficPolicy, VersionTemplate};
-use crate::spec::Spec;
+use crate::spec::{Spec, Strategy};
 
 /// The probe's live counters, as the engine reads them (a trait so tests can fake traffic).
 pub trait TrafficView: Send + Sync {
@@ -474,18 +474,7 @@ impl<'p, P: Platform> Engine<'p, P> {
         ));
         self.scale(Which::From, replicas).await?;
         self.wait_ready(Which::From, replicas).await?;
-        let initial = match self.spec.strategy {
-            crate::spec::Strategy::BlueGreen { .. }
-            | crate::spec::Strategy::CanaryWeighted { .. } => {
-                TrafficPolicy::Only(self.from.name.clone())
-            }
-            _ => TrafficPolicy::AllReady,
-        };
-        self.set_routing(Routing {
-            main: initial,
-            preview: None,
-        })
-        .await?;
+        self.set_routing(self.initial_routing()).await?;
         let url = join_url(&self.platform.main_url(), &self.spec.traffic.path);
         let name = self.from.name.clone();
         let checks = self.options.route_checks;
@@ -499,6 +488,21 @@ impl<'p, P: Platform> Engine<'p, P> {
         Ok(())
     }
 
+    /// Before the first step: blue-green and canary by weight route by version from the start,
+    /// the others send traffic to every ready replica (a Service selecting on `app` only).
+    pub fn initial_routing(&self) -> Routing {
+        let main = match self.spec.strategy {
+            Strategy::BlueGreen { .. } | Strategy::CanaryWeighted { .. } => {
+                TrafficPolicy::Only(self.from.name.clone())
+            }
+            _ => TrafficPolicy::AllReady,
+        };
+        Routing {
+            main,
+            preview: None,
+        }
+    }
+
     /// Runs the strategy; on an interrupt (other than a signal) or a failed step, rolls back.
     pub async fn execute(&mut self) -> Outcome {
         self.control.update(|s| s.phase = Phase::Progressing);
@@ -508,7 +512,11 @@ impl<'p, P: Platform> Engine<'p, P> {
             self.to.name,
             self.spec.strategy.kind()
         ));
-        let result = crate::strategy::run(self).await;
+        let initial = self.initial_routing();
+        let result = match self.set_routing(initial).await {
+            Ok(()) => crate::strategy::run(self).await,
+            Err(err) => Err(err),
+        };
         let result = match result {
             Ok(()) => {
                 // The old version's replicas finish their termination before the run ends.
@@ -677,7 +685,7 @@ fn describe_routing(new: &Routing, old: &Routing) -> String {
     };
     let what = match (&new.main, &old.main) {
         (TrafficPolicy::Weighted(_), _) => format!("weight set: {main}"),
-        (TrafficPolicy::Only(v), TrafficPolicy::Only(w)) if v != w => {
+        (TrafficPolicy::Only(v), old) if *old != TrafficPolicy::Only(v.clone()) => {
             format!("selector switched to {v}")
         }
         (a, b) if a != b => format!("routing: main → {main}"),

@@ -41,16 +41,20 @@ pub async fn run<P: Platform>(
         };
         if removable == 0 {
             // Nothing may go yet: wait for one more new replica to become ready.
-            engine
-                .wait_ready(Which::To, (new_ready + 1).min(new))
-                .await?;
+            if new_ready < new {
+                engine.wait_ready(Which::To, new_ready + 1).await?;
+            } else {
+                // Counts in flux (a replica restarting): look again shortly.
+                engine
+                    .guarded(tokio::time::sleep(std::time::Duration::from_millis(100)))
+                    .await?;
+            }
             continue;
         }
         let old_target = old - removable;
         let step = format!("scale {old_name} to {old_target}");
         engine.step_started(index, 0, &step);
         if old_target == 0 {
-            engine.wait_ready(Which::To, replicas).await?;
             engine.retire(Which::From).await?;
         } else {
             engine.scale(Which::From, old_target).await?;

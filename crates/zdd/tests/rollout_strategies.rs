@@ -1,0 +1,480 @@
+//! The strategies against an in-memory platform that records every call and checks invariants as
+//! they happen: capacity during a rolling update, no scale-down to zero before the data plane
+//! showed that the version gets no traffic, rollback on abort and on budget.
+//!
+//! The fake's traffic follows its routing: a request "reaches" every version the main route could
+//! send it to at that moment, so the data-plane check passes only once the routing has excluded a
+//! version for a whole window.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zdd::engine::control::{Control, Interrupt, Phase};
+use zdd::engine::events::EventLog;
+use zdd::engine::{Engine, Outcome, RunOptions, TrafficView};
+use zdd::platform::{
+    Platform, PlatformStatus, Result, Routing, TrafficPolicy, VersionStatus, VersionTemplate,
+};
+use zdd::spec::Spec;
+use zdd_probe::WindowStats;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Scale(String, u32),
+    Routing(Routing),
+}
+
+#[derive(Default)]
+struct State {
+    /// Ready replicas per version (the fake's replicas are ready as soon as they are asked for).
+    ready: BTreeMap<String, u32>,
+    routing_history: Vec<(Instant, Routing)>,
+    calls: Vec<(Instant, Call)>,
+    /// Fewest ready replicas (all versions) seen after any call.
+    min_total_ready: u32,
+    /// Failed requests the fake traffic reports.
+    failing: bool,
+}
+
+#[derive(Clone)]
+struct Fake(Arc<Mutex<State>>);
+
+impl Fake {
+    fn new(from: &str, replicas: u32) -> Self {
+        let mut state = State {
+            min_total_ready: replicas,
+            ..State::default()
+        };
+        state.ready.insert(from.into(), replicas);
+        state
+            .routing_history
+            .push((Instant::now(), Routing::default()));
+        Fake(Arc::new(Mutex::new(state)))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap()
+    }
+
+    fn ready(&self, version: &str) -> u32 {
+        self.state().ready.get(version).copied().unwrap_or(0)
+    }
+
+    fn routing(&self) -> Routing {
+        self.state().routing_history.last().unwrap().1.clone()
+    }
+}
+
+impl Platform for Fake {
+    async fn scale(&mut self, version: &VersionTemplate, replicas: u32) -> Result<()> {
+        let mut state = self.state();
+        state
+            .calls
+            .push((Instant::now(), Call::Scale(version.name.clone(), replicas)));
+        state.ready.insert(version.name.clone(), replicas);
+        let total: u32 = state.ready.values().sum();
+        state.min_total_ready = state.min_total_ready.min(total);
+        Ok(())
+    }
+
+    async fn wait_ready(
+        &mut self,
+        version: &str,
+        ready: u32,
+        _: Duration,
+    ) -> Result<VersionStatus> {
+        let have = self.ready(version);
+        assert!(
+            have >= ready,
+            "waits for {ready} ready {version}, only {have} asked for"
+        );
+        Ok(VersionStatus {
+            name: version.into(),
+            desired: have,
+            ready: have,
+            running: have,
+            terminating: 0,
+        })
+    }
+
+    async fn wait_running_at_most(
+        &mut self,
+        version: &str,
+        running: u32,
+        _: Duration,
+    ) -> Result<VersionStatus> {
+        let have = self.ready(version);
+        assert!(
+            have <= running,
+            "waits for {version} ≤ {running}, {have} asked for"
+        );
+        Ok(VersionStatus {
+            name: version.into(),
+            desired: have,
+            ready: have,
+            running: have,
+            terminating: 0,
+        })
+    }
+
+    async fn set_routing(&mut self, routing: &Routing) -> Result<()> {
+        let mut state = self.state();
+        let now = Instant::now();
+        state.calls.push((now, Call::Routing(routing.clone())));
+        state.routing_history.push((now, routing.clone()));
+        Ok(())
+    }
+
+    async fn status(&mut self) -> Result<PlatformStatus> {
+        let state = self.state();
+        Ok(PlatformStatus {
+            versions: state
+                .ready
+                .iter()
+                .map(|(name, n)| VersionStatus {
+                    name: name.clone(),
+                    desired: *n,
+                    ready: *n,
+                    running: *n,
+                    terminating: 0,
+                })
+                .collect(),
+            pods: Vec::new(),
+            routing: state.routing_history.last().unwrap().1.clone(),
+        })
+    }
+
+    fn main_url(&self) -> String {
+        "http://fake.invalid".into()
+    }
+
+    fn preview_url(&self) -> Option<String> {
+        None
+    }
+
+    async fn shutdown(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Traffic at 200 requests/s that reaches every version the routing allowed since `since`.
+impl TrafficView for Fake {
+    fn window(&self, since: Instant) -> WindowStats {
+        let state = self.state();
+        let elapsed = Instant::now().saturating_duration_since(since);
+        let requests = (elapsed.as_secs_f64() * 200.0) as u64;
+        let mut stats = WindowStats::default();
+        if state.failing {
+            stats.failed = requests;
+            return stats;
+        }
+        stats.ok = requests;
+        // Routings in force at some point of [since, now]: the last one before `since` and all after.
+        let start = state
+            .routing_history
+            .iter()
+            .rposition(|(t, _)| *t <= since)
+            .unwrap_or(0);
+        for (_, routing) in &state.routing_history[start..] {
+            let versions: Vec<String> = match &routing.main {
+                TrafficPolicy::AllReady => state
+                    .ready
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(v, _)| v.clone())
+                    .collect(),
+                TrafficPolicy::Only(v) => vec![v.clone()],
+                TrafficPolicy::Weighted(weights) => weights
+                    .iter()
+                    .filter(|(_, w)| *w > 0)
+                    .map(|(v, _)| v.clone())
+                    .collect(),
+            };
+            for v in versions {
+                *stats.by_version.entry(v).or_default() += 1;
+            }
+        }
+        stats
+    }
+}
+
+fn spec(strategy: &str, replicas: u32) -> Spec {
+    let text = format!(
+        "name: fake\napp:\n  command: [\"x\"]\n  replicas: {replicas}\nversions:\n  from: {{ name: v1 }}\n  to: {{ name: v2 }}\nstrategy:\n{strategy}\ndataPlaneCheck: {{ window: 300ms, minRequests: 10, timeout: 5s }}\n"
+    );
+    Spec::parse(&text, "fake.yaml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run(spec: &Spec, fake: &Fake, control: Control) -> (Outcome, Vec<String>) {
+    let mut platform = fake.clone();
+    let events = EventLog::new(Instant::now());
+    let mut engine = Engine::new(
+        &mut platform,
+        spec,
+        events.clone(),
+        control,
+        RunOptions::default(),
+    );
+    engine.attach_traffic(Arc::new(fake.clone()), Instant::now());
+    let outcome = engine.execute().await;
+    let labels = events.snapshot().into_iter().map(|e| e.label).collect();
+    (outcome, labels)
+}
+
+/// When a version was scaled to zero, the routing must have excluded it for the whole check
+/// window before (recreate is the exception by design).
+fn assert_retired_safely(fake: &Fake, version: &str, window: Duration) {
+    let state = fake.state();
+    let scaled_to_zero = state
+        .calls
+        .iter()
+        .find(|(_, c)| *c == Call::Scale(version.into(), 0))
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("{version} never scaled to 0: {:?}", state.calls));
+    let excluded_since = state
+        .routing_history
+        .iter()
+        .filter(|(t, _)| *t <= scaled_to_zero)
+        .rev()
+        .take_while(|(_, r)| match &r.main {
+            TrafficPolicy::Only(v) => v != version,
+            TrafficPolicy::Weighted(w) => w.iter().all(|(v, w)| v != version || *w == 0),
+            TrafficPolicy::AllReady => false,
+        })
+        .last()
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("{version} was still routed when scaled to 0"));
+    let excluded_for = scaled_to_zero - excluded_since;
+    assert!(
+        excluded_for >= window,
+        "{version} scaled to 0 only {excluded_for:?} after it left the route"
+    );
+}
+
+#[tokio::test]
+async fn rolling_update_with_max_unavailable_0_never_drops_below_n_ready() {
+    for (surge, replicas) in [(1, 3), (2, 3), (1, 5)] {
+        let spec = spec(
+            &format!("  rollingUpdate: {{ maxSurge: {surge}, maxUnavailable: 0 }}"),
+            replicas,
+        );
+        let fake = Fake::new("v1", replicas);
+        let (outcome, events) = run(&spec, &fake, Control::new()).await;
+        assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+        assert_eq!(fake.ready("v2"), replicas);
+        assert_eq!(fake.ready("v1"), 0);
+        assert!(
+            fake.state().min_total_ready >= replicas,
+            "surge {surge}: only {} ready at some point",
+            fake.state().min_total_ready
+        );
+        // Never more than replicas + surge asked for.
+        let state = fake.state();
+        let mut asked = BTreeMap::from([("v1".to_string(), replicas)]);
+        for (_, call) in &state.calls {
+            if let Call::Scale(v, n) = call {
+                asked.insert(v.clone(), *n);
+                assert!(
+                    asked.values().sum::<u32>() <= replicas + surge,
+                    "{:?}",
+                    state.calls
+                );
+            }
+        }
+        drop(state);
+        assert_retired_safely(&fake, "v1", Duration::from_millis(300));
+    }
+}
+
+#[tokio::test]
+async fn rolling_update_with_max_unavailable_only_keeps_n_minus_u_ready() {
+    let spec = spec("  rollingUpdate: { maxSurge: 0, maxUnavailable: 1 }", 4);
+    let fake = Fake::new("v1", 4);
+    let (outcome, events) = run(&spec, &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert_eq!(fake.ready("v2"), 4);
+    assert!(fake.state().min_total_ready >= 3);
+}
+
+#[tokio::test]
+async fn recreate_stops_every_old_replica_before_starting_new_ones() {
+    let spec = spec("  recreate: {}", 3);
+    let fake = Fake::new("v1", 3);
+    let (outcome, _) = run(&spec, &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    let calls: Vec<Call> = fake.state().calls.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(
+        calls,
+        vec![Call::Scale("v1".into(), 0), Call::Scale("v2".into(), 3)]
+    );
+}
+
+#[tokio::test]
+async fn blue_green_switches_then_checks_the_data_plane_before_scaling_down() {
+    let spec = spec("  blueGreen: { autoPromote: true, previewChecks: 2 }", 3);
+    let fake = Fake::new("v1", 3);
+    let (outcome, events) = run(&spec, &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert_eq!(fake.routing().main, TrafficPolicy::Only("v2".into()));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("selector switched to v2")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("data plane: no request reached v1"))
+    );
+    assert_retired_safely(&fake, "v1", Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn canary_by_replicas_follows_the_steps_growing_before_shrinking() {
+    let spec = spec(
+        "  canary:\n    steps:\n      - setReplicas: { from: 3, to: 1 }\n      - setReplicas: { from: 2, to: 2 }\n      - setReplicas: { from: 1, to: 3 }",
+        3,
+    );
+    let fake = Fake::new("v1", 3);
+    let (outcome, events) = run(&spec, &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let scales: Vec<Call> = fake
+        .state()
+        .calls
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Scale(..)))
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(
+        scales,
+        vec![
+            Call::Scale("v2".into(), 1),
+            Call::Scale("v2".into(), 2),
+            Call::Scale("v1".into(), 2),
+            Call::Scale("v2".into(), 3),
+            Call::Scale("v1".into(), 1),
+            Call::Scale("v1".into(), 0),
+        ]
+    );
+    assert!(fake.state().min_total_ready >= 3);
+    assert_retired_safely(&fake, "v1", Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn canary_by_weight_sets_weights_then_retires_the_old_version() {
+    let spec = spec(
+        "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - pause: 10ms\n      - setWeight: 60",
+        3,
+    );
+    let fake = Fake::new("v1", 3);
+    let (outcome, events) = run(&spec, &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let weights: Vec<Vec<(String, u32)>> = fake
+        .state()
+        .routing_history
+        .iter()
+        .filter_map(|(_, r)| match &r.main {
+            TrafficPolicy::Weighted(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect();
+    let v2: Vec<u32> = weights.iter().map(|w| w[1].1).collect();
+    assert_eq!(v2, vec![20, 60, 100]);
+    assert_eq!(fake.ready("v2"), 3);
+    assert_retired_safely(&fake, "v1", Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn abort_during_a_pause_rolls_back_to_the_old_version() {
+    let spec = spec(
+        "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 50\n      - pause: {}",
+        3,
+    );
+    let fake = Fake::new("v1", 3);
+    let control = Control::new();
+    let aborter = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while control.status().phase != Phase::Paused {
+                assert!(Instant::now() < deadline, "never paused");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            control.interrupt(Interrupt::Abort {
+                reason: "test".into(),
+            });
+        })
+    };
+    let (outcome, events) = run(&spec, &fake, control.clone()).await;
+    aborter.await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::RolledBack(_)),
+        "{outcome:?} {events:#?}"
+    );
+    assert_eq!(fake.routing().main, TrafficPolicy::Only("v1".into()));
+    assert_eq!(fake.ready("v1"), 3);
+    assert_eq!(fake.ready("v2"), 0);
+    assert_eq!(control.status().phase, Phase::RolledBack);
+    assert_retired_safely(&fake, "v2", Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn promote_continues_a_paused_blue_green() {
+    let spec = spec("  blueGreen: { autoPromote: false }", 2);
+    let fake = Fake::new("v1", 2);
+    let control = Control::new();
+    assert!(
+        control.promote().is_err(),
+        "promote before any pause must be refused"
+    );
+    let promoter = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while control.status().phase != Phase::Paused {
+                assert!(Instant::now() < deadline, "never paused");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            control.promote().unwrap();
+        })
+    };
+    let (outcome, events) = run(&spec, &fake, control).await;
+    promoter.await.unwrap();
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert!(events.iter().any(|e| e == "promoted"));
+    assert_eq!(fake.routing().main, TrafficPolicy::Only("v2".into()));
+}
+
+#[tokio::test]
+async fn exceeding_the_budget_rolls_back() {
+    let spec = spec(
+        "  canary:\n    steps:\n      - setReplicas: { from: 3, to: 1 }\n      - pause: 30s",
+        3,
+    );
+    let fake = Fake::new("v1", 3);
+    let control = Control::new();
+    let breaker = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            fake.state().failing = true;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            fake.state().failing = false;
+        })
+    };
+    let started = Instant::now();
+    let (outcome, events) = run(&spec, &fake, control.clone()).await;
+    breaker.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the pause was not cut short"
+    );
+    match outcome {
+        Outcome::RolledBack(why) => assert!(why.contains("budget exceeded"), "{why}"),
+        other => panic!("{other:?} {events:#?}"),
+    }
+    assert_eq!(fake.ready("v2"), 0);
+    assert_eq!(fake.ready("v1"), 3);
+}
