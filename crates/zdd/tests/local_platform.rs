@@ -370,3 +370,67 @@ async fn shutdown_stops_every_replica_and_the_router() {
     let status = platform.status().await.unwrap();
     assert!(status.pods.is_empty(), "{status:?}");
 }
+
+/// The reference service (`zdd serve`) as the replicas: with a preStop sleep longer than the
+/// propagation delay, scaling down drops nothing, because the router forgets the replica before
+/// it gets SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut platform, events) = platform(&dir, Duration::from_millis(500)).await;
+    let v1 = zdd::platform::VersionTemplate {
+        name: "v1".into(),
+        command: vec![env!("CARGO_BIN_EXE_zdd").into(), "serve".into()],
+        image: None,
+        env: [("APP_VERSION".to_owned(), "v1".to_owned())].into(),
+        readiness: probe("/readyz"),
+        liveness: Some(probe("/healthz")),
+        pre_stop_sleep: Duration::from_millis(1000),
+        termination_grace_period: Duration::from_secs(10),
+        min_ready: Duration::ZERO,
+    };
+    platform.scale(&v1, 2).await.unwrap();
+    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    let published = events.clone();
+    eventually("both replicas published", READY_TIMEOUT, || {
+        let events = published.clone();
+        async move { has_event(&events, "endpoints v1: [v1-1, v1-2]") }
+    })
+    .await;
+
+    let url = platform.main_url();
+    let load = tokio::spawn(async move {
+        // Bounded: at most 400 requests, at most 8 s.
+        let began = Instant::now();
+        let mut failures = Vec::new();
+        let mut answered = 0;
+        while answered < 400 && began.elapsed() < Duration::from_secs(8) {
+            match get(&url).await {
+                Ok(answer) if answer.status == 200 => answered += 1,
+                Ok(answer) => failures.push(format!(
+                    "{} {:?}",
+                    answer.status,
+                    answer.header("x-zdd-pod")
+                )),
+                Err(err) => failures.push(err.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (answered, failures)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    platform.scale(&v1, 1).await.unwrap();
+    platform
+        .wait_running_at_most("v1", 1, READY_TIMEOUT)
+        .await
+        .unwrap();
+    let (answered, failures) = load.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(answered > 50, "only {answered} answers");
+    assert!(
+        has_event(&events, "pod v1-2 exited (code 0)"),
+        "{:?}",
+        events.snapshot()
+    );
+    platform.shutdown().await.unwrap();
+}
