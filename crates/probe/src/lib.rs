@@ -455,6 +455,20 @@ mod tests {
     }
 
     #[test]
+    fn the_handle_can_move_between_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _guard = runtime.enter();
+        let mut config = ProbeConfig::new("http://127.0.0.1:9/".parse().unwrap());
+        config.rate = 1;
+        let probe = start(config).unwrap();
+        send_sync(&probe);
+        probe.stop();
+        send(probe.finish());
+    }
+
+    #[test]
     fn invalid_configurations_are_refused_before_any_traffic() {
         let url: http::Uri = "http://127.0.0.1:9/".parse().unwrap();
         let with = |f: fn(&mut ProbeConfig)| {

@@ -252,3 +252,31 @@ async fn new_connection_ratio_sets_how_many_requests_use_a_fresh_connection() {
         "100 fresh + a few pooled: {connections}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_count_from_a_shared_origin() {
+    let server = TestServer::start(&["v1"]).await;
+    let mut config = config(&server, 100, Some(Duration::from_millis(500)));
+    // The rollout's event log started a second ago; the probe shares its clock.
+    config.origin = Some(Instant::now() - Duration::from_secs(1));
+    let report = start(config).unwrap().finish().await;
+
+    assert!((1.0..1.3).contains(&report.start_s), "{}", report.start_s);
+    let first = report.timeline.first().expect("buckets");
+    assert!((first.t_s - (report.start_s * 10.0).floor() / 10.0).abs() < 1e-9);
+    assert_eq!(report.total, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_stops_the_traffic() {
+    let server = TestServer::start(&["v1"]).await;
+    let probe = start(config(&server, 200, None)).unwrap();
+    wait_until("traffic flows", WAIT, || server.requests() >= 50).await;
+    assert!(probe.is_scheduling());
+    drop(probe);
+    // The scheduler notices within its 20 ms stop check; give it ample time on a busy machine.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_drop = server.requests();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.requests(), after_drop, "no request after the drop");
+}
