@@ -172,7 +172,7 @@ fn reconcile(shared: &Shared, store: &mut Store, state: &mut ControllerState, no
         .retain(|id, _| store.get(&key(PODS, &id.0, &id.1)).is_some());
 
     for ((namespace, name), deployment) in &deployment_names {
-        update_deployment_status(store, state, namespace, name, deployment, now);
+        update_deployment_status(shared, store, state, namespace, name, deployment, now);
     }
     state
         .progress
@@ -250,6 +250,7 @@ fn start_termination(store: &mut Store, state: &mut ControllerState, mut pod: Va
 }
 
 fn update_deployment_status(
+    shared: &Shared,
     store: &mut Store,
     state: &mut ControllerState,
     namespace: &str,
@@ -260,11 +261,14 @@ fn update_deployment_status(
     let desired = deployment["spec"]["replicas"].as_u64().unwrap_or(1) as usize;
     let min_ready =
         Duration::from_secs(deployment["spec"]["minReadySeconds"].as_u64().unwrap_or(0));
-    let deadline = Duration::from_secs(
+    let mut deadline = Duration::from_secs(
         deployment["spec"]["progressDeadlineSeconds"]
             .as_u64()
             .unwrap_or(600),
     );
+    if let Some(cap) = shared.config.progress_deadline_cap {
+        deadline = deadline.min(cap);
+    }
     let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(1);
     let pods: Vec<Value> = store
         .list(PODS, Some(namespace))

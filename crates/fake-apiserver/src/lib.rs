@@ -37,6 +37,8 @@ pub struct FakeConfig {
     pub tick: Duration,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// Compresses time for tests: a Deployment's `progressDeadlineSeconds` counts as at most this.
+    pub progress_deadline_cap: Option<Duration>,
 }
 
 impl Default for FakeConfig {
@@ -46,6 +48,7 @@ impl Default for FakeConfig {
             pod_terminate_after: Duration::from_millis(300),
             tick: Duration::from_millis(20),
             bookmark_interval: Duration::from_secs(1),
+            progress_deadline_cap: None,
         }
     }
 }

@@ -478,6 +478,11 @@ impl Platform for KubernetesPlatform {
             .image
             .clone()
             .ok_or_else(|| KubeError::NoImage(version.name.clone()))?;
+        if self.routing.is_none() {
+            // A platform starts with the default routing (every ready replica behind the main
+            // Service); the engine only tells changes from there.
+            self.set_routing(&Routing::default()).await?;
+        }
         self.ensure_version_service(&version.name).await?;
         let name = objects::deployment_name(&self.config.app, &version.name);
         let object = objects::deployment(&self.config, version, &image, replicas);

@@ -1,0 +1,433 @@
+//! `zdd rollout --platform kubernetes`, the real binary, through kube-rs against the fake API
+//! server (and its simulated data plane, which the probe's traffic and the engine's checks go
+//! through). Every strategy of `examples/` completes, and the requests zdd sent are checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use fake_apiserver::store::{DEPLOYMENTS, SERVICES};
+use fake_apiserver::{DataPlaneAnswer, FakeApiServer, FakeConfig, Faults, RecordedRequest};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "zdd-e2e";
+
+struct Run {
+    server: FakeApiServer,
+    output: Output,
+    app: String,
+    summary: Option<Value>,
+    _dir: tempfile::TempDir,
+}
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(format!("{name}.yaml"))
+}
+
+/// Runs `examples/<name>.yaml` at a moderate rate (the machine is shared) with `--router router`.
+async fn rollout(name: &str, router: &str, faults: impl FnOnce(&mut Faults)) -> Run {
+    rollout_with(name, router, faults, None).await
+}
+
+/// A fault that starts mid-run: once the Deployment `<app>-<version>` exists, `(verb, resource)`
+/// is forbidden.
+struct ForbidOnceDeployed {
+    version: &'static str,
+    verb: &'static str,
+    resource: &'static str,
+}
+
+async fn rollout_with(
+    name: &str,
+    router: &str,
+    faults: impl FnOnce(&mut Faults),
+    mut later: Option<ForbidOnceDeployed>,
+) -> Run {
+    let server = FakeApiServer::start(FakeConfig {
+        pod_ready_after: Duration::from_millis(200),
+        pod_terminate_after: Duration::from_millis(300),
+        progress_deadline_cap: Some(Duration::from_secs(2)),
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake apiserver starts");
+    server.faults(faults);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = server
+        .write_kubeconfig(dir.path(), NAMESPACE)
+        .expect("kubeconfig");
+    let spec = std::fs::read_to_string(example(name))
+        .expect("example spec")
+        .replace("rate: 200", "rate: 50");
+    let spec_path = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&spec_path, &spec).unwrap();
+    let app = name.to_string();
+    let json_path = dir.path().join("summary.json");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
+        .arg("rollout")
+        .arg("-f")
+        .arg(&spec_path)
+        .args(["--platform", "kubernetes", "--router", router])
+        .args(["--verify-url", &server.data_plane_url(NAMESPACE, &app)])
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .arg("--json")
+        .arg(&json_path)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let mut child = std::pin::pin!(tokio::time::timeout(Duration::from_secs(180), child));
+    let output = loop {
+        tokio::select! {
+            output = &mut child => break output.expect("the rollout ends within 180 s").expect("zdd runs"),
+            _ = tokio::time::sleep(Duration::from_millis(20)), if later.is_some() => {
+                let fault = later.as_ref().expect("checked by the guard");
+                let deployment = format!("{app}-{}", fault.version);
+                if server.object(DEPLOYMENTS, NAMESPACE, &deployment).is_some() {
+                    server.faults(|f| {
+                        f.forbidden.insert((fault.verb.into(), fault.resource.into()));
+                    });
+                    later = None;
+                }
+            }
+        }
+    };
+    let summary = std::fs::read_to_string(&json_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .map(|v| if v.is_array() { v[0].clone() } else { v });
+    Run {
+        server,
+        output,
+        app,
+        summary,
+        _dir: dir,
+    }
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.output.status.code(),
+            String::from_utf8_lossy(&self.output.stdout),
+            String::from_utf8_lossy(&self.output.stderr)
+        )
+    }
+
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(self.output.status.code(), Some(code), "{}", self.describe());
+    }
+
+    fn patches_to(&self, resource: &str, name: &str) -> Vec<RecordedRequest> {
+        let suffix = format!("/{resource}/{name}");
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&suffix))
+            .collect()
+    }
+
+    /// Replica counts zdd asked for, in order, for version `version`.
+    fn scales(&self, version: &str) -> Vec<(u64, i64)> {
+        self.patches_to("deployments", &format!("{}-{version}", self.app))
+            .iter()
+            .map(|r| (r.seq, r.json()["spec"]["replicas"].as_i64().unwrap_or(-1)))
+            .collect()
+    }
+
+    fn answers(&self) -> Vec<DataPlaneAnswer> {
+        self.server.data_plane_answers()
+    }
+
+    /// Zero downtime as the fake data plane saw it: once the app answered, every request did.
+    fn assert_no_failed_answer(&self) {
+        let answers = self.answers();
+        let first_ok = answers
+            .iter()
+            .position(|a| a.status == 200)
+            .expect("the data plane answered");
+        let failed: Vec<_> = answers[first_ok..]
+            .iter()
+            .filter(|a| a.status != 200)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed answers, first {:?}",
+            failed.len(),
+            failed.first()
+        );
+        let summary = self.summary.as_ref().expect("--json summary written");
+        assert_eq!(summary["failed"], 0, "{summary}");
+    }
+
+    /// The scale-down of `version` to 0 came after the data plane stopped reaching it, with
+    /// at least `min_requests` answers from other versions in between (what the engine checks).
+    fn assert_scaled_down_after_verification(&self, version: &str, min_requests: usize) {
+        let scale_down = self
+            .scales(version)
+            .into_iter()
+            .find(|(_, replicas)| *replicas == 0)
+            .map(|(seq, _)| seq)
+            .unwrap_or_else(|| panic!("{version} was never scaled to 0\n{}", self.describe()));
+        let answers = self.answers();
+        let last_from_old = answers
+            .iter()
+            .filter(|a| a.version.as_deref() == Some(version))
+            .map(|a| a.seq)
+            .max()
+            .expect("the old version answered at first");
+        assert!(
+            last_from_old < scale_down,
+            "{version} answered after its scale-down"
+        );
+        let clean = answers
+            .iter()
+            .filter(|a| a.seq > last_from_old && a.seq < scale_down && a.status == 200)
+            .count();
+        assert!(
+            clean >= min_requests,
+            "only {clean} answers between the last one from {version} and its scale-down"
+        );
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.summary.as_ref().expect("summary")["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["label"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+fn selector_versions(run: &Run) -> Vec<Option<String>> {
+    run.patches_to("services", &run.app)
+        .iter()
+        .map(|r| {
+            r.json()["spec"]["selector"]["version"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn blue_green_switches_the_selector_and_retires_v1_after_verification() {
+    let run = rollout("blue-green", "service", |_| {}).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    let selectors = selector_versions(&run);
+    assert_eq!(
+        selectors.last(),
+        Some(&Some("v2".to_string())),
+        "{selectors:?}"
+    );
+    let switch = run
+        .patches_to("services", &run.app)
+        .iter()
+        .find(|r| r.json()["spec"]["selector"]["version"] == "v2")
+        .map(|r| r.seq)
+        .expect("selector switched to v2");
+    run.assert_scaled_down_after_verification("v1", 20);
+    assert!(switch < run.scales("v1").last().unwrap().0);
+    // The preview Service selected v2 while v1 still served.
+    let preview = run.patches_to("services", &format!("{}-preview", run.app));
+    assert!(
+        preview
+            .iter()
+            .any(|r| r.json()["spec"]["selector"]["version"] == "v2"),
+        "{preview:?}"
+    );
+    let service = run
+        .server
+        .object(SERVICES, NAMESPACE, &run.app)
+        .expect("main service");
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "blue-green", "version": "v2"})
+    );
+    assert!(
+        run.events()
+            .iter()
+            .any(|e| e == "service blue-green selector switched to version v2"),
+        "{:?}",
+        run.events()
+    );
+}
+
+fn weights(run: &Run, resource: &str) -> Vec<Vec<(String, u64)>> {
+    run.patches_to(resource, &run.app)
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            let list = body["spec"]["weighted"]["services"]
+                .as_array()
+                .or_else(|| body["spec"]["rules"][0]["backendRefs"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            list.iter()
+                .map(|b| {
+                    (
+                        b["name"].as_str().unwrap_or_default().to_string(),
+                        b["weight"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn split(v1: u64, v2: u64) -> Vec<(String, u64)> {
+    vec![
+        ("canary-weighted-v1".to_string(), v1),
+        ("canary-weighted-v2".to_string(), v2),
+    ]
+}
+
+async fn weighted_canary(router: &str, resource: &str) {
+    let run = rollout("canary-weighted", router, |_| {}).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    let sequence = weights(&run, resource);
+    let weighted: Vec<_> = sequence.into_iter().filter(|w| w.len() == 2).collect();
+    let expected = [split(90, 10), split(50, 50), split(10, 90)];
+    assert!(
+        weighted.starts_with(&expected),
+        "weights in order 10, 50, 90: {weighted:?}"
+    );
+    assert!(
+        weighted.last().is_some_and(|w| w[0].1 == 0),
+        "v1 weight 0 last: {weighted:?}"
+    );
+    run.assert_scaled_down_after_verification("v1", 20);
+    // Traffic really followed the weights: v2 answered during the canary.
+    assert!(
+        run.answers()
+            .iter()
+            .any(|a| a.version.as_deref() == Some("v2"))
+    );
+}
+
+#[tokio::test]
+async fn weighted_canary_on_traefik_sets_traefikservice_weights_in_order() {
+    weighted_canary("traefik", "traefikservices").await;
+}
+
+#[tokio::test]
+async fn weighted_canary_on_gateway_api_sets_httproute_weights_in_order() {
+    weighted_canary("gateway-api", "httproutes").await;
+}
+
+#[tokio::test]
+async fn canary_by_replicas_moves_replicas_and_keeps_serving() {
+    let run = rollout("canary", "service", |_| {}).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
+    assert!(v2.contains(&1) && v2.contains(&3), "v2 scales: {v2:?}");
+    run.assert_scaled_down_after_verification("v1", 20);
+}
+
+#[tokio::test]
+async fn rolling_update_never_loses_capacity() {
+    let run = rollout("rolling-update", "service", |_| {}).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    run.assert_scaled_down_after_verification("v1", 20);
+}
+
+#[tokio::test]
+async fn recreate_completes_and_reports_its_gap() {
+    let run = rollout("recreate", "service", |_| {}).await;
+    run.assert_exit(0);
+    // v1 goes to 0 before v2 is created: recreate's gap, by design.
+    let v1_down = run.scales("v1").last().expect("v1 scaled").0;
+    let v2_up = run.scales("v2").first().expect("v2 created").0;
+    assert!(v1_down < v2_up);
+}
+
+#[tokio::test]
+async fn a_version_that_never_becomes_ready_is_rolled_back() {
+    let run = rollout("blue-green", "service", |f| {
+        f.never_ready.insert("v2".into());
+    })
+    .await;
+    run.assert_exit(1);
+    // Traffic never left v1, and v2 was scaled back down.
+    let selectors = selector_versions(&run);
+    assert!(
+        selectors.iter().all(|v| v.as_deref() != Some("v2")),
+        "{selectors:?}"
+    );
+    let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
+    assert_eq!(v2.last(), Some(&0), "v2 scales: {v2:?}");
+    run.assert_no_failed_answer();
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert!(stdout.contains("rolled back"), "{}", run.describe());
+}
+
+#[tokio::test]
+async fn a_forbidden_service_patch_at_the_start_is_explained() {
+    let run = rollout("blue-green", "service", |f| {
+        f.forbidden.insert(("patch".into(), "services".into()));
+    })
+    .await;
+    assert_ne!(run.output.status.code(), Some(0), "{}", run.describe());
+    let all = run.describe();
+    for part in [
+        "permission denied: cannot patch services \"blue-green\"",
+        "in namespace \"zdd-e2e\"",
+        "(context \"fake\")",
+        "Nothing was changed by this run",
+    ] {
+        assert!(all.contains(part), "missing {part:?} in {all}");
+    }
+    assert!(run.scales("v1").is_empty(), "nothing deployed");
+}
+
+#[tokio::test]
+async fn a_forbidden_service_patch_mid_rollout_is_explained_and_rolled_back() {
+    let forbid = ForbidOnceDeployed {
+        version: "v2",
+        verb: "patch",
+        resource: "services",
+    };
+    let run = rollout_with("blue-green", "service", |_| {}, Some(forbid)).await;
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
+    let all = run.describe();
+    for part in [
+        "permission denied: cannot patch services",
+        "in namespace \"zdd-e2e\"",
+        "(context \"fake\")",
+        "Changed by this run so far",
+        "Deployment blue-green-v2 scaled to 3",
+    ] {
+        assert!(all.contains(part), "missing {part:?} in {all}");
+    }
+    assert!(all.contains("rolled back"), "{all}");
+    let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
+    assert_eq!(v2.last(), Some(&0), "v2 scales: {v2:?}");
+    // The main Service never left v1, and nothing failed for the users.
+    let service = run
+        .server
+        .object(SERVICES, NAMESPACE, "blue-green")
+        .expect("main service");
+    assert_eq!(service["spec"]["selector"]["version"], "v1");
+    run.assert_no_failed_answer();
+}
+
+#[tokio::test]
+async fn a_broken_watch_does_not_stop_the_rollout() {
+    let run = rollout("blue-green", "service", |f| {
+        f.break_watch_once.insert("deployments".into());
+        f.break_watch_once.insert("pods".into());
+    })
+    .await;
+    run.assert_exit(0);
+    assert_eq!(run.server.watches_broken(), 2);
+    run.assert_no_failed_answer();
+}
