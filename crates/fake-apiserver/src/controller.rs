@@ -177,7 +177,7 @@ fn reconcile(shared: &Shared, store: &mut Store, state: &mut ControllerState, no
     state
         .progress
         .retain(|id, _| deployment_names.contains_key(id));
-    update_endpoint_slices(store);
+    update_endpoint_slices(shared, store, state, now);
 }
 
 fn new_pod(
@@ -338,7 +338,12 @@ fn update_deployment_status(
     }
 }
 
-fn update_endpoint_slices(store: &mut Store) {
+fn update_endpoint_slices(
+    shared: &Shared,
+    store: &mut Store,
+    state: &ControllerState,
+    now: Instant,
+) {
     let services = store.list(SERVICES, None);
     let mut wanted = Vec::new();
     for service in &services {
@@ -364,7 +369,12 @@ fn update_endpoint_slices(store: &mut Store) {
             .iter()
             .map(|p| {
                 let terminating = is_terminating(p);
-                let ready = is_ready(p);
+                let published = state
+                    .pods
+                    .get(&ns_name(p))
+                    .and_then(|c| c.ready_since)
+                    .is_some_and(|since| now.duration_since(since) >= shared.config.endpoints_lag);
+                let ready = is_ready(p) && published;
                 json!({
                     "addresses": [p["status"]["podIP"]],
                     "conditions": {"ready": ready && !terminating, "serving": ready, "terminating": terminating},

@@ -33,6 +33,9 @@ pub struct FakeConfig {
     pub pod_ready_after: Duration,
     /// A terminating pod (preStop, drain) disappears this long after its deletion started.
     pub pod_terminate_after: Duration,
+    /// How long a pod that became ready waits before its endpoint is published as ready (the
+    /// endpoint controller's lag).
+    pub endpoints_lag: Duration,
     /// How often the controllers reconcile.
     pub tick: Duration,
     /// How often a watch that asked for bookmarks gets one.
@@ -46,6 +49,7 @@ impl Default for FakeConfig {
         FakeConfig {
             pod_ready_after: Duration::from_millis(300),
             pod_terminate_after: Duration::from_millis(300),
+            endpoints_lag: Duration::ZERO,
             tick: Duration::from_millis(20),
             bookmark_interval: Duration::from_secs(1),
             progress_deadline_cap: None,

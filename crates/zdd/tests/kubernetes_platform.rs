@@ -24,13 +24,22 @@ struct Cluster {
 }
 
 async fn cluster(router: KubeRouter) -> Cluster {
-    let server = FakeApiServer::start(FakeConfig {
-        pod_ready_after: Duration::from_millis(150),
-        pod_terminate_after: Duration::from_millis(150),
-        ..FakeConfig::default()
-    })
+    cluster_with(
+        router,
+        FakeConfig {
+            pod_ready_after: Duration::from_millis(150),
+            pod_terminate_after: Duration::from_millis(150),
+            endpoints_lag: Duration::from_millis(100),
+            ..FakeConfig::default()
+        },
+    )
     .await
-    .expect("fake apiserver starts");
+}
+
+async fn cluster_with(router: KubeRouter, fake: FakeConfig) -> Cluster {
+    let server = FakeApiServer::start(fake)
+        .await
+        .expect("fake apiserver starts");
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = server
         .write_kubeconfig(dir.path(), NAMESPACE)
@@ -578,4 +587,79 @@ async fn a_missing_crd_is_reported_as_such() {
         "{message}"
     );
     assert!(message.contains("install its CRDs"), "{message}");
+}
+
+/// `(API group, resource)` of a request path, `None` for non-resource URLs like `/version`.
+fn group_resource(path: &str) -> Option<(String, String)> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["api", _, "namespaces", _, resource, ..] => Some((String::new(), resource.to_string())),
+        ["apis", group, _, "namespaces", _, resource, ..] => {
+            Some((group.to_string(), resource.to_string()))
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_rbac_role_grants_exactly_the_verbs_zdd_uses() {
+    use std::collections::BTreeSet;
+
+    let mut used: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for router in [
+        KubeRouter::Service,
+        KubeRouter::Traefik,
+        KubeRouter::GatewayApi,
+    ] {
+        let c = cluster(router).await;
+        let mut platform = if router == KubeRouter::Service {
+            // Blue-green: selector, preview Service (created, then deleted), scale-down.
+            let mut platform = c.connect().await;
+            platform.scale(&template("v1"), 1).await.unwrap();
+            platform.wait_ready("v1", 1, WAIT).await.unwrap();
+            platform.scale(&template("v2"), 1).await.unwrap();
+            platform.wait_ready("v2", 1, WAIT).await.unwrap();
+            platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
+            platform.set_routing(&only("v2", None)).await.unwrap();
+            platform.scale(&template("v1"), 0).await.unwrap();
+            platform.wait_running_at_most("v1", 0, WAIT).await.unwrap();
+            platform
+        } else {
+            run_canary(&c).await
+        };
+        platform.status().await.unwrap();
+        for request in c.server.requests() {
+            if let Some((group, resource)) = group_resource(&request.path) {
+                let verb = request.verb().to_string();
+                if verb == "patch" {
+                    // A server-side apply that creates the object is also authorized as create.
+                    used.insert((group.clone(), resource.clone(), "create".into()));
+                }
+                used.insert((group, resource, verb));
+            }
+        }
+    }
+
+    let role_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/rbac/role.yaml");
+    let role: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(role_path).unwrap()).unwrap();
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted.insert((
+                        group.as_str().unwrap().to_string(),
+                        resource.as_str().unwrap().to_string(),
+                        verb.as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }

@@ -48,6 +48,7 @@ async fn rollout_with(
     let server = FakeApiServer::start(FakeConfig {
         pod_ready_after: Duration::from_millis(200),
         pod_terminate_after: Duration::from_millis(300),
+        endpoints_lag: Duration::from_millis(200),
         progress_deadline_cap: Some(Duration::from_secs(2)),
         ..FakeConfig::default()
     })
