@@ -92,6 +92,22 @@ pub fn render_status(status: &RolloutStatus) -> String {
             v.name, v.desired, v.ready, v.running, v.terminating
         ));
     }
+    for p in &status.pods {
+        let state = if p.terminating {
+            "terminating"
+        } else if p.ready {
+            "ready"
+        } else {
+            "not ready"
+        };
+        out.push_str(&format!(
+            "    {} ({}) {state}, pid {}, restarts {}\n",
+            p.name,
+            p.version,
+            p.pid.map_or("-".to_string(), |pid| pid.to_string()),
+            p.restarts
+        ));
+    }
     let shares: Vec<String> = status
         .by_version
         .iter()

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::platform::{Routing, VersionStatus};
+use crate::platform::{PodStatus, Routing, VersionStatus};
 
 /// Why a rollout stops before its end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -73,7 +73,34 @@ pub struct RolloutStatus {
     pub failed: u64,
     pub by_version: BTreeMap<String, u64>,
     pub versions: Vec<StatusVersion>,
+    /// Replicas as of the last change the engine made (pid and port on the local platform).
+    pub pods: Vec<StatusPod>,
     pub routing: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusPod {
+    pub name: String,
+    pub version: String,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub ready: bool,
+    pub terminating: bool,
+    pub restarts: u32,
+}
+
+impl From<&PodStatus> for StatusPod {
+    fn from(p: &PodStatus) -> Self {
+        StatusPod {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            pid: p.pid,
+            port: p.port,
+            ready: p.ready,
+            terminating: p.terminating,
+            restarts: p.restarts,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use zdd_probe::{ProbeConfig, ProbeHandle, Report, WindowStats};
 
-use self::control::{Control, Interrupt, Phase, StatusVersion};
+use self::control::{Control, Interrupt, Phase, StatusPod, StatusVersion};
 use self::data_plane::HttpChecker;
 use self::events::{Event, EventLog};
 use crate::platform::{Platform, PlatformError, Routing, TrafficPolicy, VersionTemplate};
@@ -209,6 +209,7 @@ impl<'p, P: Platform> Engine<'p, P> {
             s.strategy = spec.strategy.kind().to_string();
             s.from = spec.from.name.clone();
             s.to = spec.to.name.clone();
+            s.set_routing(&Routing::default());
         });
         Engine {
             platform,
@@ -461,7 +462,11 @@ impl<'p, P: Platform> Engine<'p, P> {
         if let Ok(status) = self.platform.status().await {
             let versions: Vec<StatusVersion> =
                 status.versions.iter().map(StatusVersion::from).collect();
-            self.control.update(|s| s.versions = versions);
+            let pods: Vec<StatusPod> = status.pods.iter().map(StatusPod::from).collect();
+            self.control.update(|s| {
+                s.versions = versions;
+                s.pods = pods;
+            });
         }
     }
 
