@@ -1,0 +1,98 @@
+//! `zdd demo`: the five strategies from v1 to v2 of the reference service with 3 replicas at
+//! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
+//! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
+
+mod rollout_support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rollout_support::{Run, text, wait_with_deadline};
+
+/// One demo at a time: each runs up to 30 processes and 200 requests/s on a 2-core machine.
+static ONE_DEMO: Mutex<()> = Mutex::new(());
+
+fn demo(router: &str) {
+    let _one = ONE_DEMO
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let run = Run::new(&format!("demo-{router}"));
+    let child = run.spawn(&[
+        "demo",
+        "--router",
+        router,
+        "--pause",
+        "500ms",
+        "--json",
+        "demo.json",
+        "--html",
+        "demo.html",
+    ]);
+    let output = wait_with_deadline(child, Duration::from_secs(300));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    let rows = run.read_json("demo.json");
+    let rows = rows.as_array().expect("an array");
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "recreate",
+            "rolling-update",
+            "blue-green",
+            "canary",
+            "canary-weighted"
+        ]
+    );
+    for row in rows {
+        for field in [
+            "total",
+            "failed",
+            "longest_outage_s",
+            "duration_s",
+            "p99_ms",
+        ] {
+            assert!(row[field].is_number(), "{field} missing in {row}");
+        }
+        let name = row["strategy"].as_str().unwrap();
+        let total = row["total"].as_u64().unwrap();
+        let failed = row["failed"].as_u64().unwrap();
+        assert!(total > 500, "{name}: only {total} requests");
+        assert!(
+            row["by_version"]["v2"].as_u64().unwrap() > 0,
+            "{name}: v2 never answered"
+        );
+        if name == "recreate" {
+            assert!(failed > 0, "recreate dropped nothing?");
+            assert!(row["longest_outage_s"].as_f64().unwrap() > 0.2, "{row}");
+        } else {
+            assert_eq!(failed, 0, "{name} dropped requests: {}", row["outages"]);
+            assert_eq!(row["succeeded"], true, "{name}: {}", row["outcome"]);
+        }
+    }
+    // The table names every strategy; the HTML page has a section per strategy.
+    for name in names {
+        assert!(stdout.contains(&format!("| {name} |")), "{stdout}");
+    }
+    let html = std::fs::read_to_string(run.path().join("demo.html")).expect("demo.html");
+    assert!(
+        html.contains("canary-weighted"),
+        "the HTML page lacks a strategy"
+    );
+    run.assert_nothing_left();
+}
+
+#[test]
+fn demo_with_the_builtin_router() {
+    demo("builtin");
+}
+
+#[test]
+fn demo_with_traefik() {
+    demo("traefik");
+}

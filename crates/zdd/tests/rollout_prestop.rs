@@ -1,0 +1,75 @@
+//! The race preStop exists for. `python3 -m http.server` exits the moment SIGTERM arrives; the
+//! router learns that the replica is gone only after the propagation delay (1 s). So a rolling
+//! update with no preStop sleep drops the requests routed to the dead replica meanwhile, and one
+//! with a preStop sleep longer than the delay drops none.
+
+mod rollout_support;
+
+use std::time::Duration;
+
+use rollout_support::{Run, text, wait_with_deadline};
+
+fn python_spec(pre_stop: &str, max_failed: &str) -> String {
+    format!(
+        r#"name: python
+app:
+  command: ["python3", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"]
+  replicas: 3
+  readinessProbe: {{ path: /, period: 200ms, failureThreshold: 1 }}
+  {pre_stop}
+  terminationGracePeriod: 10s
+versions:
+  from: {{ name: v1 }}
+  to: {{ name: v2 }}
+strategy:
+  rollingUpdate: {{ maxSurge: 1, maxUnavailable: 0 }}
+traffic: {{ rate: 200, path: / }}
+budget: {{ maxFailed: {max_failed} }}
+local: {{ propagationDelay: 1s }}
+"#
+    )
+}
+
+fn rollout(run: &Run) -> (Option<i32>, serde_json::Value, String) {
+    let child = run.spawn(&[
+        "rollout",
+        "-f",
+        "spec.yaml",
+        "--run-dir",
+        "runs/python",
+        "--json",
+        "out.json",
+    ]);
+    let output = wait_with_deadline(child, Duration::from_secs(120));
+    let stderr = text(&output.stderr);
+    (output.status.code(), run.read_json("out.json"), stderr)
+}
+
+#[test]
+fn without_pre_stop_an_app_that_exits_on_sigterm_drops_requests() {
+    let run = Run::new("prestop-none");
+    // No budget limit: the rollout goes to the end and the report counts the drops.
+    run.write("spec.yaml", &python_spec("", "null"));
+    let (code, result, stderr) = rollout(&run);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(result["succeeded"], true);
+    assert!(
+        result["failed"].as_u64().unwrap() > 0,
+        "no request dropped without preStop: {}",
+        result["report"]
+    );
+    assert!(result["longest_outage_s"].as_f64().unwrap() > 0.0);
+    run.assert_nothing_left();
+}
+
+#[test]
+fn a_pre_stop_sleep_longer_than_the_propagation_delay_drops_nothing() {
+    let run = Run::new("prestop-2s");
+    run.write("spec.yaml", &python_spec("preStop: { sleep: 2s }", "0"));
+    let (code, result, stderr) = rollout(&run);
+    assert_eq!(code, Some(0), "{stderr}\n{}", result["outages"]);
+    assert_eq!(result["failed"], 0, "{}", result["outages"]);
+    assert!(result["total"].as_u64().unwrap() > 500);
+    assert!(result["by_version"]["v2"].as_u64().unwrap() > 0);
+    run.assert_nothing_left();
+}
