@@ -432,3 +432,108 @@ async fn a_broken_watch_does_not_stop_the_rollout() {
     assert_eq!(run.server.watches_broken(), 2);
     run.assert_no_failed_answer();
 }
+
+async fn zdd(args: &[&str], run_dir: &Path) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
+        .args(args)
+        .arg("--run-dir")
+        .arg(run_dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("zdd runs")
+}
+
+#[tokio::test]
+async fn status_shows_the_paused_rollout_and_abort_rolls_it_back() {
+    let server = FakeApiServer::start(FakeConfig {
+        pod_ready_after: Duration::from_millis(200),
+        pod_terminate_after: Duration::from_millis(300),
+        endpoints_lag: Duration::from_millis(200),
+        ..FakeConfig::default()
+    })
+    .await
+    .expect("fake apiserver starts");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = server.write_kubeconfig(dir.path(), NAMESPACE).unwrap();
+    let spec = std::fs::read_to_string(example("blue-green"))
+        .unwrap()
+        .replace("rate: 200", "rate: 50")
+        .replace("autoPromote: true", "autoPromote: false");
+    assert!(spec.contains("autoPromote: false"));
+    let spec_path = dir.path().join("blue-green.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let run_dir = dir.path().join("run");
+    let rollout = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
+        .arg("rollout")
+        .arg("-f")
+        .arg(&spec_path)
+        .args(["--platform", "kubernetes"])
+        .args([
+            "--verify-url",
+            &server.data_plane_url(NAMESPACE, "blue-green"),
+        ])
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .env("KUBECONFIG", &kubeconfig)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("zdd rollout starts");
+
+    // Wait (with a deadline) for the pause before the switch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let output = zdd(&["status", "-o", "json"], &run_dir).await;
+        if output.status.success() {
+            let status: Value = serde_json::from_slice(&output.stdout).expect("status JSON");
+            if status["phase"] == "paused" {
+                break status;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never paused: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (status["from"].as_str(), status["to"].as_str()),
+        (Some("v1"), Some("v2"))
+    );
+    let versions = status["versions"].as_array().expect("versions");
+    assert!(
+        versions
+            .iter()
+            .any(|v| v["name"] == "v2" && v["ready"] == 3),
+        "{status}"
+    );
+    // The rollout really waits: nothing has moved the selector to v2.
+    let selector = &server
+        .object(SERVICES, NAMESPACE, "blue-green")
+        .expect("main service")["spec"]["selector"];
+    assert_eq!(selector["version"], "v1");
+
+    let abort = zdd(&["abort"], &run_dir).await;
+    assert!(abort.status.success(), "{abort:?}");
+    let output = tokio::time::timeout(Duration::from_secs(60), rollout.wait_with_output())
+        .await
+        .expect("the rollout ends after abort")
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let v2 = server
+        .object(DEPLOYMENTS, NAMESPACE, "blue-green-v2")
+        .expect("v2 deployment");
+    assert_eq!(v2["spec"]["replicas"], 0);
+    let selector = &server
+        .object(SERVICES, NAMESPACE, "blue-green")
+        .expect("main service")["spec"]["selector"];
+    assert_eq!(selector["version"], "v1");
+}
