@@ -663,3 +663,38 @@ async fn the_rbac_role_grants_exactly_the_verbs_zdd_uses() {
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
+
+#[tokio::test]
+async fn https_clusters_go_through_rustls_with_one_crypto_provider() {
+    // A server that accepts TCP and answers garbage instead of a TLS ServerHello: the client must
+    // get as far as the TLS handshake (so rustls has a crypto provider: with two compiled in and
+    // none chosen, building the client panics) and report a clear error, not panic.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let garbage = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"HTTP/1.1 400 not tls\r\n\r\n").await;
+        }
+    });
+    let c = cluster(KubeRouter::Service).await;
+    let text = c
+        .server
+        .kubeconfig(NAMESPACE)
+        .replace(&c.server.url(), &format!("https://127.0.0.1:{port}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    let mut config = c.config.clone();
+    config.kubeconfig = Some(path);
+    let err = match KubernetesPlatform::connect(config, c.events.clone()).await {
+        Ok(_) => panic!("a garbage server passed for a cluster"),
+        Err(err) => err.to_string(),
+    };
+    garbage.abort();
+    assert!(
+        err.contains("cannot reach the API server https://127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("context \"fake\""), "{err}");
+}

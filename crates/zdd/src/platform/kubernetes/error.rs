@@ -7,7 +7,10 @@ pub enum KubeError {
     #[error("cannot load the kubeconfig (context {context}): {message}")]
     Config { context: String, message: String },
 
-    #[error("cannot reach the API server {url} (context {context}): {source}")]
+    #[error(
+        "cannot reach the API server {url} (context {context}): {}",
+        chain(source)
+    )]
     Connect {
         context: String,
         url: String,
@@ -36,7 +39,8 @@ pub enum KubeError {
     KindNotServed { context: String, resource: String },
 
     #[error(
-        "{verb} {resource}{name} in namespace \"{namespace}\" (context {context}) failed: {source}"
+        "{verb} {resource}{name} in namespace \"{namespace}\" (context {context}) failed: {}",
+        chain(source)
     )]
     Api {
         context: String,
@@ -60,6 +64,21 @@ pub enum KubeError {
 
     #[error("deployment {name} exceeded its progress deadline: {detail}")]
     ProgressDeadline { name: String, detail: String },
+}
+
+/// An error and its causes, `outer: inner: innermost` (kube's own text often stops at "Connect").
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Where a request went, for the error messages.
