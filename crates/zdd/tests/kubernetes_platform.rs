@@ -697,4 +697,6 @@ async fn https_clusters_go_through_rustls_with_one_crypto_provider() {
         "{err}"
     );
     assert!(err.contains("context \"fake\""), "{err}");
+    // rustls itself rejected the answer: TLS was really attempted.
+    assert!(err.contains("corrupt message"), "{err}");
 }
