@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Every strategy of examples/ through `zdd rollout --platform kubernetes` on a real minikube, with
+# the probe's traffic going through the cluster's own data plane (NodePort Service, Traefik,
+# Gateway API). Fails when a rollout fails, or when a zero-downtime strategy drops a request.
+#
+# zdd runs as the ServiceAccount of deploy/kubernetes/rbac (a token, not your admin context), so
+# the run also proves that the least-privilege Role is enough.
+#
+# CI does NOT run this script: no Kubernetes API server can run on the CI machines. CI tests the
+# same code against crates/fake-apiserver (crates/zdd/tests/kubernetes_*.rs). See
+# docs/kubernetes.md.
+#
+# Needs: minikube (running, Linux: the node IP must be reachable), kubectl, cargo, python3, and
+# Traefik v3 + the Gateway API CRDs installed as in deploy/kubernetes/minikube.md (section 3).
+#
+# Environment:
+#   ZDD_E2E_CONTEXT     admin kubeconfig context (default: minikube)
+#   ZDD_E2E_NAMESPACE   namespace to run in, created if missing (default: zdd-e2e)
+#   ZDD_E2E_RATE        probe rate in requests/s (default: 100)
+#   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weighted)
+#   ZDD_E2E_SKIP_IMAGE  1: do not rebuild the zdd-demo:dev image inside minikube
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONTEXT=${ZDD_E2E_CONTEXT:-minikube}
+NS=${ZDD_E2E_NAMESPACE:-zdd-e2e}
+RATE=${ZDD_E2E_RATE:-100}
+ONLY=${ZDD_E2E_ONLY:-}
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'e2e-minikube: %s\n' "$*" >&2; exit 2; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (see deploy/kubernetes/minikube.md)"; }
+admin() { kubectl --context "$CONTEXT" "$@"; }
+
+for tool in minikube kubectl cargo python3; do need "$tool"; done
+minikube status >/dev/null 2>&1 || die "minikube is not running: minikube start --kubernetes-version=stable"
+admin get crd traefikservices.traefik.io ingressroutes.traefik.io httproutes.gateway.networking.k8s.io >/dev/null \
+  || die "Traefik v3 and the Gateway API CRDs are needed: deploy/kubernetes/minikube.md, section 3"
+admin -n traefik get service traefik >/dev/null || die "no Service traefik in namespace traefik (Helm chart)"
+
+say "building zdd (release)"
+cargo build --release -p zdd
+ZDD=$PWD/target/release/zdd
+
+if [ "${ZDD_E2E_SKIP_IMAGE:-0}" != 1 ]; then
+  say "building the image zdd-demo:dev inside minikube"
+  minikube image build --all -t zdd-demo:dev .
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+say "namespace $NS, RBAC and the Gateway"
+admin create namespace "$NS" --dry-run=client -o yaml | admin apply -f -
+admin -n "$NS" apply -k deploy/kubernetes/rbac
+admin -n "$NS" apply -f deploy/kubernetes/components/gateway/gateway.yaml
+
+# A kubeconfig that authenticates as the ServiceAccount `zdd`, with the cluster's CA.
+say "kubeconfig for the ServiceAccount zdd"
+server=$(admin config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+ca_file=$(admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+if [ -z "$ca_file" ]; then
+  ca_file=$WORK/ca.crt
+  admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$ca_file"
+fi
+token=$(admin -n "$NS" create token zdd --duration=2h)
+export KUBECONFIG=$WORK/kubeconfig
+kubectl config set-cluster e2e --server="$server" --certificate-authority="$ca_file" --embed-certs=true >/dev/null
+kubectl config set-credentials zdd --token="$token" >/dev/null
+kubectl config set-context zdd-e2e --cluster=e2e --user=zdd --namespace="$NS" >/dev/null
+kubectl config use-context zdd-e2e >/dev/null
+
+node_ip=$(minikube ip)
+traefik_port=$(admin -n traefik get service traefik -o jsonpath='{.spec.ports[?(@.name=="web")].nodePort}')
+[ -n "$traefik_port" ] || die "Traefik's Service has no nodePort for its web port"
+TRAEFIK_URL=http://$node_ip:$traefik_port
+
+cleanup_app() {
+  admin -n "$NS" delete deployment,service,traefikservice,ingressroute,httproute -l "app=$1" \
+    --ignore-not-found --wait=true >/dev/null
+}
+
+# name | example | router | zero-downtime (a dropped request fails the case)
+CASES="
+recreate|recreate|service|no
+rolling-update|rolling-update|service|yes
+blue-green|blue-green|service|yes
+canary-replicas|canary|service|yes
+canary-weighted-traefik|canary-weighted|traefik|yes
+canary-weighted-gateway-api|canary-weighted|gateway-api|yes
+"
+
+results=$WORK/results.md
+printf '| case | router | exit | requests | failed | longest outage | result |\n|---|---|---:|---:|---:|---:|---|\n' >"$results"
+status=0
+while IFS='|' read -r name example router zero_downtime; do
+  [ -n "$name" ] || continue
+  case "$name" in *"$ONLY"*) ;; *) continue ;; esac
+  app=$(sed -n 's/^name: *//p' "examples/$example.yaml" | head -n1)
+  say "$name: examples/$example.yaml (app $app) with --router $router"
+  cleanup_app "$app"
+  spec=$WORK/$name.yaml
+  sed "s/rate: [0-9]*/rate: $RATE/" "examples/$example.yaml" >"$spec"
+
+  if [ "$router" = service ]; then
+    # The main Service as a NodePort, so the probe reaches it from here through kube-proxy. zdd
+    # applies its selector and ports over it (server-side apply); the type stays.
+    admin -n "$NS" create service nodeport "$app" --tcp=80:8080 --dry-run=client -o yaml | admin apply -f - >/dev/null
+    port=$(admin -n "$NS" get service "$app" -o jsonpath='{.spec.ports[0].nodePort}')
+    url=http://$node_ip:$port
+  else
+    url=$TRAEFIK_URL
+  fi
+
+  set +e
+  "$ZDD" rollout -f "$spec" --platform kubernetes --context zdd-e2e --namespace "$NS" \
+    --router "$router" --verify-url "$url" --run-dir "$WORK/run-$name" --json "$WORK/$name.json"
+  code=$?
+  set -e
+  row=$(python3 - "$WORK/$name.json" "$name" "$router" "$code" "$zero_downtime" <<'EOF'
+import json, sys
+path, name, router, code, zero_downtime = sys.argv[1:]
+try:
+    summary = json.load(open(path))
+    if isinstance(summary, list):
+        summary = summary[0]
+except (OSError, ValueError):
+    summary = {}
+failed = summary.get("failed", "?")
+ok = code == "0" and (zero_downtime == "no" or failed == 0)
+print(f"| {name} | {router} | {code} | {summary.get('total', '?')} | {failed} | "
+      f"{summary.get('longest_outage_s', '?')} s | {'ok' if ok else 'FAILED'} |")
+EOF
+)
+  printf '%s\n' "$row" >>"$results"
+  case "$row" in *FAILED*) status=1 ;; esac
+  cleanup_app "$app"
+done <<<"$CASES"
+
+echo
+echo "## zdd on minikube ($(date -u +%Y-%m-%dT%H:%MZ), rate $RATE rps)"
+echo
+cat "$results"
+exit "$status"
