@@ -434,3 +434,67 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
     );
     platform.shutdown().await.unwrap();
 }
+
+/// When zdd itself is SIGKILLed (no `shutdown`, no `Drop`), the kernel kills its replicas
+/// (`PR_SET_PDEATHSIG`). This test plays that zdd by running itself again as a child process that
+/// starts replicas, and SIGKILLs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_die_with_a_sigkilled_zdd() {
+    const HELPER: &str = "ZDD_TEST_SIGKILLED_PARENT";
+    if std::env::var_os(HELPER).is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
+        platform
+            .scale(&python_server("v1", dir.path()), 2)
+            .await
+            .unwrap();
+        platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+        let started: Vec<String> = pids(&mut platform)
+            .await
+            .iter()
+            .map(u32::to_string)
+            .collect();
+        println!("REPLICAS {}", started.join(" "));
+        // Until SIGKILLed; should that never come, dropping the platform cleans up.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        return;
+    }
+
+    use tokio::io::AsyncBufReadExt;
+    let mut helper = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "replicas_die_with_a_sigkilled_zdd",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(helper.stdout.take().unwrap()).lines();
+    let replicas: Vec<u32> = tokio::time::timeout(READY_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            // The test harness's "test ... " may share the line.
+            if let Some((_, pids)) = line.split_once("REPLICAS ") {
+                return pids.split(' ').map(|pid| pid.parse().unwrap()).collect();
+            }
+        }
+        panic!("the helper ended without starting replicas");
+    })
+    .await
+    .expect("the helper started no replicas in time");
+    assert_eq!(replicas.len(), 2);
+    assert_eq!(processes_in_groups(&replicas).len(), 2, "replicas run");
+
+    helper.start_kill().unwrap();
+    helper.wait().await.unwrap();
+    eventually(
+        "the replicas die with their parent",
+        Duration::from_secs(10),
+        || async { processes_in_groups(&replicas).is_empty() },
+    )
+    .await;
+}
