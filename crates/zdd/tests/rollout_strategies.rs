@@ -27,6 +27,8 @@ enum Call {
 
 #[derive(Default)]
 struct State {
+    /// A loopback HTTP server that answers as the main route would (`X-Zdd-Version`).
+    main_url: String,
     /// Ready replicas per version (the fake's replicas are ready as soon as they are asked for).
     ready: BTreeMap<String, u32>,
     routing_history: Vec<(Instant, Routing)>,
@@ -50,7 +52,40 @@ impl Fake {
         state
             .routing_history
             .push((Instant::now(), Routing::default()));
-        Fake(Arc::new(Mutex::new(state)))
+        let fake = Fake(Arc::new(Mutex::new(state)));
+        fake.serve_main_route();
+        fake
+    }
+
+    /// Answers every request with the version the main route would pick now.
+    fn serve_main_route(&self) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        self.state().main_url = format!("http://{}", listener.local_addr().unwrap());
+        let fake = self.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let version = {
+                    let state = fake.state();
+                    let routing = &state.routing_history.last().unwrap().1;
+                    state
+                        .ready
+                        .iter()
+                        .filter(|(v, n)| **n > 0 && reaches(routing, v))
+                        .map(|(v, _)| v.clone())
+                        .next()
+                };
+                let reply = match version {
+                    Some(v) => format!(
+                        "HTTP/1.1 200 OK\r\nX-Zdd-Version: {v}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
+                    None => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -146,7 +181,7 @@ impl Platform for Fake {
     }
 
     fn main_url(&self) -> String {
-        "http://fake.invalid".into()
+        self.state().main_url.clone()
     }
 
     fn preview_url(&self) -> Option<String> {
@@ -196,6 +231,14 @@ impl TrafficView for Fake {
             }
         }
         stats
+    }
+}
+
+fn reaches(routing: &Routing, version: &str) -> bool {
+    match &routing.main {
+        TrafficPolicy::AllReady => true,
+        TrafficPolicy::Only(v) => v == version,
+        TrafficPolicy::Weighted(w) => w.iter().any(|(v, w)| v == version && *w > 0),
     }
 }
 

@@ -381,6 +381,20 @@ impl<'p, P: Platform> Engine<'p, P> {
         Ok(())
     }
 
+    /// Waits until the main route answers from `which` (after the endpoints reached the router).
+    pub async fn wait_main_serves(&mut self, which: Which) -> Result<(), EngineError> {
+        let name = self.name(which);
+        let url = join_url(&self.platform.main_url(), &self.spec.traffic.path);
+        let checks = self.options.route_checks;
+        let timeout = self.options.progress_deadline;
+        let http = self.http.clone();
+        self.guarded(http.wait_answers(&url, &name, checks, timeout))
+            .await?
+            .map_err(EngineError::DataPlane)?;
+        self.events.emit(format!("{name} serves the main route"));
+        Ok(())
+    }
+
     /// Proves, with the probe's live traffic, that no request reaches `which` any more.
     pub async fn verify_drained(&mut self, which: Which) -> Result<(), EngineError> {
         let name = self.name(which);
@@ -480,17 +494,7 @@ impl<'p, P: Platform> Engine<'p, P> {
         self.scale(Which::From, replicas).await?;
         self.wait_ready(Which::From, replicas).await?;
         self.set_routing(self.initial_routing()).await?;
-        let url = join_url(&self.platform.main_url(), &self.spec.traffic.path);
-        let name = self.from.name.clone();
-        let checks = self.options.route_checks;
-        let timeout = self.options.progress_deadline;
-        let http = self.http.clone();
-        self.guarded(http.wait_answers(&url, &name, checks, timeout))
-            .await?
-            .map_err(EngineError::DataPlane)?;
-        self.events
-            .emit(format!("{} serves the main route", self.from.name));
-        Ok(())
+        self.wait_main_serves(Which::From).await
     }
 
     /// Before the first step: blue-green and canary by weight route by version from the start,
@@ -617,6 +621,10 @@ pub async fn run_rollout<P: Platform>(
         .map_err(|e| EngineError::Other(format!("bad main URL {url}: {e}")))?;
     let mut config = ProbeConfig::new(uri);
     config.rate = spec.traffic.rate;
+    // Enough connections for every request of a whole timeout: a slow answer (a router reloading)
+    // then shows as latency, and only a request that really fails counts as failed.
+    let per_timeout = (f64::from(spec.traffic.rate) * config.timeout.as_secs_f64()).ceil() as usize;
+    config.connections = config.connections.max(per_timeout);
     config.fallback_version_header = Some("X-Zdd-Version".into());
     config.origin = Some(events.origin());
     let probe =

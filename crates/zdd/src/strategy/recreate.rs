@@ -19,6 +19,9 @@ pub async fn run<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineEr
     engine.step_started(1, total, &step);
     engine.scale(Which::To, replicas).await?;
     engine.wait_ready(Which::To, replicas).await?;
+    // The gap ends when users are served again, not when the replicas are ready: the router
+    // learns about them after the propagation delay.
+    engine.wait_main_serves(Which::To).await?;
     engine.step_finished(1, total, &step);
     Ok(())
 }
