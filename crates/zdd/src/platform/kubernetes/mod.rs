@@ -626,7 +626,7 @@ impl Platform for KubernetesPlatform {
                     .filter(|p| p.metadata.deletion_timestamp.is_some())
                     .count();
                 if pods.len() <= running as usize {
-                    Check::Done(())
+                    Check::Done((pods.len() as u32, terminating as u32))
                 } else {
                     Check::Pending(format!(
                         "{} pods of {version} exist, {terminating} terminating",
@@ -637,11 +637,14 @@ impl Platform for KubernetesPlatform {
         )
         .await;
         match end {
-            WaitEnd::Done(()) => {
+            WaitEnd::Done((pods, terminating)) => {
+                // Pods are the truth here: the Deployment's status may lag behind them.
                 let mut status = self.deployment_status(version).await?;
-                status.running = status.running.min(running);
-                self.events
-                    .emit(format!("{version}: at most {running} pods running"));
+                status.running = pods;
+                status.terminating = terminating;
+                self.events.emit(format!(
+                    "{version}: {pods} pods left (at most {running} wanted)"
+                ));
                 Ok(status)
             }
             WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
