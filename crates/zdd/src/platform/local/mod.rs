@@ -224,11 +224,12 @@ impl Platform for LocalPlatform {
             return Ok(());
         }
         self.shut_down = true;
-        let bound = self.supervisor.longest_grace_period() + SHUTDOWN_MARGIN;
-        self.supervisor.shutdown(bound).await;
+        // The run is over: no more endpoint publications while the replicas stop.
         for task in self.controller.drain(..) {
             task.abort();
         }
+        let bound = self.supervisor.longest_grace_period() + SHUTDOWN_MARGIN;
+        self.supervisor.shutdown(bound).await;
         self.data.lock().await.router.shutdown().await;
         // The router's own process (Traefik) is gone by now; this reaps anything left.
         self.groups.kill_all();

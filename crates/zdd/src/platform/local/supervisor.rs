@@ -414,7 +414,12 @@ impl Supervisor {
             tracing::warn!("replicas still running after {bound:?}: killing them");
         }
         self.abort_all();
-        self.shared.groups.kill_all();
+        // Only the replicas' groups: the router's process is stopped after this, by its owner.
+        for pod in &pods {
+            if let Some(pid) = lock(&pod.state).pid {
+                self.shared.groups.signal(pid, Signal::SIGKILL);
+            }
+        }
     }
 
     /// Aborts every replica's task (no restart can happen after this); the processes themselves
