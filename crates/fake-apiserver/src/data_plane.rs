@@ -165,6 +165,25 @@ fn answer(
         .unwrap_or_default()
         .to_string();
     let version = label_of(&pod, "version").unwrap_or_default();
+    let failing = shared
+        .faults
+        .lock()
+        .expect("faults poisoned")
+        .failing_versions
+        .contains(&version);
+    if failing {
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        let response = (
+            status,
+            [
+                ("x-version", version.clone()),
+                ("x-zdd-pod", pod_name.clone()),
+            ],
+            format!("bad release. Pod: {pod_name}, version: {version}\n"),
+        )
+            .into_response();
+        return (status, Some(version), response);
+    }
     let response = (
         StatusCode::OK,
         [

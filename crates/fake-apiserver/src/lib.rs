@@ -62,6 +62,8 @@ impl Default for FakeConfig {
 pub struct Faults {
     /// Pods whose `version` label is in here never pass readiness.
     pub never_ready: BTreeSet<String>,
+    /// The data plane answers 500 for pods whose `version` label is in here (a bad release).
+    pub failing_versions: BTreeSet<String>,
     /// `(verb, resource)` pairs answered with 403 Forbidden, e.g. `("patch", "services")`. Verbs
     /// as RBAC names them: get, list, watch, create, patch, update, delete.
     pub forbidden: BTreeSet<(String, String)>,

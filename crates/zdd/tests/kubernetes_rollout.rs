@@ -372,6 +372,44 @@ async fn a_version_that_never_becomes_ready_is_rolled_back() {
 }
 
 #[tokio::test]
+async fn a_failing_canary_exceeds_the_budget_and_traffic_goes_back_to_v1() {
+    let run = rollout("canary-weighted", "traefik", |f| {
+        f.failing_versions.insert("v2".into());
+    })
+    .await;
+    run.assert_exit(1);
+    let all = run.describe();
+    assert!(all.contains("rolled back"), "{all}");
+    // The weights went to v2 once (10), then everything back to v1.
+    let weighted: Vec<_> = weights(&run, "traefikservices")
+        .into_iter()
+        .filter(|w| w.len() == 2)
+        .collect();
+    assert_eq!(weighted.first(), Some(&split(90, 10)), "{weighted:?}");
+    // Back to the main Service alone (which selects v1 only or every ready replica, v2 has none).
+    let last = weights(&run, "traefikservices").pop().unwrap();
+    assert_eq!(last, [("canary-weighted".to_string(), 1)]);
+    let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
+    assert_eq!(v2.last(), Some(&0), "v2 scales: {v2:?}");
+    // The failures came from v2 only, and stopped once v2 was out of the route.
+    let answers = run.answers();
+    assert!(answers.iter().any(|a| a.status == 500));
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.status == 500)
+            .all(|a| a.version.as_deref() == Some("v2"))
+    );
+    let scale_down = run.scales("v2").last().unwrap().0;
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.seq > scale_down)
+            .all(|a| a.status == 200)
+    );
+}
+
+#[tokio::test]
 async fn a_forbidden_service_patch_at_the_start_is_explained() {
     let run = rollout("blue-green", "service", |f| {
         f.forbidden.insert(("patch".into(), "services".into()));
