@@ -12,6 +12,7 @@
 #
 #   bench/probe.sh                       # 5s per measurement
 #   DURATION=2s SEARCH_STEPS=4 bench/probe.sh   # a quick check
+#   ZDD=/tmp/zdd bench/probe.sh          # measure that binary, no build
 #
 # Needs wrk and nginx (apt-get install -y wrk nginx), oha (cargo install oha), python3.
 set -euo pipefail
@@ -30,8 +31,11 @@ for tool in wrk nginx oha python3; do
   command -v "$tool" >/dev/null || { echo "bench/probe.sh: $tool is required" >&2; exit 2; }
 done
 
-cargo build --release --quiet -p zdd --bin zdd
-ZDD=$PWD/target/release/zdd
+# ZDD=path/to/zdd skips the build (to measure a given binary).
+if [ -z "${ZDD:-}" ]; then
+  cargo build --release --quiet -p zdd --bin zdd
+  ZDD=$PWD/target/release/zdd
+fi
 
 WORK=$(mktemp -d)
 NGINX_PID=
@@ -90,7 +94,8 @@ import json, sys
 report = json.load(sys.stdin)
 summary = report["summary"]
 p99 = report["latencyPercentiles"]["p99"] or 0.0
-print(f"{summary[\"requestsPerSec\"]:.0f} {p99 * 1000:.3f} {summary[\"successRate\"]:.4f}")'
+rps, success = summary["requestsPerSec"], summary["successRate"]
+print(f"{rps:.0f} {p99 * 1000:.3f} {success:.4f}")'
 }
 
 # zdd probe's achieved ok rate, ok share, p99 (ms) and saturated count from its JSON report.
@@ -99,7 +104,9 @@ parse_probe() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 share = r["ok"] / r["total"] if r["total"] else 0.0
-print(f"{r[\"ok\"] / r[\"duration_s\"]:.0f} {share:.5f} {r[\"latency_ms\"][\"p99\"]:.3f} {r[\"failed_by_kind\"][\"saturated\"]}")' "$1"
+ok_rate, p99 = r["ok"] / r["duration_s"], r["latency_ms"]["p99"]
+saturated = r["failed_by_kind"]["saturated"]
+print(f"{ok_rate:.0f} {share:.5f} {p99:.3f} {saturated}")' "$1"
 }
 
 run_probe() { # rate -> "ok_rate ok_share p99_ms saturated"
@@ -120,9 +127,10 @@ HIGH=$(python3 -c "print(int($WRK_RPS * 1.3))")
 BEST_RPS=0
 BEST_P99=0
 SEARCH_LOG=""
-for _ in $(seq "$SEARCH_STEPS"); do
+for STEP in $(seq "$SEARCH_STEPS"); do
   RATE=$(( (LOW + HIGH) / 2 ))
-  [ "$LOW" -eq 0 ] && RATE=$(python3 -c "print(int($WRK_RPS * 0.6))")
+  # Start at 0.6x wrk, then halve the interval around it.
+  [ "$STEP" -eq 1 ] && RATE=$(python3 -c "print(int($WRK_RPS * 0.6))")
   read -r OK_RATE SHARE P99 SATURATED < <(run_probe "$RATE")
   if python3 -c "import sys; sys.exit(0 if $SHARE >= 0.999 else 1)"; then
     LOW=$RATE; BEST_RPS=$OK_RATE; BEST_P99=$P99; VERDICT=sustained

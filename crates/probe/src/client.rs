@@ -1,15 +1,17 @@
-//! A minimal HTTP/1.1 client over hyper's connection API, with its own pool of keep-alive
-//! connections, so the probe decides which request goes on a fresh connection and can tell how
-//! each one failed.
+//! A minimal HTTP/1.1 client over hyper's connection API. Each connection slot is one task that
+//! owns one keep-alive connection and drives it itself (request, response and the connection's I/O
+//! in the same task: no pool lock, no task per request, no wake-up between tasks), so the probe
+//! decides which request goes on a fresh connection and can tell how each one failed.
 //!
 //! Reuse policy (what a careful real client does):
-//! - an idle connection the server has already closed is noticed before sending and skipped;
+//! - an idle connection is watched while idle, so one the server closes is dropped before reuse;
 //! - a response with `Connection: close` (or HTTP/1.0 without keep-alive) is honoured: that
 //!   connection is not reused;
 //! - a reused connection that breaks after the request went out and before a complete response
 //!   counts as `reset`, not retried: a browser or a proxy without retries shows that to its user.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,7 +31,27 @@ use crate::outcome::{FailureKind, Outcome};
 const MAX_KEPT_BODY: usize = 64 * 1024;
 
 type Sender = SendRequest<Empty<Bytes>>;
+type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// An open connection: the handle to send on, and the future that does its I/O.
+pub(crate) struct Connection {
+    sender: Sender,
+    driver: Driver,
+    /// The driver finished: the connection is closed.
+    closed: bool,
+}
+
+impl Connection {
+    /// Resolves when the server closes the idle connection (or it fails).
+    pub(crate) async fn closed(&mut self) {
+        if !self.closed {
+            (&mut self.driver).await;
+            self.closed = true;
+        }
+    }
+}
+
+/// What every request is built from, and how answers are read.
 pub(crate) struct Client {
     /// `host:port` to connect to.
     authority: String,
@@ -38,8 +60,6 @@ pub(crate) struct Client {
     timeout: Duration,
     version_header: HeaderName,
     fallback_version_header: Option<HeaderName>,
-    idle: Mutex<Vec<Sender>>,
-    max_idle: usize,
 }
 
 impl Client {
@@ -48,7 +68,6 @@ impl Client {
         timeout: Duration,
         version_header: &str,
         fallback_version_header: Option<&str>,
-        max_idle: usize,
     ) -> Result<Self, ProbeError> {
         let bad = |reason: &str| ProbeError::Config(format!("url {url}: {reason}"));
         match url.scheme_str() {
@@ -85,85 +104,99 @@ impl Client {
             timeout,
             version_header: header(version_header)?,
             fallback_version_header: fallback_version_header.map(header).transpose()?,
-            idle: Mutex::new(Vec::new()),
-            max_idle,
         })
     }
 
-    /// Sends one GET; `fresh` forces a new connection (closed after the answer).
-    pub(crate) async fn execute(&self, fresh: bool) -> Outcome {
-        match tokio::time::timeout(self.timeout, self.execute_untimed(fresh)).await {
-            Ok(outcome) => outcome,
-            Err(_elapsed) => Outcome::failed(FailureKind::Timeout),
+    /// Sends one GET on the slot's keep-alive connection (opened when there is none), or on a fresh
+    /// one that is closed after the answer. Leaves `slot` empty when the connection cannot be
+    /// reused.
+    pub(crate) async fn execute(&self, slot: &mut Option<Connection>, fresh: bool) -> Outcome {
+        let result = tokio::time::timeout(self.timeout, async {
+            if fresh {
+                let mut connection = self.connect().await.map_err(Outcome::failed)?;
+                Ok(self.exchange(&mut connection).await.0)
+            } else {
+                if slot
+                    .as_ref()
+                    .is_none_or(|c| c.closed || c.sender.is_closed())
+                {
+                    *slot = Some(self.connect().await.map_err(Outcome::failed)?);
+                }
+                let connection = slot.as_mut().expect("just filled");
+                let (outcome, reusable) = self.exchange(connection).await;
+                if !reusable {
+                    *slot = None;
+                }
+                Ok(outcome)
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(outcome)) | Ok(Err(outcome)) => outcome,
+            Err(_elapsed) => {
+                // Mid-request: the connection's state is unknown, do not reuse it.
+                *slot = None;
+                Outcome::failed(FailureKind::Timeout)
+            }
         }
     }
 
-    async fn execute_untimed(&self, fresh: bool) -> Outcome {
-        let reused = if fresh { None } else { self.checkout().await };
-        let mut sender = match reused {
-            Some(sender) => sender,
-            None => match self.connect().await {
-                Ok(sender) => sender,
-                Err(kind) => return Outcome::failed(kind),
-            },
-        };
+    /// One request and its answer, driving the connection's I/O in this task meanwhile. Returns
+    /// the outcome and whether the connection may be reused.
+    async fn exchange(&self, connection: &mut Connection) -> (Outcome, bool) {
+        let Connection {
+            sender,
+            driver,
+            closed,
+        } = connection;
         let request = Request::get(self.path.clone())
             .header(HOST, self.host_header.clone())
             .header(USER_AGENT, concat!("zdd-probe/", env!("CARGO_PKG_VERSION")))
             .body(Empty::<Bytes>::new())
             .expect("request parts are validated in Client::new");
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(err) => return Outcome::failed(FailureKind::from_hyper(&err)),
-        };
-        let reusable = !fresh && keeps_alive(&response);
-        let status = response.status();
-        let header_version = header_str(&response, &self.version_header);
-        let fallback_version = self
-            .fallback_version_header
-            .as_ref()
-            .and_then(|name| header_str(&response, name));
-        let body = match read_body(response.into_body(), header_version.is_none()).await {
-            Ok(body) => body,
-            Err(err) => return Outcome::failed(FailureKind::from_hyper(&err)),
-        };
-        if reusable {
-            self.checkin(sender);
-        }
-        if let Some(kind) = FailureKind::from_status(status) {
-            return Outcome::Failed {
-                kind,
-                answered: true,
+        let exchange = async {
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let reusable = keeps_alive(&response);
+            let status = response.status();
+            let header_version = header_str(&response, &self.version_header);
+            let fallback_version = self
+                .fallback_version_header
+                .as_ref()
+                .and_then(|name| header_str(&response, name));
+            let body = read_body(response.into_body(), header_version.is_none()).await?;
+            let outcome = match FailureKind::from_status(status) {
+                Some(kind) => Outcome::Failed {
+                    kind,
+                    answered: true,
+                },
+                None => Outcome::Ok {
+                    version: header_version
+                        .or_else(|| json_version(&body))
+                        .or(fallback_version),
+                },
             };
-        }
-        let version = header_version
-            .or_else(|| json_version(&body))
-            .or(fallback_version);
-        Outcome::Ok { version }
-    }
-
-    /// An idle keep-alive connection that is still open, if any.
-    async fn checkout(&self) -> Option<Sender> {
-        loop {
-            let mut sender = self.idle.lock().expect("pool poisoned").pop()?;
-            if sender.is_closed() {
-                continue;
+            Ok::<_, hyper::Error>((outcome, reusable))
+        };
+        tokio::pin!(exchange);
+        let result = loop {
+            if *closed {
+                // The connection ended; the exchange finishes with what it got (or an error).
+                break exchange.await;
             }
-            // Waits for the connection task to mark it idle; fails if the server closed it.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            tokio::select! {
+                biased;
+                result = &mut exchange => break result,
+                () = &mut *driver => *closed = true,
             }
+        };
+        match result {
+            Ok((outcome, reusable)) => (outcome, reusable && !*closed),
+            Err(err) => (Outcome::failed(FailureKind::from_hyper(&err)), false),
         }
     }
 
-    fn checkin(&self, sender: Sender) {
-        let mut idle = self.idle.lock().expect("pool poisoned");
-        if idle.len() < self.max_idle {
-            idle.push(sender);
-        }
-    }
-
-    async fn connect(&self) -> Result<Sender, FailureKind> {
+    async fn connect(&self) -> Result<Connection, FailureKind> {
         let stream = TcpStream::connect(self.authority.as_str())
             .await
             .map_err(|err| FailureKind::from_io(&err))?;
@@ -172,11 +205,14 @@ impl Client {
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|err| FailureKind::from_hyper(&err))?;
-        // Ends when the sender is dropped or the server closes; errors surface on the request.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Connection {
+            sender,
+            // Errors surface on the request that was in flight.
+            driver: Box::pin(async move {
+                let _ = connection.await;
+            }),
+            closed: false,
+        })
     }
 }
 
@@ -259,7 +295,6 @@ mod tests {
                 Duration::from_secs(1),
                 "X-Version",
                 None,
-                4,
             )
         };
         assert!(client("http://127.0.0.1:8080/health?x=1").is_ok());
