@@ -42,7 +42,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let rv = {
             let mut store = shared.store.lock().expect("store poisoned");
             let before = store.resource_version();
-            reconcile(&shared, &mut store, &mut state, Instant::now());
+            let now = Instant::now();
+            reconcile(&shared, &mut store, &mut state, now);
+            shared.record_view(&store, now);
             (store.resource_version() != before).then(|| store.resource_version())
         };
         if let Some(rv) = rv {

@@ -5,7 +5,10 @@
 //! - a TraefikService or HTTPRoute called `<name>` splits by weight (smooth weighted round robin)
 //!   between the Services it names;
 //! - a Service is served by the ready endpoints of its EndpointSlice, round robin;
-//! - no ready endpoint, or every weight 0: 503, as Traefik answers.
+//! - no ready endpoint, or every weight 0: 503, as Traefik answers;
+//! - with `data_plane_lag`, it routes as the objects were that long ago; a pod that is gone by
+//!   then answers 502 (what a proxy reports for a refused connection). A terminating pod still
+//!   answers: preStop and the drain delay keep it serving.
 //!
 //! Answers carry `X-Version` (the pod's `version` label) and `X-Zdd-Pod`.
 
@@ -43,51 +46,79 @@ fn key(kind: crate::store::Kind, namespace: &str, name: &str) -> ObjectKey {
     }
 }
 
-/// Weighted backends of a route object, when `<name>` is one.
-fn route_backends(store: &Store, namespace: &str, name: &str) -> Option<Vec<(String, i64)>> {
-    let list = if let Some(ts) = store.get(&key(TRAEFIK_SERVICES, namespace, name)) {
-        ts["spec"]["weighted"]["services"].as_array().cloned()
-    } else if let Some(route) = store.get(&key(HTTP_ROUTES, namespace, name)) {
-        route["spec"]["rules"][0]["backendRefs"].as_array().cloned()
-    } else {
-        None
-    }?;
-    Some(
-        list.iter()
-            .filter_map(|b| {
-                Some((
-                    b["name"].as_str()?.to_string(),
-                    b["weight"].as_i64().unwrap_or(1),
-                ))
-            })
-            .collect(),
+/// What the data plane knows: the routes' weights and the Services' ready endpoints. With a lag,
+/// it answers from a view taken that long ago, like kube-proxy and an ingress that have not caught
+/// up yet.
+#[derive(Default)]
+pub(crate) struct DataView {
+    /// `(namespace, name)` of a TraefikService or HTTPRoute → `(Service, weight)`.
+    routes: HashMap<(String, String), Vec<(String, i64)>>,
+    /// `(namespace, Service)` → ready endpoints (pod names).
+    endpoints: HashMap<(String, String), Vec<String>>,
+}
+
+impl DataView {
+    pub(crate) fn of(store: &Store) -> DataView {
+        let mut view = DataView::default();
+        let backends = |list: Option<&Vec<Value>>| -> Vec<(String, i64)> {
+            list.into_iter()
+                .flatten()
+                .filter_map(|b| {
+                    Some((
+                        b["name"].as_str()?.to_string(),
+                        b["weight"].as_i64().unwrap_or(1),
+                    ))
+                })
+                .collect()
+        };
+        // A TraefikService wins over an HTTPRoute of the same name (inserted last).
+        for route in store.list(HTTP_ROUTES, None) {
+            let list = route["spec"]["rules"][0]["backendRefs"].as_array();
+            view.routes.insert(ns_name(&route), backends(list));
+        }
+        for route in store.list(TRAEFIK_SERVICES, None) {
+            let list = route["spec"]["weighted"]["services"].as_array();
+            view.routes.insert(ns_name(&route), backends(list));
+        }
+        for slice in store.list(ENDPOINT_SLICES, None) {
+            let (namespace, _) = ns_name(&slice);
+            let Some(service) = label_of(&slice, "kubernetes.io/service-name") else {
+                continue;
+            };
+            let ready = slice["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["conditions"]["ready"] == Value::Bool(true))
+                .filter_map(|e| e["targetRef"]["name"].as_str().map(String::from))
+                .collect();
+            view.endpoints.insert((namespace, service), ready);
+        }
+        view
+    }
+}
+
+fn ns_name(object: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        text(&object["metadata"]["namespace"]),
+        text(&object["metadata"]["name"]),
     )
 }
 
-/// The pod that serves the next request to Service `service`, if any is ready.
+/// The pod that serves the next request to Service `service`, if the view has a ready one.
 fn pick_endpoint(
-    store: &Store,
+    view: &DataView,
     balancer: &mut Balancer,
     namespace: &str,
     service: &str,
-) -> Option<Value> {
-    let slice = store.get(&key(ENDPOINT_SLICES, namespace, &format!("{service}-fake")))?;
-    let ready: Vec<String> = slice["endpoints"]
-        .as_array()?
-        .iter()
-        .filter(|e| e["conditions"]["ready"] == Value::Bool(true))
-        .filter_map(|e| e["targetRef"]["name"].as_str().map(String::from))
-        .collect();
-    if ready.is_empty() {
-        return None;
-    }
-    let position = balancer
-        .next_endpoint
-        .entry((namespace.to_string(), service.to_string()))
-        .or_default();
-    let pod = &ready[*position % ready.len()];
+) -> Option<String> {
+    let id = (namespace.to_string(), service.to_string());
+    let ready = view.endpoints.get(&id).filter(|r| !r.is_empty())?;
+    let position = balancer.next_endpoint.entry(id).or_default();
+    let pod = ready[*position % ready.len()].clone();
     *position = position.wrapping_add(1);
-    store.get(&key(PODS, namespace, pod)).cloned()
+    Some(pod)
 }
 
 async fn serve(
@@ -122,9 +153,18 @@ fn answer(
             "use /<namespace>/<service or route>/\n".into(),
         );
     };
+    let lag = shared.config.data_plane_lag;
     let store = shared.store.lock().expect("store poisoned");
+    let view = if lag.is_zero() {
+        Arc::new(DataView::of(&store))
+    } else {
+        shared
+            .view_at(std::time::Instant::now() - lag)
+            .unwrap_or_else(|| Arc::new(DataView::of(&store)))
+    };
     let mut balancer = balancer.lock().expect("balancer poisoned");
-    let service = match route_backends(&store, namespace, name) {
+    let routes = view.routes.get(&(namespace.to_string(), name.to_string()));
+    let service = match routes.cloned() {
         Some(backends) => {
             // Smooth weighted round robin (nginx): even spread, exact ratios over a cycle.
             let total: i64 = backends.iter().map(|(_, w)| (*w).max(0)).sum();
@@ -154,17 +194,20 @@ fn answer(
         }
         None => name.to_string(),
     };
-    let Some(pod) = pick_endpoint(&store, &mut balancer, namespace, &service) else {
+    let Some(pod_name) = pick_endpoint(&view, &mut balancer, namespace, &service) else {
         return fail(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no ready endpoint for service {service}\n"),
         );
     };
-    let pod_name = pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let version = label_of(&pod, "version").unwrap_or_default();
+    let Some(pod) = store.get(&key(PODS, namespace, &pod_name)) else {
+        // A lagging data plane sent the request to a pod that no longer exists.
+        return fail(
+            StatusCode::BAD_GATEWAY,
+            format!("pod {pod_name} is gone (connection refused)\n"),
+        );
+    };
+    let version = label_of(pod, "version").unwrap_or_default();
     let failing = shared
         .faults
         .lock()

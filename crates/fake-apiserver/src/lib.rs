@@ -36,6 +36,9 @@ pub struct FakeConfig {
     /// How long a pod that became ready waits before its endpoint is published as ready (the
     /// endpoint controller's lag).
     pub endpoints_lag: Duration,
+    /// How long the data plane (kube-proxy, the ingress) takes to see a change of endpoints or
+    /// weights.
+    pub data_plane_lag: Duration,
     /// How often the controllers reconcile.
     pub tick: Duration,
     /// How often a watch that asked for bookmarks gets one.
@@ -50,6 +53,7 @@ impl Default for FakeConfig {
             pod_ready_after: Duration::from_millis(300),
             pod_terminate_after: Duration::from_millis(300),
             endpoints_lag: Duration::ZERO,
+            data_plane_lag: Duration::ZERO,
             tick: Duration::from_millis(20),
             bookmark_interval: Duration::from_secs(1),
             progress_deadline_cap: None,
@@ -128,10 +132,39 @@ pub(crate) struct Shared {
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) answers: Mutex<Vec<DataPlaneAnswer>>,
     pub(crate) seq: std::sync::atomic::AtomicU64,
+    /// Recent data-plane views, oldest first (only with a `data_plane_lag`).
+    pub(crate) views:
+        Mutex<std::collections::VecDeque<(std::time::Instant, Arc<data_plane::DataView>)>>,
     pub(crate) faults: Mutex<Faults>,
 }
 
 impl Shared {
+    /// The newest data-plane view taken at or before `at`; the oldest one while none is that old
+    /// (a data plane that started with the server has not caught up yet either).
+    pub(crate) fn view_at(&self, at: std::time::Instant) -> Option<Arc<data_plane::DataView>> {
+        let views = self.views.lock().expect("views poisoned");
+        views
+            .iter()
+            .rev()
+            .find(|(taken, _)| *taken <= at)
+            .or(views.front())
+            .map(|(_, view)| view.clone())
+    }
+
+    /// Records the current view for the lagging data plane and forgets what it can no longer need.
+    pub(crate) fn record_view(&self, store: &Store, now: std::time::Instant) {
+        let lag = self.config.data_plane_lag;
+        if lag.is_zero() {
+            return;
+        }
+        let mut views = self.views.lock().expect("views poisoned");
+        views.push_back((now, Arc::new(data_plane::DataView::of(store))));
+        // Keep one view older than the lag: it is the one in use.
+        while views.len() > 1 && views[1].0 + lag <= now {
+            views.pop_front();
+        }
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }
@@ -184,6 +217,7 @@ impl FakeApiServer {
             requests: Mutex::new(Vec::new()),
             answers: Mutex::new(Vec::new()),
             seq: Default::default(),
+            views: Mutex::new(Default::default()),
             faults: Mutex::new(Faults::default()),
         });
         let app = server::router(shared.clone());

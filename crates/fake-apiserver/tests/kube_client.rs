@@ -369,3 +369,77 @@ async fn the_data_plane_splits_by_weight_exactly() {
         .unwrap();
     assert_eq!(response.status(), 503);
 }
+
+#[tokio::test]
+async fn a_lagging_data_plane_drops_requests_when_pods_go_before_it_catches_up() {
+    // The negative control of zdd's data-plane check: switch the selector and scale the old
+    // version down at once, as a tool without the check would, and the lagging data plane still
+    // sends requests to pods that are gone.
+    let (server, client) = start(FakeConfig {
+        pod_ready_after: Duration::from_millis(50),
+        pod_terminate_after: Duration::from_millis(100),
+        data_plane_lag: Duration::from_secs(1),
+        ..FakeConfig::default()
+    })
+    .await;
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    services
+        .create(&PostParams::default(), &service("web", "v1"))
+        .await
+        .unwrap();
+    let api: Api<Deployment> = Api::default_namespaced(client);
+    let params = PatchParams::apply("zdd");
+    api.patch(
+        "web-v1",
+        &params,
+        &Patch::Apply(deployment("web-v1", "v1", 2)),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "web-v2",
+        &params,
+        &Patch::Apply(deployment("web-v2", "v2", 2)),
+    )
+    .await
+    .unwrap();
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let url = server.data_plane_url(NS, "web");
+    let get = async || {
+        let response = http.get(url.parse().unwrap()).await.unwrap();
+        let version = response
+            .headers()
+            .get("x-version")
+            .map(|v| v.to_str().unwrap().to_string());
+        (response.status().as_u16(), version)
+    };
+    eventually("v1 serves through the lagging data plane", async || {
+        get().await == (200, Some("v1".into()))
+    })
+    .await;
+
+    let switch = json!({"spec": {"selector": {"app": "web", "version": "v2"}}});
+    services
+        .patch("web", &PatchParams::default(), &Patch::Merge(switch))
+        .await
+        .unwrap();
+    api.patch_scale(
+        "web-v1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    eventually("v2 serves", async || {
+        let answer = get().await;
+        seen.push(answer.0);
+        answer == (200, Some("v2".into()))
+    })
+    .await;
+    assert!(
+        seen.contains(&502),
+        "no dropped request although the pods went first: {seen:?}"
+    );
+}

@@ -39,21 +39,35 @@ struct ForbidOnceDeployed {
     resource: &'static str,
 }
 
-async fn rollout_with(
-    name: &str,
-    router: &str,
-    faults: impl FnOnce(&mut Faults),
-    mut later: Option<ForbidOnceDeployed>,
-) -> Run {
-    let server = FakeApiServer::start(FakeConfig {
+fn fake_config() -> FakeConfig {
+    FakeConfig {
         pod_ready_after: Duration::from_millis(200),
         pod_terminate_after: Duration::from_millis(300),
         endpoints_lag: Duration::from_millis(200),
         progress_deadline_cap: Some(Duration::from_secs(2)),
         ..FakeConfig::default()
-    })
-    .await
-    .expect("fake apiserver starts");
+    }
+}
+
+async fn rollout_with(
+    name: &str,
+    router: &str,
+    faults: impl FnOnce(&mut Faults),
+    later: Option<ForbidOnceDeployed>,
+) -> Run {
+    rollout_on(fake_config(), name, router, faults, later).await
+}
+
+async fn rollout_on(
+    fake: FakeConfig,
+    name: &str,
+    router: &str,
+    faults: impl FnOnce(&mut Faults),
+    mut later: Option<ForbidOnceDeployed>,
+) -> Run {
+    let server = FakeApiServer::start(fake)
+        .await
+        .expect("fake apiserver starts");
     server.faults(faults);
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = server
@@ -258,6 +272,35 @@ async fn blue_green_switches_the_selector_and_retires_v1_after_verification() {
         "{:?}",
         run.events()
     );
+}
+
+#[tokio::test]
+async fn with_a_lagging_data_plane_v1_is_retired_only_after_traffic_left_it() {
+    // kube-proxy and the ingress see changes 1 s late, and a pod is gone 300 ms after its
+    // scale-down: scaling v1 down right after the switch would drop requests (the fake's own
+    // tests show it). zdd waits until the traffic shows v1 is no longer reached.
+    let fake = FakeConfig {
+        data_plane_lag: Duration::from_secs(1),
+        ..fake_config()
+    };
+    let run = rollout_on(fake, "blue-green", "service", |_| {}, None).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    let switch = run
+        .patches_to("services", &run.app)
+        .iter()
+        .find(|r| r.json()["spec"]["selector"]["version"] == "v2")
+        .map(|r| r.seq)
+        .expect("selector switched to v2");
+    // The lag was real: v1 kept answering after the switch...
+    assert!(
+        run.answers()
+            .iter()
+            .any(|a| a.seq > switch && a.version.as_deref() == Some("v1")),
+        "no answer from v1 after the switch: the data plane did not lag"
+    );
+    // ...and zdd scaled it down only after it stopped.
+    run.assert_scaled_down_after_verification("v1", 20);
 }
 
 fn weights(run: &Run, resource: &str) -> Vec<Vec<(String, u64)>> {
