@@ -28,6 +28,12 @@ struct Args {
     /// A terminating pod disappears this long after its deletion started.
     #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
     pod_terminate_after: Duration,
+    /// How long a ready pod waits before its endpoint is published as ready.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    endpoints_lag: Duration,
+    /// How long the data plane takes to see a change of endpoints or weights.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    data_plane_lag: Duration,
     /// Pods of this version never become ready (repeatable).
     #[arg(long)]
     never_ready: Vec<String>,
@@ -42,6 +48,8 @@ async fn main() -> anyhow::Result<()> {
     let config = FakeConfig {
         pod_ready_after: args.pod_ready_after,
         pod_terminate_after: args.pod_terminate_after,
+        endpoints_lag: args.endpoints_lag,
+        data_plane_lag: args.data_plane_lag,
         ..FakeConfig::default()
     };
     let server = FakeApiServer::start_on(config, args.listen).await?;
