@@ -105,8 +105,27 @@ fn template(version: &str) -> VersionTemplate {
     }
 }
 
-/// GET through the fake data plane; the version that answered.
-async fn get_version(url: &str) -> String {
+/// Waits (up to 10 s: the endpoint controller runs on its own tick) until `url` answers from
+/// `version`, then checks that the next 4 answers come from it too.
+async fn settles_on(url: &str, version: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match get_version(url).await {
+            Some(answered) if answered == version => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} still answers from {other:?}, not {version}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(get_version(url).await.as_deref(), Some(version), "{url}");
+    }
+}
+
+/// GET through the fake data plane; the version that answered (`None` for a failure).
+async fn get_version(url: &str) -> Option<String> {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -115,11 +134,12 @@ async fn get_version(url: &str) -> String {
         .get(url.parse().unwrap())
         .await
         .expect("data plane answers");
-    assert_eq!(response.status(), 200, "{url}");
-    let version = response.headers()["x-version"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let version = (response.status() == 200).then(|| {
+        response.headers()["x-version"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    });
     response.into_body().collect().await.unwrap();
     version
 }
@@ -156,27 +176,17 @@ async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() 
     platform.scale(&template("v2"), 2).await.unwrap();
     let v2 = platform.wait_ready("v2", 2, WAIT).await.unwrap();
     assert_eq!((v2.desired, v2.ready), (2, 2));
-    assert_eq!(
-        get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
-        "v1"
-    );
+    let main = c.server.data_plane_url(NAMESPACE, "web");
+    settles_on(&main, "v1").await;
     platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
     let preview = platform
         .preview_url()
         .expect("a preview URL while previewing");
-    for _ in 0..4 {
-        assert_eq!(get_version(&preview).await, "v2");
-        assert_eq!(
-            get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
-            "v1"
-        );
-    }
+    settles_on(&preview, "v2").await;
+    settles_on(&main, "v1").await;
     platform.set_routing(&only("v2", None)).await.unwrap();
     assert_eq!(platform.preview_url(), None);
-    assert_eq!(
-        get_version(&c.server.data_plane_url(NAMESPACE, "web")).await,
-        "v2"
-    );
+    settles_on(&main, "v2").await;
     platform.scale(&template("v1"), 0).await.unwrap();
     let v1 = platform.wait_running_at_most("v1", 0, WAIT).await.unwrap();
     assert_eq!(v1.running, 0);
