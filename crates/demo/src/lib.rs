@@ -18,7 +18,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::Layer as _;
+use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 use zdd_lifecycle::{DrainReport, Lifecycle};
 
 pub use config::{DemoConfig, DemoConfigError};
@@ -98,9 +99,9 @@ struct AppState {
     started: Instant,
 }
 
-/// The demo's routes wrapped by the lifecycle (probes, metrics, request counting), every answer
-/// carrying `X-Version`.
-pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> Router {
+/// The demo's service: its routes wrapped by the lifecycle (probes, metrics, request counting),
+/// every answer carrying `X-Version`.
+pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Router, HeaderValue> {
     let state = Arc::new(AppState {
         version: config.version.clone(),
         host: host_name(),
@@ -115,12 +116,10 @@ pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> Router {
     }
     let version = HeaderValue::from_str(&config.version)
         .expect("APP_VERSION was checked to be a valid header value");
-    lifecycle
-        .router(routes)
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static(VERSION_HEADER),
-            version,
-        ))
+    // Around the whole router (not `Router::layer`, which wraps each route): one wrapper per
+    // request instead of one per route, and it covers 404s too.
+    SetResponseHeaderLayer::overriding(HeaderName::from_static(VERSION_HEADER), version)
+        .layer(lifecycle.router(routes))
 }
 
 #[derive(Serialize)]

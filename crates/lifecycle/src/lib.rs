@@ -53,6 +53,6 @@ pub use config::{
 };
 pub use error::{ConfigError, ServeError};
 pub use metrics::Metrics;
-pub use router::{RequestMetrics, RequestMetricsLayer};
+pub use router::{RequestMetrics, RequestMetricsFuture, RequestMetricsLayer};
 pub use serve::{DrainOutcome, DrainReport};
 pub use state::{Lifecycle, State};

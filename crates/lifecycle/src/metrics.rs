@@ -1,14 +1,15 @@
-//! Prometheus metrics: requests by status (and version), requests in flight, request duration and
-//! the lifecycle state. Every metric carries the constant label `version`.
+//! Prometheus metrics: requests by status (and version), requests in flight and the lifecycle
+//! state. Every metric carries the constant label `version`.
+//!
+//! No latency histogram: prometheus-client's takes a lock per observation, which costs more
+//! throughput than it is worth here (the probe measures latency from the client side).
 
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Instant;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::State;
@@ -17,8 +18,6 @@ use crate::State;
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
 /// Name of the in-flight gauge.
 pub const REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
-/// Name of the duration histogram.
-pub const REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 /// Name of the state gauge (1 for the current state, 0 for the others).
 pub const LIFECYCLE_STATE: &str = "lifecycle_state";
 
@@ -64,7 +63,6 @@ pub struct Metrics {
     requests: Family<StatusLabels, Counter>,
     counter_by_status: Box<[OnceLock<Counter>]>,
     in_flight: Gauge,
-    duration: Histogram,
     state: Family<StateLabels, Gauge>,
 }
 
@@ -87,8 +85,6 @@ impl Metrics {
         );
         let requests = Family::<StatusLabels, Counter>::default();
         let in_flight = Gauge::default();
-        // 1 ms .. ~65 s: covers `/work?ms=60000`.
-        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         let state = Family::<StateLabels, Gauge>::default();
         registry.register(
             "http_requests",
@@ -101,11 +97,6 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
-            REQUEST_DURATION_SECONDS,
-            "Time to answer HTTP requests",
-            duration.clone(),
-        );
-        registry.register(
             LIFECYCLE_STATE,
             "1 for the lifecycle's current state (starting, ready, draining, stopped)",
             state.clone(),
@@ -115,7 +106,6 @@ impl Metrics {
             requests,
             counter_by_status: CACHED_STATUS_RANGE.map(|_| OnceLock::new()).collect(),
             in_flight,
-            duration,
             state,
         };
         metrics.record_state(State::Starting);
@@ -178,23 +168,16 @@ impl Metrics {
 /// A request being served: counted in flight until dropped (also when the client goes away).
 pub(crate) struct InFlight {
     metrics: Arc<Metrics>,
-    started: Instant,
 }
 
 impl InFlight {
     pub(crate) fn enter(metrics: Arc<Metrics>) -> Self {
         metrics.in_flight.inc();
-        Self {
-            metrics,
-            started: Instant::now(),
-        }
+        Self { metrics }
     }
 
     pub(crate) fn answered(&self, status: http::StatusCode) {
         self.metrics.count_status(status.as_u16());
-        self.metrics
-            .duration
-            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -238,10 +221,6 @@ mod tests {
         );
         assert!(
             text.contains(r#"http_requests_in_flight{version="v7"} 0"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("http_request_duration_seconds_bucket"),
             "{text}"
         );
     }

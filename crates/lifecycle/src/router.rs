@@ -1,6 +1,5 @@
 //! The probe and metrics routes, and the tower layer that counts the app's requests.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -97,12 +96,11 @@ pub struct RequestMetrics<S> {
 
 impl<S, B, ResponseBody> tower::Service<Request<B>> for RequestMetrics<S>
 where
-    S: tower::Service<Request<B>, Response = http::Response<ResponseBody>, Error = Infallible>,
-    S::Future: Send + 'static,
+    S: tower::Service<Request<B>, Response = http::Response<ResponseBody>>,
 {
     type Response = S::Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Infallible>> + Send + 'static>>;
+    type Error = S::Error;
+    type Future = RequestMetricsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -112,11 +110,34 @@ where
         // Entered before the inner call so the count covers the whole handler; the guard also
         // leaves the count when the future is dropped (client gone, or cut off by the timeout).
         let in_flight = InFlight::enter(self.metrics.clone());
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
+        RequestMetricsFuture {
+            answer: self.inner.call(request),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestMetrics`].
+    pub struct RequestMetricsFuture<F> {
+        #[pin]
+        answer: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, ResponseBody, E> Future for RequestMetricsFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResponseBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.answer.poll(cx));
+        if let (Ok(response), Some(in_flight)) = (&result, this.in_flight.take()) {
             in_flight.answered(response.status());
-            Ok(response)
-        })
+        }
+        Poll::Ready(result)
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use std::convert::Infallible;
+
 use http::{HeaderValue, Request, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -124,11 +125,25 @@ impl Lifecycle {
     /// 3. in-flight requests get up to the shutdown timeout to finish.
     ///
     /// A second shutdown request at any point of the drain returns at once.
-    pub async fn serve(
+    ///
+    /// `app` is usually the [`Router`](axum::Router) from [`router`](Self::router), possibly
+    /// wrapped in more tower layers (a layer around the whole router is cheaper per request than
+    /// `Router::layer`, which wraps each route).
+    pub async fn serve<S, B>(
         &self,
         listener: TcpListener,
-        app: Router,
-    ) -> Result<DrainReport, ServeError> {
+        app: S,
+    ) -> Result<DrainReport, ServeError>
+    where
+        S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         self.listen_for_signals()?;
         let address = listener.local_addr().map_err(ServeError::Listener)?;
         let config = self.config().clone();
@@ -205,15 +220,25 @@ impl Lifecycle {
     }
 }
 
-struct Connections {
+struct Connections<S> {
     builder: auto::Builder<TokioExecutor>,
     graceful: GracefulShutdown,
     cut_off: CancellationToken,
     lifecycle: Lifecycle,
-    app: Router,
+    app: S,
 }
 
-impl Connections {
+impl<S, B> Connections<S>
+where
+    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     fn spawn(&self, stream: TcpStream) {
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
@@ -231,7 +256,7 @@ impl Connections {
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
-                Ok::<_, std::convert::Infallible>(response)
+                Ok::<_, Infallible>(response)
             }
         });
         let connection = self
@@ -254,11 +279,20 @@ impl Connections {
 }
 
 /// Accepts and serves connections until the future is dropped.
-async fn accept_forever(
+async fn accept_forever<S, B>(
     listener: &TcpListener,
-    connections: &Connections,
+    connections: &Connections<S>,
     mut accepted: Option<&mut u64>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
