@@ -280,3 +280,24 @@ async fn dropping_the_handle_stops_the_traffic() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.requests(), after_drop, "no request after the drop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_closed_by_the_server_are_not_reused() {
+    let server = TestServer::start(&["v1"]).await;
+    // Requests every 100 ms; the server closes each connection 40 ms after accepting it, while it
+    // is idle: a careful client notices and reconnects, so no request fails.
+    *server.behaviour.max_connection_age.lock().unwrap() = Some(Duration::from_millis(40));
+    let report = start(config(&server, 10, Some(Duration::from_secs(1))))
+        .unwrap()
+        .finish()
+        .await;
+    let text = render_text(&report);
+
+    assert_eq!(report.total, 10, "{text}");
+    assert_eq!(report.failed, 0, "{text}");
+    assert_eq!(
+        server.connections(),
+        10,
+        "a new connection for each request"
+    );
+}

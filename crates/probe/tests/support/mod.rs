@@ -36,6 +36,8 @@ pub struct Behaviour {
     pub version_in: Mutex<VersionIn>,
     pub delay: Mutex<Duration>,
     pub connection_close: AtomicBool,
+    /// Close every connection this long after accepting it, whatever it is doing.
+    pub max_connection_age: Mutex<Option<Duration>>,
     pub requests: AtomicU64,
     pub connections: AtomicU64,
 }
@@ -56,6 +58,7 @@ impl TestServer {
             version_in: Mutex::new(VersionIn::Header),
             delay: Mutex::new(Duration::ZERO),
             connection_close: AtomicBool::new(false),
+            max_connection_age: Mutex::new(None),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
@@ -138,11 +141,18 @@ async fn serve(listener: TcpListener, behaviour: Arc<Behaviour>) {
         };
         behaviour.connections.fetch_add(1, Ordering::SeqCst);
         let behaviour = behaviour.clone();
+        let max_age = *behaviour.max_connection_age.lock().unwrap();
         connections.spawn(async move {
             let service = service_fn(move |request| answer(request, behaviour.clone()));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            match max_age {
+                Some(age) => {
+                    let _ = tokio::time::timeout(age, connection).await;
+                }
+                None => {
+                    let _ = connection.await;
+                }
+            }
         });
         // Reap finished connections so the set stays small.
         while connections.try_join_next().is_some() {}
