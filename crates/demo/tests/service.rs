@@ -124,6 +124,7 @@ fn metrics_count_requests_by_status_and_version() {
         r#"http_requests_in_flight{version="v3"} 0"#,
         r#"lifecycle_state{version="v3",state="ready"} 1"#,
         r#"lifecycle_state{version="v3",state="draining"} 0"#,
+        r#"http_request_duration_seconds_count{version="v3"} 4"#,
     ] {
         assert!(
             metrics.body.lines().any(|each| each == line),

@@ -1,15 +1,17 @@
-//! Prometheus metrics: requests by status (and version), requests in flight and the lifecycle
-//! state. Every metric carries the constant label `version`.
-//!
-//! No latency histogram: prometheus-client's takes a lock per observation, which costs more
-//! throughput than it is worth here (the probe measures latency from the client side).
+//! Prometheus metrics: requests by status (and version), requests in flight, request duration and
+//! the lifecycle state. Every metric carries the constant label `version`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::State;
@@ -18,6 +20,8 @@ use crate::State;
 pub const REQUESTS_TOTAL: &str = "http_requests_total";
 /// Name of the in-flight gauge.
 pub const REQUESTS_IN_FLIGHT: &str = "http_requests_in_flight";
+/// Name of the duration histogram.
+pub const REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 /// Name of the state gauge (1 for the current state, 0 for the others).
 pub const LIFECYCLE_STATE: &str = "lifecycle_state";
 
@@ -63,6 +67,7 @@ pub struct Metrics {
     requests: Family<StatusLabels, Counter>,
     counter_by_status: Box<[OnceLock<Counter>]>,
     in_flight: Gauge,
+    duration: DurationHistogram,
     state: Family<StateLabels, Gauge>,
 }
 
@@ -85,6 +90,7 @@ impl Metrics {
         );
         let requests = Family::<StatusLabels, Counter>::default();
         let in_flight = Gauge::default();
+        let duration = DurationHistogram::new();
         let state = Family::<StateLabels, Gauge>::default();
         registry.register(
             "http_requests",
@@ -97,6 +103,11 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
+            REQUEST_DURATION_SECONDS,
+            "Time to answer HTTP requests",
+            duration.clone(),
+        );
+        registry.register(
             LIFECYCLE_STATE,
             "1 for the lifecycle's current state (starting, ready, draining, stopped)",
             state.clone(),
@@ -106,6 +117,7 @@ impl Metrics {
             requests,
             counter_by_status: CACHED_STATUS_RANGE.map(|_| OnceLock::new()).collect(),
             in_flight,
+            duration,
             state,
         };
         metrics.record_state(State::Starting);
@@ -168,22 +180,92 @@ impl Metrics {
 /// A request being served: counted in flight until dropped (also when the client goes away).
 pub(crate) struct InFlight {
     metrics: Arc<Metrics>,
+    started: Instant,
 }
 
 impl InFlight {
     pub(crate) fn enter(metrics: Arc<Metrics>) -> Self {
         metrics.in_flight.inc();
-        Self { metrics }
+        Self {
+            metrics,
+            started: Instant::now(),
+        }
     }
 
     pub(crate) fn answered(&self, status: http::StatusCode) {
         self.metrics.count_status(status.as_u16());
+        self.metrics.duration.observe(self.started.elapsed());
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
+    }
+}
+
+/// Upper bounds of the duration buckets, in seconds: 1 ms to ~65 s (covers `/work?ms=60000`).
+const DURATION_BOUNDS: [f64; 17] = [
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192, 16.384, 32.768, 65.536,
+];
+
+/// A fixed-bucket histogram of atomics: prometheus-client's takes a lock per observation, which
+/// the request path of every answer should not pay.
+#[derive(Clone, Debug, Default)]
+struct DurationHistogram {
+    inner: Arc<DurationBuckets>,
+}
+
+#[derive(Debug, Default)]
+struct DurationBuckets {
+    /// One count per bound, plus the overflow (`+Inf`) bucket; not cumulative.
+    counts: [AtomicU64; DURATION_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl DurationHistogram {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn observe(&self, duration: std::time::Duration) {
+        let seconds = duration.as_secs_f64();
+        let bucket = DURATION_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BOUNDS.len());
+        let inner = &self.inner;
+        inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        inner.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        inner.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let inner = &self.inner;
+        let buckets: Vec<(f64, u64)> = DURATION_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(&inner.counts)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        // Count from the buckets so that a scrape racing an observation stays consistent.
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        let sum = inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -223,5 +305,38 @@ mod tests {
             text.contains(r#"http_requests_in_flight{version="v7"} 0"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"http_request_duration_seconds_count{version="v7"} 2"#),
+            "{text}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn buckets_are_cumulative_in_the_exposition() {
+        let metrics = Metrics::new("h");
+        for millis in [0, 3, 3, 100, 70_000] {
+            metrics.duration.observe(Duration::from_millis(millis));
+        }
+        let text = metrics.encode();
+        for line in [
+            r#"http_request_duration_seconds_bucket{version="h",le="0.001"} 1"#,
+            r#"http_request_duration_seconds_bucket{version="h",le="0.004"} 3"#,
+            r#"http_request_duration_seconds_bucket{version="h",le="0.128"} 4"#,
+            r#"http_request_duration_seconds_bucket{version="h",le="65.536"} 4"#,
+            r#"http_request_duration_seconds_bucket{version="h",le="+Inf"} 5"#,
+            r#"http_request_duration_seconds_count{version="h"} 5"#,
+            r#"http_request_duration_seconds_sum{version="h"} 70.106"#,
+        ] {
+            assert!(
+                text.lines().any(|each| each == line),
+                "missing {line}:\n{text}"
+            );
+        }
     }
 }
