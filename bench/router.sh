@@ -140,6 +140,17 @@ declare -A port=([direct]=$backend_port [builtin]=$builtin_port [haproxy]=$hapro
 targets=(direct builtin haproxy nginx traefik)
 for target in "${targets[@]}"; do wait_ok "http://127.0.0.1:${port[$target]}/"; done
 
+# CPU time (user + system, in clock ticks) of a process and its children (nginx's workers).
+cpu_ticks() { # pid
+  local total=0 pid
+  for pid in "$1" $(ps -o pid= --ppid "$1"); do
+    total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+declare -A proxy_pid=([direct]=${pids[0]} [builtin]=${pids[1]} [haproxy]=${pids[2]} [nginx]=${pids[3]} [traefik]=${pids[4]})
+ticks_per_s=$(getconf CLK_TCK)
+
 # wrk's "52.10us" / "1.20ms" / "2.00s" in microseconds.
 to_us() {
   awk -v v="$1" 'BEGIN {
@@ -148,11 +159,17 @@ to_us() {
   }'
 }
 
-declare -A rps p50 p99 errors
+declare -A rps p50 p99 errors cpu_us
 for target in "${targets[@]}"; do
   url="http://127.0.0.1:${port[$target]}/"
+  before=$(cpu_ticks "${proxy_pid[$target]}")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$url")
+  after=$(cpu_ticks "${proxy_pid[$target]}")
   rps[$target]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  # CPU per request is what the proxy costs, and it is steadier than req/s on a busy machine.
+  cpu_us[$target]=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
+    'BEGIN { printf "%.1f", t / hz * 1000000 / n }')
   errors[$target]=$(awk '/Non-2xx|Socket errors/ {sum += $NF} END {print sum + 0}' <<<"$out")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c1 -d"$LATENCY_DURATION" --latency "$url")
   p50[$target]=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
@@ -167,14 +184,17 @@ echo
 echo "Backend: nginx returning a fixed 3-byte body. Load: wrk, 1 thread, $CONNECTIONS connections for"
 echo "$DURATION (throughput), then 1 connection for $LATENCY_DURATION (latency). Each proxy on CPU $PROXY_CPU"
 echo "alone (1 worker/thread each); wrk and the backend on CPU $LOAD_CPU. $(nproc) CPUs, $(date -u +%F)."
+echo "CPU µs/request: the proxy's user+system CPU time during the throughput run over its requests"
+echo "(for direct: the backend's own). On a shared machine req/s moves with the neighbours' load."
+
 echo "HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), Traefik $(traefik version | awk '/^Version/ {print $2}')."
 echo
-echo "| target | req/s ($CONNECTIONS conns) | errors | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| target | req/s ($CONNECTIONS conns) | errors | CPU µs/request | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for target in "${targets[@]}"; do
   if [[ $target == direct ]]; then add="-"; vs="-"; else
     add=$(added "${p50[$target]}" "${p50[direct]}"); vs=$(ratio "${rps[builtin]}" "${rps[$target]}"); fi
-  echo "| $target | ${rps[$target]} | ${errors[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
+  echo "| $target | ${rps[$target]} | ${errors[$target]} | ${cpu_us[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
 done
 echo
 builtin_added=$(added "${p50[builtin]}" "${p50[direct]}")

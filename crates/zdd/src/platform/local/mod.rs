@@ -157,6 +157,11 @@ impl LocalPlatform {
 
 impl Platform for LocalPlatform {
     async fn scale(&mut self, version: &VersionTemplate, replicas: u32) -> Result<()> {
+        if self.shut_down {
+            return Err(PlatformError::Other(
+                "the local platform is shut down".into(),
+            ));
+        }
         self.supervisor.scale(version, replicas)
     }
 
