@@ -203,13 +203,18 @@ fn admin_toggles(lifecycle: &Lifecycle) -> Router {
         .route("/doUnHealthz", post(unhealthy.clone()).get(unhealthy))
 }
 
-/// The machine's name (the pod name on Kubernetes).
+/// The replica's name: `HOSTNAME` when set (the pod name on Kubernetes; the local platform sets it
+/// per replica), else the kernel's host name.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    std::env::var("HOSTNAME")
         .ok()
-        .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
