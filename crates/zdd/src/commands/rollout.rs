@@ -257,7 +257,13 @@ pub fn write_outputs(
     if let Some(path) = html {
         let titles: Vec<String> = rows
             .iter()
-            .map(|r| format!("{} ({}): {}", r.strategy, r.name, r.outcome))
+            .map(|r| {
+                if r.name == r.strategy {
+                    format!("{}: {}", r.strategy, r.outcome)
+                } else {
+                    format!("{} ({}): {}", r.name, r.strategy, r.outcome)
+                }
+            })
             .collect();
         let sections: Vec<(&str, &zdd_probe::Report, &[Event])> = rows
             .iter()
