@@ -521,3 +521,58 @@ async fn exceeding_the_budget_rolls_back() {
     assert_eq!(fake.ready("v2"), 0);
     assert_eq!(fake.ready("v1"), 3);
 }
+
+/// Traffic whose answers come from v1 until `v1_until`, then only from v2.
+struct Switching {
+    v1_until: Instant,
+}
+
+impl TrafficView for Switching {
+    fn window(&self, since: Instant) -> WindowStats {
+        let now = Instant::now();
+        let mut stats = WindowStats {
+            ok: (now.saturating_duration_since(since).as_secs_f64() * 200.0) as u64,
+            ..WindowStats::default()
+        };
+        if since < self.v1_until {
+            stats.by_version.insert("v1".into(), 1);
+        }
+        stats.by_version.insert("v2".into(), stats.ok);
+        stats
+    }
+}
+
+#[tokio::test]
+async fn the_data_plane_check_waits_for_a_whole_clean_window_not_a_fixed_delay() {
+    use zdd::engine::data_plane::verify_drained;
+    use zdd::spec::DataPlaneCheck;
+    let check = DataPlaneCheck {
+        window: Duration::from_millis(300),
+        min_requests: 10,
+        timeout: Duration::from_secs(5),
+    };
+    let start = Instant::now();
+    let traffic = Switching {
+        v1_until: start + Duration::from_millis(700),
+    };
+    let drained = verify_drained(&traffic, "v1", &check)
+        .await
+        .expect("drains");
+    // Not before v1 stopped answering plus a whole window.
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "{drained:?}"
+    );
+    assert!(drained.requests >= 10);
+
+    // A version that keeps answering fails the check at its timeout instead of being scaled down.
+    let never = Switching {
+        v1_until: Instant::now() + Duration::from_secs(3600),
+    };
+    let short = DataPlaneCheck {
+        timeout: Duration::from_millis(600),
+        ..check
+    };
+    let err = verify_drained(&never, "v1", &short).await.unwrap_err();
+    assert!(err.contains("did not leave v1"), "{err}");
+}
