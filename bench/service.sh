@@ -142,9 +142,11 @@ release builds, loopback, the load tool on the same cores as the servers.
 | start to ready (ms; /readyz 200 for zdd-demo, first 200 for bare) | $BARE_READY_MS | $DEMO_READY_MS | |
 
 zdd-demo $VERDICT the target of ${TARGET_RATIO}x the bare server's throughput. zdd-demo answers a JSON body
-(version, host, uptime) with \`X-Version\`, through axum routing and the lifecycle's request
-metrics; the bare server answers \`Hello, World!\`. Start to ready is measured by polling with curl
-(a few ms of resolution).
+(version, host, uptime) with \`X-Version\`, through axum routing, request metrics and the drain
+machinery; the bare server answers \`Hello, World!\` straight from hyper. On a shared machine the
+throughput of a round swings with other load; the server CPU time per request (from /proc, over
+each round) moves much less, and its ratio estimates the throughput ratio when the servers are
+CPU-bound. Start to ready is measured by polling with curl (a few ms of resolution).
 
 | round | server | req/s | p99 (ms) | server CPU per request (µs) | errors |
 |---:|---|---:|---:|---:|---|

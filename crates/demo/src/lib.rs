@@ -114,8 +114,10 @@ pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Rout
     if config.admin_toggles {
         routes = routes.merge(admin_toggles(lifecycle));
     }
-    let version = HeaderValue::from_str(&config.version)
-        .expect("APP_VERSION was checked to be a valid header value");
+    // A static value: cloning it for every answer touches no shared reference count. One small
+    // string leaked per process (`app` is built once).
+    let version: &'static str = Box::leak(config.version.clone().into_boxed_str());
+    let version = HeaderValue::from_static(version);
     // Around the whole router (not `Router::layer`, which wraps each route): one wrapper per
     // request instead of one per route, and it covers 404s too.
     SetResponseHeaderLayer::overriding(HeaderName::from_static(VERSION_HEADER), version)

@@ -14,9 +14,11 @@ use crate::Lifecycle;
 use crate::metrics::{CONTENT_TYPE, InFlight, Metrics};
 
 impl Lifecycle {
-    /// Wraps `app`: its requests are counted by [`RequestMetricsLayer`], and the liveness,
-    /// readiness (plus their aliases) and metrics routes are added in front of it. The paths
+    /// Adds the liveness, readiness (plus their aliases) and metrics routes to `app`. The paths
     /// must not overlap the app's routes (axum panics on overlapping routes).
+    ///
+    /// [`serve`](Self::serve) counts the app's requests in the metrics (not the probes'); when
+    /// you serve the router some other way, add [`layer`](Self::layer) to count them.
     pub fn router(&self, app: Router) -> Router {
         let config = self.config();
         let mut probes = Router::new();
@@ -36,11 +38,22 @@ impl Lifecycle {
                 async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], text) }
             }),
         );
-        probes.merge(app.layer(self.layer()))
+        probes.merge(app)
     }
 
-    /// The layer that counts requests (by status), requests in flight and their duration.
-    /// [`router`](Self::router) applies it; use it alone when you build the routes yourself.
+    /// Whether `path` is one of the lifecycle's own routes (probes, metrics): those are not
+    /// counted as requests.
+    pub fn is_lifecycle_path(&self, path: &str) -> bool {
+        let config = self.config();
+        path == config.readiness_path
+            || path == config.liveness_path
+            || path == config.metrics_path
+            || config.readiness_aliases.iter().any(|alias| alias == path)
+            || config.liveness_aliases.iter().any(|alias| alias == path)
+    }
+
+    /// The layer that counts requests (by status), requests in flight and their duration, for
+    /// services not run by [`serve`](Self::serve) (which counts them itself: do not add both).
     pub fn layer(&self) -> RequestMetricsLayer {
         RequestMetricsLayer {
             metrics: self.shared.metrics.clone(),

@@ -17,6 +17,7 @@ use tower::Service;
 
 use crate::Lifecycle;
 use crate::error::ServeError;
+use crate::metrics::InFlight;
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,9 +249,16 @@ where
             // While draining, HTTP/1 keep-alive clients are told to reconnect (to a ready
             // replica): connection headers are not allowed in HTTP/2, which gets GOAWAY later.
             let close_after = request.version() < Version::HTTP_2 && lifecycle.is_shutting_down();
+            // Counted here rather than by a `Router::layer`, which would wrap (and box) every
+            // route once more on each request. Probes and scrapes are not traffic.
+            let in_flight = (!lifecycle.is_lifecycle_path(request.uri().path()))
+                .then(|| InFlight::enter(lifecycle.shared.metrics.clone()));
             let mut app = app.clone();
             async move {
                 let mut response = app.call(request).await?;
+                if let Some(in_flight) = in_flight {
+                    in_flight.answered(response.status());
+                }
                 if close_after {
                     response
                         .headers_mut()
