@@ -452,3 +452,59 @@ pub mod contract {
         running.stop().await;
     }
 }
+
+/// An upstream that counts the connections it accepted and, if `close_each`, answers every
+/// request with `Connection: close` (like a replica draining).
+pub async fn counting_upstream(
+    close_each: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request| async move {
+                    let mut response = hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"counted"),
+                    ));
+                    if close_each {
+                        response.headers_mut().insert(
+                            hyper::header::CONNECTION,
+                            hyper::header::HeaderValue::from_static("close"),
+                        );
+                    }
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// `count` GETs on one keep-alive connection; the statuses, in order.
+pub async fn keep_alive_statuses(url: &str, count: usize) -> Vec<u16> {
+    use hyper_util::client::legacy::Client;
+    let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let response = client.get(url.parse().unwrap()).await.unwrap();
+        statuses.push(response.status().as_u16());
+        // Read the body so the connection is free for the next request.
+        use http_body_util::BodyExt;
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
+}
