@@ -10,8 +10,8 @@ use support::{Connection, Demo, eventually, get};
 /// Point 5: `/readyz` answers 503 during `STARTUP_DELAY` and 200 after it; liveness holds.
 #[test]
 fn unready_during_startup_delay_then_ready() {
-    let startup_delay = Duration::from_millis(1500);
-    let demo = Demo::start(&[("STARTUP_DELAY", "1500ms")]);
+    let startup_delay = Duration::from_millis(2500);
+    let demo = Demo::start(&[("STARTUP_DELAY", "2500ms")]);
 
     let first = eventually("the service answers", || get(demo.address, "/readyz").ok());
     if demo.spawned_at.elapsed() < startup_delay {
