@@ -82,10 +82,24 @@ fn log_tail(path: &Path) -> String {
         .join("\n")
 }
 
+/// How long a pod's slot router outlives the pod's removal from the endpoints. A request Traefik
+/// already sent to the slot must still find its router there (else Traefik answers 404), the way
+/// Kubernetes keeps terminating endpoints around for a while.
+const SLOT_LINGER: Duration = Duration::from_secs(5);
+
+/// A pod's slot, and what its slot router needs after the pod left the endpoints.
+#[derive(Clone)]
+struct SlotEntry {
+    slot: usize,
+    endpoint: super::Endpoint,
+    /// When the pod left the endpoints; `None` while it is in them.
+    removed_at: Option<Instant>,
+}
+
 /// Which pod uses which slot; kept across configurations so a pod keeps its slot.
 #[derive(Default)]
 struct Slots {
-    by_pod: BTreeMap<String, usize>,
+    by_pod: BTreeMap<String, SlotEntry>,
 }
 
 pub struct TraefikRouter {
@@ -282,27 +296,42 @@ impl TraefikRouter {
         }
     }
 
-    /// Gives every endpoint in `table` a pod slot (keeping existing ones), frees the others.
-    fn assign_slots(&self, table: &RouteTable) -> BTreeMap<String, usize> {
+    /// Gives every endpoint in `table` a pod slot (keeping existing ones); a slot whose pod left
+    /// stays taken for [`SLOT_LINGER`], then is freed.
+    fn assign_slots(&self, table: &RouteTable) -> BTreeMap<String, SlotEntry> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let pods: BTreeMap<&str, ()> = [&table.main, &table.preview]
+        let endpoints: BTreeMap<&str, &super::Endpoint> = [&table.main, &table.preview]
             .iter()
             .flat_map(|route| route.rules.iter())
             .flat_map(|rule| rule.backends.iter())
             .flat_map(|backend| backend.endpoints.iter())
-            .map(|endpoint| (endpoint.pod.as_str(), ()))
+            .map(|endpoint| (endpoint.pod.as_str(), endpoint))
             .collect();
-        slots
-            .by_pod
-            .retain(|pod, _| pods.contains_key(pod.as_str()));
-        for pod in pods.keys() {
-            if slots.by_pod.contains_key(*pod) {
+        let now = Instant::now();
+        slots.by_pod.retain(|pod, entry| {
+            if endpoints.contains_key(pod.as_str()) {
+                entry.removed_at = None;
+            } else if entry.removed_at.is_none() {
+                entry.removed_at = Some(now);
+            }
+            entry
+                .removed_at
+                .is_none_or(|removed| now.duration_since(removed) < SLOT_LINGER)
+        });
+        for (pod, endpoint) in &endpoints {
+            if let Some(entry) = slots.by_pod.get_mut(*pod) {
+                entry.endpoint = (*endpoint).clone();
                 continue;
             }
-            let used: Vec<usize> = slots.by_pod.values().copied().collect();
+            let used: Vec<usize> = slots.by_pod.values().map(|entry| entry.slot).collect();
             match (0..POD_SLOTS).find(|slot| !used.contains(slot)) {
                 Some(free) => {
-                    slots.by_pod.insert((*pod).to_owned(), free);
+                    let entry = SlotEntry {
+                        slot: free,
+                        endpoint: (*endpoint).clone(),
+                        removed_at: None,
+                    };
+                    slots.by_pod.insert((*pod).to_owned(), entry);
                 }
                 None => tracing::warn!(pod, "no free traefik pod slot: no X-Zdd-* headers"),
             }
@@ -313,6 +342,10 @@ impl TraefikRouter {
     /// The dynamic configuration for `table`.
     fn config(&self, table: &RouteTable, generation: u64) -> Value {
         let slots = self.assign_slots(table);
+        let slot_of: BTreeMap<String, usize> = slots
+            .iter()
+            .map(|(pod, entry)| (pod.clone(), entry.slot))
+            .collect();
         let mut routers = serde_json::Map::new();
         let mut services = serde_json::Map::new();
         let mut middlewares = serde_json::Map::new();
@@ -321,25 +354,17 @@ impl TraefikRouter {
             add_route(
                 entry_point,
                 route,
-                &slots,
+                &slot_of,
                 &self.slot_addrs,
                 &mut routers,
                 &mut services,
             );
         }
-        // Pod slots: one entry point each, whose router sets the pod's headers.
-        let endpoints: BTreeMap<&str, &super::Endpoint> = [&table.main, &table.preview]
-            .iter()
-            .flat_map(|route| route.rules.iter())
-            .flat_map(|rule| rule.backends.iter())
-            .flat_map(|backend| backend.endpoints.iter())
-            .map(|endpoint| (endpoint.pod.as_str(), endpoint))
-            .collect();
-        for (pod, slot) in &slots {
-            let Some(endpoint) = endpoints.get(pod.as_str()) else {
-                continue;
-            };
-            let name = slot_name(*slot);
+        // Pod slots: one entry point each, whose router sets the pod's headers. Slots of pods
+        // that just left stay (SLOT_LINGER), so requests already sent to them still arrive.
+        for entry in slots.values() {
+            let endpoint = &entry.endpoint;
+            let name = slot_name(entry.slot);
             routers.insert(
                 name.clone(),
                 json!({
