@@ -347,6 +347,8 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             config.namespace = args.namespace.clone();
             config.router = router;
             config.verify_url = args.verify_url.clone();
+            // One deadline for the whole run: the engine's waits and the Deployments' own.
+            config.progress_deadline = options.progress_deadline;
             let mut platform = KubernetesPlatform::connect(config, events.clone())
                 .await
                 .context("cannot reach the Kubernetes cluster")?;
