@@ -72,56 +72,10 @@ pub struct RolloutStatus {
     pub ok: u64,
     pub failed: u64,
     pub by_version: BTreeMap<String, u64>,
-    pub versions: Vec<StatusVersion>,
+    pub versions: Vec<VersionStatus>,
     /// Replicas as of the last change the engine made (pid and port on the local platform).
-    pub pods: Vec<StatusPod>,
+    pub pods: Vec<PodStatus>,
     pub routing: Option<serde_json::Value>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatusPod {
-    pub name: String,
-    pub version: String,
-    pub pid: Option<u32>,
-    pub port: Option<u16>,
-    pub ready: bool,
-    pub terminating: bool,
-    pub restarts: u32,
-}
-
-impl From<&PodStatus> for StatusPod {
-    fn from(p: &PodStatus) -> Self {
-        StatusPod {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            pid: p.pid,
-            port: p.port,
-            ready: p.ready,
-            terminating: p.terminating,
-            restarts: p.restarts,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatusVersion {
-    pub name: String,
-    pub desired: u32,
-    pub ready: u32,
-    pub running: u32,
-    pub terminating: u32,
-}
-
-impl From<&VersionStatus> for StatusVersion {
-    fn from(v: &VersionStatus) -> Self {
-        StatusVersion {
-            name: v.name.clone(),
-            desired: v.desired,
-            ready: v.ready,
-            running: v.running,
-            terminating: v.terminating,
-        }
-    }
 }
 
 impl RolloutStatus {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use zdd_probe::{ProbeConfig, ProbeHandle, Report, WindowStats};
 
-use self::control::{Control, Interrupt, Phase, StatusPod, StatusVersion};
+use self::control::{Control, Interrupt, Phase};
 use self::data_plane::HttpChecker;
 use self::events::{Event, EventLog};
 use crate::platform::{Platform, PlatformError, Routing, TrafficPolicy, VersionTemplate};
@@ -474,12 +474,9 @@ impl<'p, P: Platform> Engine<'p, P> {
 
     async fn refresh_status(&mut self) {
         if let Ok(status) = self.platform.status().await {
-            let versions: Vec<StatusVersion> =
-                status.versions.iter().map(StatusVersion::from).collect();
-            let pods: Vec<StatusPod> = status.pods.iter().map(StatusPod::from).collect();
             self.control.update(|s| {
-                s.versions = versions;
-                s.pods = pods;
+                s.versions = status.versions;
+                s.pods = status.pods;
             });
         }
     }

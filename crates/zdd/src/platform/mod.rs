@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One version of the app as a platform runs it. The engine builds it from the spec.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,7 +81,7 @@ impl Default for Routing {
 }
 
 /// Replica counts of one version.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionStatus {
     pub name: String,
     /// Replicas asked for.
@@ -94,7 +94,7 @@ pub struct VersionStatus {
 }
 
 /// One replica, for `zdd status` and for tests that kill a replica.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PodStatus {
     pub name: String,
     pub version: String,
