@@ -58,6 +58,53 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Creates one Service per `(name, version)` and returns the Service API.
+async fn create_services(client: &Client, services: &[(&str, &str)]) -> Api<Service> {
+    let api: Api<Service> = Api::default_namespaced(client.clone());
+    for (name, version) in services {
+        api.create(&PostParams::default(), &service(name, version))
+            .await
+            .unwrap();
+    }
+    api
+}
+
+/// Server-side applies one Deployment per `(name, version, replicas)`, as zdd does, and returns
+/// the Deployment API.
+async fn apply_deployments(client: &Client, deployments: &[(&str, &str, i32)]) -> Api<Deployment> {
+    let api: Api<Deployment> = Api::default_namespaced(client.clone());
+    let params = PatchParams::apply("zdd");
+    for (name, version, replicas) in deployments {
+        api.patch(
+            name,
+            &params,
+            &Patch::Apply(deployment(name, version, *replicas)),
+        )
+        .await
+        .unwrap();
+    }
+    api
+}
+
+/// Scales a Deployment to zero through its scale subresource.
+async fn scale_to_zero(api: &Api<Deployment>, name: &str) {
+    api.patch_scale(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// A plain HTTP client for the fake's data plane.
+fn http_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
 #[tokio::test]
 async fn create_get_list_and_the_real_error_statuses() {
     let (server, client) = start(FakeConfig::default()).await;
@@ -219,27 +266,8 @@ async fn the_deployment_controller_reports_status_endpoints_and_the_progress_dea
     server.faults(|f| {
         f.never_ready.insert("v2".into());
     });
-    let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
-        .create(&PostParams::default(), &service("web", "v1"))
-        .await
-        .unwrap();
-    let api: Api<Deployment> = Api::default_namespaced(client);
-    let params = PatchParams::apply("zdd");
-    api.patch(
-        "web-v1",
-        &params,
-        &Patch::Apply(deployment("web-v1", "v1", 2)),
-    )
-    .await
-    .unwrap();
-    api.patch(
-        "web-v2",
-        &params,
-        &Patch::Apply(deployment("web-v2", "v2", 1)),
-    )
-    .await
-    .unwrap();
+    create_services(&client, &[("web", "v1")]).await;
+    let api = apply_deployments(&client, &[("web-v1", "v1", 2), ("web-v2", "v2", 1)]).await;
 
     eventually("web-v1 available", async || {
         let d = api.get("web-v1").await.unwrap();
@@ -273,13 +301,7 @@ async fn the_deployment_controller_reports_status_endpoints_and_the_progress_dea
     .await;
 
     // Scale subresource, then the pods terminate and go.
-    api.patch_scale(
-        "web-v1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 0}})),
-    )
-    .await
-    .unwrap();
+    scale_to_zero(&api, "web-v1").await;
     assert_eq!(
         api.get_scale("web-v1")
             .await
@@ -303,31 +325,8 @@ async fn the_data_plane_splits_by_weight_exactly() {
         ..FakeConfig::default()
     })
     .await;
-    let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
-        .create(&PostParams::default(), &service("web-v1", "v1"))
-        .await
-        .unwrap();
-    services
-        .create(&PostParams::default(), &service("web-v2", "v2"))
-        .await
-        .unwrap();
-    let api: Api<Deployment> = Api::default_namespaced(client.clone());
-    let params = PatchParams::apply("zdd");
-    api.patch(
-        "web-v1",
-        &params,
-        &Patch::Apply(deployment("web-v1", "v1", 1)),
-    )
-    .await
-    .unwrap();
-    api.patch(
-        "web-v2",
-        &params,
-        &Patch::Apply(deployment("web-v2", "v2", 1)),
-    )
-    .await
-    .unwrap();
+    create_services(&client, &[("web-v1", "v1"), ("web-v2", "v2")]).await;
+    apply_deployments(&client, &[("web-v1", "v1", 1), ("web-v2", "v2", 1)]).await;
     let route = json!({
         "apiVersion": "traefik.io/v1alpha1", "kind": "TraefikService",
         "metadata": {"name": "web"},
@@ -338,8 +337,7 @@ async fn the_data_plane_splits_by_weight_exactly() {
     });
     server.put(fake_apiserver::store::TRAEFIK_SERVICES, NS, route);
     let url = server.data_plane_url(NS, "web");
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let http = http_client();
     eventually("both versions serve", async || {
         let ok = |name: &str| {
             server
@@ -382,29 +380,9 @@ async fn a_lagging_data_plane_drops_requests_when_pods_go_before_it_catches_up()
         ..FakeConfig::default()
     })
     .await;
-    let services: Api<Service> = Api::default_namespaced(client.clone());
-    services
-        .create(&PostParams::default(), &service("web", "v1"))
-        .await
-        .unwrap();
-    let api: Api<Deployment> = Api::default_namespaced(client);
-    let params = PatchParams::apply("zdd");
-    api.patch(
-        "web-v1",
-        &params,
-        &Patch::Apply(deployment("web-v1", "v1", 2)),
-    )
-    .await
-    .unwrap();
-    api.patch(
-        "web-v2",
-        &params,
-        &Patch::Apply(deployment("web-v2", "v2", 2)),
-    )
-    .await
-    .unwrap();
-    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let services = create_services(&client, &[("web", "v1")]).await;
+    let api = apply_deployments(&client, &[("web-v1", "v1", 2), ("web-v2", "v2", 2)]).await;
+    let http = http_client();
     let url = server.data_plane_url(NS, "web");
     let get = async || {
         let response = http.get(url.parse().unwrap()).await.unwrap();
@@ -424,13 +402,7 @@ async fn a_lagging_data_plane_drops_requests_when_pods_go_before_it_catches_up()
         .patch("web", &PatchParams::default(), &Patch::Merge(switch))
         .await
         .unwrap();
-    api.patch_scale(
-        "web-v1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 0}})),
-    )
-    .await
-    .unwrap();
+    scale_to_zero(&api, "web-v1").await;
     let mut seen = Vec::new();
     eventually("v2 serves", async || {
         let answer = get().await;
