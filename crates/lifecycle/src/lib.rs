@@ -54,5 +54,5 @@ pub use config::{
 pub use error::{ConfigError, ServeError};
 pub use metrics::Metrics;
 pub use router::{RequestMetrics, RequestMetricsFuture, RequestMetricsLayer};
-pub use serve::{DrainOutcome, DrainReport};
+pub use serve::{DrainOutcome, DrainReport, HttpApp};
 pub use state::{Lifecycle, State};

@@ -68,6 +68,43 @@ impl DrainReport {
     }
 }
 
+/// What [`Lifecycle::serve`] can serve: a cloneable tower service that answers every hyper request
+/// (its errors are answers, hence `Infallible`) with a body hyper can send from any thread. An
+/// axum [`Router`](axum::Router), with or without tower layers around it, is one. Implemented for
+/// every such service: a name for the bounds, not something to implement.
+pub trait HttpApp:
+    Service<
+        Request<Incoming>,
+        Response = http::Response<Self::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    /// The answers' body.
+    type Body: hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+}
+
+impl<S, B> HttpApp for S
+where
+    S: Service<
+            Request<Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+    B: hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static,
+{
+    type Body = B;
+}
+
 impl Lifecycle {
     /// Installs the SIGTERM and SIGINT handlers (each signal is a [`request_shutdown`]). Call it
     /// as early as possible (before a long warm-up) so that a signal never kills the process
@@ -130,21 +167,11 @@ impl Lifecycle {
     /// `app` is usually the [`Router`](axum::Router) from [`router`](Self::router), possibly
     /// wrapped in more tower layers (a layer around the whole router is cheaper per request than
     /// `Router::layer`, which wraps each route).
-    pub async fn serve<S, B>(
+    pub async fn serve<S: HttpApp>(
         &self,
         listener: TcpListener,
         app: S,
-    ) -> Result<DrainReport, ServeError>
-    where
-        S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: hyper::body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<DrainReport, ServeError> {
         self.listen_for_signals()?;
         let address = listener.local_addr().map_err(ServeError::Listener)?;
         let config = self.config().clone();
@@ -228,17 +255,7 @@ struct Connections<S> {
     app: S,
 }
 
-impl<S, B> Connections<S>
-where
-    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+impl<S: HttpApp> Connections<S> {
     fn spawn(&self, stream: TcpStream) {
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
@@ -286,20 +303,11 @@ where
 }
 
 /// Accepts and serves connections until the future is dropped.
-async fn accept_forever<S, B>(
+async fn accept_forever<S: HttpApp>(
     listener: &TcpListener,
     connections: &Connections<S>,
     mut accepted: Option<&mut u64>,
-) where
-    S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
