@@ -4,6 +4,7 @@
 //! `zdd promote`. After the last step the new version gets all replicas and 100%, and the old one
 //! is retired once the probe's traffic shows none of it reaches the old version.
 
+use super::steps::{self, Canary};
 use crate::engine::{Engine, EngineError, Which};
 use crate::platform::Platform;
 use crate::spec::CanaryStep;
@@ -12,47 +13,52 @@ pub async fn run<P: Platform>(
     engine: &mut Engine<'_, P>,
     steps: &[CanaryStep],
 ) -> Result<(), EngineError> {
-    let replicas = engine.replicas();
-    let total = steps.len() + 1;
-    let mut canary_replicas = 0u32;
-    let mut reachable = false;
-    for (index, step) in steps.iter().enumerate() {
-        let description = step.to_string();
-        engine.step_started(index, total, &description);
-        match step {
-            CanaryStep::SetWeight(weight) => {
-                let needed = (replicas * weight).div_ceil(100).max(1);
-                if needed > canary_replicas {
-                    engine.scale(Which::To, needed).await?;
-                    engine.wait_ready(Which::To, needed).await?;
-                    canary_replicas = needed;
-                }
-                if *weight > 0 && !reachable {
-                    engine.ensure_reachable(Which::To).await?;
-                    reachable = true;
-                }
-                engine.set_weight(*weight).await?;
-            }
-            CanaryStep::Pause(duration) => engine.pause(*duration).await?,
-            CanaryStep::SetReplicas { .. } => {
-                return Err(EngineError::Other(
-                    "setReplicas in a canary by weight (the spec check should have refused it)"
-                        .into(),
-                ));
-            }
+    steps::run(engine, steps, ByWeight::default()).await
+}
+
+#[derive(Default)]
+struct ByWeight {
+    /// Replicas the canary has been given so far.
+    canary_replicas: u32,
+    /// Whether the router has been shown to reach the canary.
+    reachable: bool,
+}
+
+impl Canary for ByWeight {
+    const NAME: &'static str = "canary by weight";
+
+    async fn apply<P: Platform>(
+        &mut self,
+        engine: &mut Engine<'_, P>,
+        step: &CanaryStep,
+    ) -> Result<(), EngineError> {
+        let CanaryStep::SetWeight(weight) = *step else {
+            return Err(Self::misplaced(step));
+        };
+        let needed = (engine.replicas() * weight).div_ceil(100).max(1);
+        if needed > self.canary_replicas {
+            steps::grow(engine, Which::To, needed).await?;
+            self.canary_replicas = needed;
         }
-        engine.step_finished(index, total, &description);
+        if weight > 0 && !self.reachable {
+            engine.ensure_reachable(Which::To).await?;
+            self.reachable = true;
+        }
+        engine.set_weight(weight).await
     }
-    let description = format!(
-        "promote: {} to {replicas} replicas and 100%",
-        engine.name(Which::To)
-    );
-    engine.step_started(total - 1, total, &description);
-    if canary_replicas < replicas {
-        engine.scale(Which::To, replicas).await?;
-        engine.wait_ready(Which::To, replicas).await?;
+
+    fn promote_description(&self, new: &str, replicas: u32) -> String {
+        format!("promote: {new} to {replicas} replicas and 100%")
     }
-    engine.retire(Which::From).await?;
-    engine.step_finished(total - 1, total, &description);
-    Ok(())
+
+    async fn promote<P: Platform>(
+        &mut self,
+        engine: &mut Engine<'_, P>,
+    ) -> Result<(), EngineError> {
+        let replicas = engine.replicas();
+        if self.canary_replicas < replicas {
+            steps::grow(engine, Which::To, replicas).await?;
+        }
+        engine.retire(Which::From).await
+    }
 }

@@ -7,6 +7,7 @@ pub mod canary;
 pub mod canary_weighted;
 pub mod recreate;
 pub mod rolling_update;
+mod steps;
 
 use crate::engine::{Engine, EngineError};
 use crate::platform::Platform;
