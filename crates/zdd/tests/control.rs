@@ -1,11 +1,11 @@
 //! `zdd promote`, `zdd abort` and `zdd status` against a real `zdd rollout` of the reference
 //! service (real replicas, real router, real traffic).
 
-mod rollout_support;
+mod support;
 
 use std::time::Duration;
 
-use rollout_support::{Run, serve_spec, text, wait_with_deadline};
+use support::{Run, event_labels, serve_spec, text, wait_with_deadline};
 
 #[test]
 fn blue_green_waits_for_promote_then_switches_without_dropping() {
@@ -16,17 +16,7 @@ fn blue_green_waits_for_promote_then_switches_without_dropping() {
         2,
         "0",
     );
-    run.write("bg.yaml", &spec);
-    let run_dir = run.path().join("runs/bg");
-    let child = run.spawn(&[
-        "rollout",
-        "-f",
-        "bg.yaml",
-        "--run-dir",
-        "runs/bg",
-        "--json",
-        "out.json",
-    ]);
+    let (child, run_dir) = run.start_rollout("bg", &spec);
     let paused = run.wait_status(&run_dir, Duration::from_secs(60), |s| {
         s["phase"] == "paused"
     });
@@ -51,22 +41,14 @@ fn blue_green_waits_for_promote_then_switches_without_dropping() {
     // The process-table check sees this run's processes: zdd and its four replicas.
     let running = run.leftovers();
     assert!(running.len() >= 5, "{running:#?}");
-    let human = run
-        .zdd(&["status", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let human = run.control("status", &run_dir);
     assert!(
         text(&human.stdout).contains("Paused"),
         "{}",
         text(&human.stdout)
     );
 
-    let promote = run
-        .zdd(&["promote", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let promote = run.control("promote", &run_dir);
     assert!(promote.status.success(), "{}", text(&promote.stderr));
 
     let output = wait_with_deadline(child, Duration::from_secs(90));
@@ -74,12 +56,7 @@ fn blue_green_waits_for_promote_then_switches_without_dropping() {
     let result = run.read_json("out.json");
     assert_eq!(result["succeeded"], true);
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
-    let labels: Vec<&str> = result["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["label"].as_str().unwrap())
-        .collect();
+    let labels = event_labels(&result);
     assert!(labels.contains(&"promoted"), "{labels:#?}");
     assert!(
         labels
@@ -104,25 +81,11 @@ fn abort_sends_traffic_back_to_the_old_version_and_exits_1() {
         2,
         "0",
     );
-    run.write("cw.yaml", &spec);
-    let run_dir = run.path().join("runs/cw");
-    let child = run.spawn(&[
-        "rollout",
-        "-f",
-        "cw.yaml",
-        "--run-dir",
-        "runs/cw",
-        "--json",
-        "out.json",
-    ]);
+    let (child, run_dir) = run.start_rollout("cw", &spec);
     run.wait_status(&run_dir, Duration::from_secs(60), |s| {
         s["phase"] == "paused" && s["by_version"]["v2"].as_u64().unwrap_or(0) > 0
     });
-    let abort = run
-        .zdd(&["abort", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let abort = run.control("abort", &run_dir);
     assert!(abort.status.success(), "{}", text(&abort.stderr));
 
     let output = wait_with_deadline(child, Duration::from_secs(90));
@@ -136,12 +99,7 @@ fn abort_sends_traffic_back_to_the_old_version_and_exits_1() {
     );
     // Rolling back is a rollout too: no request dropped.
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
-    let labels: Vec<&str> = result["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["label"].as_str().unwrap())
-        .collect();
+    let labels = event_labels(&result);
     assert!(labels.contains(&"rolled back to v1"), "{labels:#?}");
     assert!(
         labels
@@ -150,11 +108,7 @@ fn abort_sends_traffic_back_to_the_old_version_and_exits_1() {
     );
     run.assert_nothing_left();
     // The socket is gone with the rollout: a late command fails clearly.
-    let late = run
-        .zdd(&["promote", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let late = run.control("promote", &run_dir);
     assert_eq!(late.status.code(), Some(1));
     assert!(
         text(&late.stderr).contains("no rollout answers"),

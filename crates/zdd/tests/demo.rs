@@ -2,12 +2,12 @@
 //! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
 //! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
 
-mod rollout_support;
+mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rollout_support::{Run, text, wait_with_deadline};
+use support::{Run, text, wait_with_deadline};
 
 /// One demo at a time: each runs up to 30 processes and 200 requests/s on a 2-core machine.
 static ONE_DEMO: Mutex<()> = Mutex::new(());

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use router_support::*;
 use zdd::engine::events::EventLog;
 use zdd::platform::local::{LocalConfig, LocalPlatform};
-use zdd::platform::{Platform, Routing, TrafficPolicy};
+use zdd::platform::{
+    Platform, PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate,
+};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -21,8 +23,43 @@ async fn platform(dir: &tempfile::TempDir, delay: Duration) -> (LocalPlatform, E
     (platform, events)
 }
 
+/// Starts `replicas` of `template` and waits until they are all ready.
+async fn start_ready(
+    platform: &mut LocalPlatform,
+    template: &VersionTemplate,
+    replicas: u32,
+) -> VersionStatus {
+    platform.scale(template, replicas).await.unwrap();
+    platform
+        .wait_ready(&template.name, replicas, READY_TIMEOUT)
+        .await
+        .unwrap()
+}
+
 fn has_event(events: &EventLog, label: &str) -> bool {
     events.snapshot().iter().any(|event| event.label == label)
+}
+
+/// Waits (bounded) until the event `label` has been emitted.
+async fn wait_event(events: &EventLog, label: &str) {
+    eventually(label, READY_TIMEOUT, || async { has_event(events, label) }).await;
+}
+
+/// Polls the platform's status (bounded) until `accept` holds; returns that status.
+async fn wait_status(
+    platform: &mut LocalPlatform,
+    what: &str,
+    accept: impl Fn(&PlatformStatus) -> bool,
+) -> PlatformStatus {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let status = platform.status().await.unwrap();
+        if accept(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{what}: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn event_time(events: &EventLog, label: &str) -> Option<f64> {
@@ -64,15 +101,9 @@ async fn scale_up_and_down_follows_readiness() {
     // Nothing is ready yet: the router has no endpoint.
     assert_eq!(get(&platform.main_url()).await.unwrap().status, 503);
 
-    platform.scale(&v1, 3).await.unwrap();
-    let status = platform.wait_ready("v1", 3, READY_TIMEOUT).await.unwrap();
+    let status = start_ready(&mut platform, &v1, 3).await;
     assert_eq!((status.desired, status.ready, status.running), (3, 3, 3));
-    let published = events.clone();
-    eventually("all three replicas published", READY_TIMEOUT, || {
-        let events = published.clone();
-        async move { has_event(&events, "endpoints v1: [v1-1, v1-2, v1-3]") }
-    })
-    .await;
+    wait_event(&events, "endpoints v1: [v1-1, v1-2, v1-3]").await;
 
     // Round robin reaches all three replicas.
     let mut pods = std::collections::BTreeSet::new();
@@ -111,8 +142,7 @@ async fn propagation_delay_is_observable() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, events) = platform(&dir, delay).await;
     let v1 = python_server("v1", dir.path());
-    platform.scale(&v1, 1).await.unwrap();
-    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &v1, 1).await;
     wait_routed_to(&platform.main_url(), "v1").await;
     // The router learnt about the replica no sooner than the delay after it became ready.
     let ready = event_time(&events, "pod v1-1 ready").unwrap();
@@ -165,16 +195,8 @@ async fn propagation_delay_is_observable() {
 async fn weighted_split_and_preview_route() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, events) = platform(&dir, Duration::ZERO).await;
-    platform
-        .scale(&python_server("v1", dir.path()), 2)
-        .await
-        .unwrap();
-    platform
-        .scale(&python_server("v2", dir.path()), 1)
-        .await
-        .unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
-    platform.wait_ready("v2", 1, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &python_server("v1", dir.path()), 2).await;
+    start_ready(&mut platform, &python_server("v2", dir.path()), 1).await;
     assert_eq!(platform.preview_url(), None);
 
     platform
@@ -228,11 +250,7 @@ async fn weighted_split_and_preview_route() {
 async fn sigkilled_replica_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, events) = platform(&dir, Duration::ZERO).await;
-    platform
-        .scale(&python_server("v1", dir.path()), 1)
-        .await
-        .unwrap();
-    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &python_server("v1", dir.path()), 1).await;
     let first = pids(&mut platform).await[0];
 
     nix::sys::signal::kill(
@@ -240,16 +258,11 @@ async fn sigkilled_replica_is_restarted() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let status = platform.status().await.unwrap();
+    wait_status(&mut platform, "not restarted", |status| {
         let pod = &status.pods[0];
-        if pod.restarts == 1 && pod.ready && pod.pid.is_some_and(|pid| pid != first) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not restarted: {status:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        pod.restarts == 1 && pod.ready && pod.pid.is_some_and(|pid| pid != first)
+    })
+    .await;
     assert!(has_event(&events, "pod v1-1 exited (signal SIGKILL)"));
     wait_routed_to(&platform.main_url(), "v1").await;
     let mut started = pids(&mut platform).await;
@@ -267,19 +280,11 @@ async fn failing_liveness_restarts_the_replica() {
     v1.liveness = Some(probe("/no-such-file"));
     v1.termination_grace_period = Duration::from_secs(1);
     platform.scale(&v1, 1).await.unwrap();
-    let events_clone = events.clone();
-    eventually("a liveness restart", READY_TIMEOUT, || {
-        let events = events_clone.clone();
-        async move { has_event(&events, "pod v1-1 restarted (liveness)") }
+    wait_event(&events, "pod v1-1 restarted (liveness)").await;
+    wait_status(&mut platform, "no restart counted", |status| {
+        status.pods[0].restarts >= 1
     })
     .await;
-    let mut platform_status = platform.status().await.unwrap();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while platform_status.pods[0].restarts < 1 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        platform_status = platform.status().await.unwrap();
-    }
     platform.shutdown().await.unwrap();
 }
 
@@ -290,8 +295,7 @@ async fn termination_is_pre_stop_then_sigterm_then_sigkill_after_grace() {
     let mut v1 = sigterm_ignoring_server("v1");
     v1.pre_stop_sleep = Duration::from_millis(300);
     v1.termination_grace_period = Duration::from_secs(1);
-    platform.scale(&v1, 1).await.unwrap();
-    platform.wait_ready("v1", 1, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &v1, 1).await;
     let started = pids(&mut platform).await;
 
     platform.scale(&v1, 0).await.unwrap();
@@ -320,11 +324,7 @@ async fn dropping_the_platform_without_shutdown_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
     // Replicas that would survive a polite SIGTERM, mid-start and ready.
-    platform
-        .scale(&sigterm_ignoring_server("v1"), 2)
-        .await
-        .unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &sigterm_ignoring_server("v1"), 2).await;
     let started = pids(&mut platform).await;
     assert_eq!(started.len(), 2);
     assert_eq!(
@@ -347,15 +347,10 @@ async fn dropping_the_platform_without_shutdown_leaves_no_process() {
 async fn shutdown_stops_every_replica_and_the_router() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
-    platform
-        .scale(&python_server("v1", dir.path()), 2)
-        .await
-        .unwrap();
+    start_ready(&mut platform, &python_server("v1", dir.path()), 2).await;
     let mut v2 = sigterm_ignoring_server("v2");
     v2.termination_grace_period = Duration::from_millis(500);
-    platform.scale(&v2, 1).await.unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
-    platform.wait_ready("v2", 1, READY_TIMEOUT).await.unwrap();
+    start_ready(&mut platform, &v2, 1).await;
     let started = pids(&mut platform).await;
     let url = platform.main_url();
     let began = Instant::now();
@@ -389,14 +384,8 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
         termination_grace_period: Duration::from_secs(10),
         min_ready: Duration::ZERO,
     };
-    platform.scale(&v1, 2).await.unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
-    let published = events.clone();
-    eventually("both replicas published", READY_TIMEOUT, || {
-        let events = published.clone();
-        async move { has_event(&events, "endpoints v1: [v1-1, v1-2]") }
-    })
-    .await;
+    start_ready(&mut platform, &v1, 2).await;
+    wait_event(&events, "endpoints v1: [v1-1, v1-2]").await;
 
     let url = platform.main_url();
     let load = tokio::spawn(async move {
@@ -444,11 +433,7 @@ async fn replicas_die_with_a_sigkilled_zdd() {
     if std::env::var_os(HELPER).is_some() {
         let dir = tempfile::tempdir().unwrap();
         let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
-        platform
-            .scale(&python_server("v1", dir.path()), 2)
-            .await
-            .unwrap();
-        platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+        start_ready(&mut platform, &python_server("v1", dir.path()), 2).await;
         let started: Vec<String> = pids(&mut platform)
             .await
             .iter()

@@ -1,13 +1,14 @@
 //! Faults during a real rollout: a replica SIGKILLed, Ctrl-C to zdd, a rollout over budget.
 //! After each, the process table must hold nothing this test started.
 
-mod rollout_support;
+mod support;
 
+use std::process::Output;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rollout_support::{Run, serve_spec, text, wait_with_deadline};
+use support::{Run, serve_spec, text, wait_with_deadline};
 
 const CANARY_WITH_PAUSE: &str =
     "  canary:\n    steps:\n      - setReplicas: { from: 2, to: 1 }\n      - pause: 4s";
@@ -33,24 +34,21 @@ fn v1_pid_during_pause(run: &Run, run_dir: &std::path::Path) -> (String, i32) {
     )
 }
 
+/// Starts the canary rollout with `maxFailed: max_failed`, SIGKILLs a serving v1 replica during
+/// its pause and waits for zdd to end. Returns the killed pod and zdd's output.
+fn kill_a_v1_replica_during_the_pause(run: &Run, max_failed: &str) -> (String, Output) {
+    let (child, run_dir) =
+        run.start_rollout("c", &serve_spec("c", CANARY_WITH_PAUSE, 2, max_failed));
+    let (pod, pid) = v1_pid_during_pause(run, &run_dir);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the replica");
+    (pod, wait_with_deadline(child, Duration::from_secs(90)))
+}
+
 #[test]
 fn a_sigkilled_replica_does_not_stop_the_rollout_and_its_failures_are_reported() {
     let run = Run::new("faults-sigkill");
-    run.write("c.yaml", &serve_spec("c", CANARY_WITH_PAUSE, 2, "null"));
-    let run_dir = run.path().join("runs/c");
-    let child = run.spawn(&[
-        "rollout",
-        "-f",
-        "c.yaml",
-        "--run-dir",
-        "runs/c",
-        "--json",
-        "out.json",
-    ]);
-    let (pod, pid) = v1_pid_during_pause(&run, &run_dir);
-    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the replica");
-
-    let output = wait_with_deadline(child, Duration::from_secs(90));
+    // No budget limit: the rollout goes on and the report counts the failures.
+    let (pod, output) = kill_a_v1_replica_during_the_pause(&run, "null");
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let result = run.read_json("out.json");
     assert_eq!(result["succeeded"], true, "{}", result["outcome"]);
@@ -84,21 +82,7 @@ fn a_sigkilled_replica_does_not_stop_the_rollout_and_its_failures_are_reported()
 #[test]
 fn over_budget_the_rollout_rolls_back_exits_1_and_leaves_nothing() {
     let run = Run::new("faults-budget");
-    run.write("c.yaml", &serve_spec("c", CANARY_WITH_PAUSE, 2, "0"));
-    let run_dir = run.path().join("runs/c");
-    let child = run.spawn(&[
-        "rollout",
-        "-f",
-        "c.yaml",
-        "--run-dir",
-        "runs/c",
-        "--json",
-        "out.json",
-    ]);
-    let (_, pid) = v1_pid_during_pause(&run, &run_dir);
-    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the replica");
-
-    let output = wait_with_deadline(child, Duration::from_secs(90));
+    let (_, output) = kill_a_v1_replica_during_the_pause(&run, "0");
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let result = run.read_json("out.json");
     let outcome = result["outcome"].as_str().unwrap();
@@ -110,12 +94,8 @@ fn over_budget_the_rollout_rolls_back_exits_1_and_leaves_nothing() {
 #[test]
 fn ctrl_c_stops_the_traffic_and_every_replica() {
     let run = Run::new("faults-sigint");
-    run.write(
-        "c.yaml",
-        &serve_spec("c", CANARY_WITH_PAUSE.replace("4s", "60s").as_str(), 2, "0"),
-    );
-    let run_dir = run.path().join("runs/c");
-    let child = run.spawn(&["rollout", "-f", "c.yaml", "--run-dir", "runs/c"]);
+    let spec = serve_spec("c", CANARY_WITH_PAUSE.replace("4s", "60s").as_str(), 2, "0");
+    let (child, run_dir) = run.start_rollout("c", &spec);
     v1_pid_during_pause(&run, &run_dir);
     assert!(run.leftovers().len() >= 4, "{:#?}", run.leftovers());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT zdd");

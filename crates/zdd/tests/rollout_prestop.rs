@@ -3,11 +3,11 @@
 //! update with no preStop sleep drops the requests routed to the dead replica meanwhile, and one
 //! with a preStop sleep longer than the delay drops none.
 
-mod rollout_support;
+mod support;
 
 use std::time::Duration;
 
-use rollout_support::{Run, text, wait_with_deadline};
+use support::{Run, text, wait_with_deadline};
 
 fn python_spec(pre_stop: &str, max_failed: &str) -> String {
     format!(
@@ -30,16 +30,9 @@ local: {{ propagationDelay: 1s }}
     )
 }
 
-fn rollout(run: &Run) -> (Option<i32>, serde_json::Value, String) {
-    let child = run.spawn(&[
-        "rollout",
-        "-f",
-        "spec.yaml",
-        "--run-dir",
-        "runs/python",
-        "--json",
-        "out.json",
-    ]);
+/// Rolls the Python service out from v1 to v2 with `spec`: zdd's exit code, JSON result, stderr.
+fn rollout(run: &Run, spec: &str) -> (Option<i32>, serde_json::Value, String) {
+    let (child, _) = run.start_rollout("python", spec);
     let output = wait_with_deadline(child, Duration::from_secs(120));
     let stderr = text(&output.stderr);
     (output.status.code(), run.read_json("out.json"), stderr)
@@ -49,8 +42,7 @@ fn rollout(run: &Run) -> (Option<i32>, serde_json::Value, String) {
 fn without_pre_stop_an_app_that_exits_on_sigterm_drops_requests() {
     let run = Run::new("prestop-none");
     // No budget limit: the rollout goes to the end and the report counts the drops.
-    run.write("spec.yaml", &python_spec("", "null"));
-    let (code, result, stderr) = rollout(&run);
+    let (code, result, stderr) = rollout(&run, &python_spec("", "null"));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(result["succeeded"], true);
     assert!(
@@ -65,8 +57,7 @@ fn without_pre_stop_an_app_that_exits_on_sigterm_drops_requests() {
 #[test]
 fn a_pre_stop_sleep_longer_than_the_propagation_delay_drops_nothing() {
     let run = Run::new("prestop-2s");
-    run.write("spec.yaml", &python_spec("preStop: { sleep: 2s }", "0"));
-    let (code, result, stderr) = rollout(&run);
+    let (code, result, stderr) = rollout(&run, &python_spec("preStop: { sleep: 2s }", "0"));
     assert_eq!(code, Some(0), "{stderr}\n{}", result["outages"]);
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
     assert!(result["total"].as_u64().unwrap() > 500);

@@ -124,13 +124,7 @@ impl Platform for Fake {
             have >= ready,
             "waits for {ready} ready {version}, only {have} asked for"
         );
-        Ok(VersionStatus {
-            name: version.into(),
-            desired: have,
-            ready: have,
-            running: have,
-            terminating: 0,
-        })
+        Ok(all_ready(version, have))
     }
 
     async fn wait_running_at_most(
@@ -144,13 +138,7 @@ impl Platform for Fake {
             have <= running,
             "waits for {version} ≤ {running}, {have} asked for"
         );
-        Ok(VersionStatus {
-            name: version.into(),
-            desired: have,
-            ready: have,
-            running: have,
-            terminating: 0,
-        })
+        Ok(all_ready(version, have))
     }
 
     async fn set_routing(&mut self, routing: &Routing) -> Result<()> {
@@ -167,13 +155,7 @@ impl Platform for Fake {
             versions: state
                 .ready
                 .iter()
-                .map(|(name, n)| VersionStatus {
-                    name: name.clone(),
-                    desired: *n,
-                    ready: *n,
-                    running: *n,
-                    terminating: 0,
-                })
+                .map(|(name, n)| all_ready(name, *n))
                 .collect(),
             pods: Vec::new(),
             routing: state.routing_history.last().unwrap().1.clone(),
@@ -234,6 +216,17 @@ impl TrafficView for Fake {
     }
 }
 
+/// The fake's replicas are ready as soon as they are asked for, and go at once.
+fn all_ready(version: &str, replicas: u32) -> VersionStatus {
+    VersionStatus {
+        name: version.into(),
+        desired: replicas,
+        ready: replicas,
+        running: replicas,
+        terminating: 0,
+    }
+}
+
 fn reaches(routing: &Routing, version: &str) -> bool {
     match &routing.main {
         TrafficPolicy::AllReady => true,
@@ -263,6 +256,31 @@ async fn run(spec: &Spec, fake: &Fake, control: Control) -> (Outcome, Vec<String
     let outcome = engine.execute().await;
     let labels = events.snapshot().into_iter().map(|e| e.label).collect();
     (outcome, labels)
+}
+
+/// Runs `strategy` from v1 (`replicas` of them, serving) to v2 on a fresh fake and asserts that
+/// it succeeded. Returns the fake (its calls and routings) and the event labels.
+async fn rollout_succeeds(strategy: &str, replicas: u32) -> (Fake, Vec<String>) {
+    let fake = Fake::new("v1", replicas);
+    let (outcome, events) = run(&spec(strategy, replicas), &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    (fake, events)
+}
+
+/// Once `control` shows the rollout paused, `act` on it (a `zdd promote` or `zdd abort`).
+fn when_paused(
+    control: &Control,
+    act: impl FnOnce(&Control) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let control = control.clone();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while control.status().phase != Phase::Paused {
+            assert!(Instant::now() < deadline, "never paused");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        act(&control);
+    })
 }
 
 /// When a version was scaled to zero, the routing must have excluded it for the whole check
@@ -298,13 +316,8 @@ fn assert_retired_safely(fake: &Fake, version: &str, window: Duration) {
 #[tokio::test]
 async fn rolling_update_with_max_unavailable_0_never_drops_below_n_ready() {
     for (surge, replicas) in [(1, 3), (2, 3), (1, 5)] {
-        let spec = spec(
-            &format!("  rollingUpdate: {{ maxSurge: {surge}, maxUnavailable: 0 }}"),
-            replicas,
-        );
-        let fake = Fake::new("v1", replicas);
-        let (outcome, events) = run(&spec, &fake, Control::new()).await;
-        assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+        let strategy = format!("  rollingUpdate: {{ maxSurge: {surge}, maxUnavailable: 0 }}");
+        let (fake, _) = rollout_succeeds(&strategy, replicas).await;
         assert_eq!(fake.ready("v2"), replicas);
         assert_eq!(fake.ready("v1"), 0);
         assert!(
@@ -332,20 +345,15 @@ async fn rolling_update_with_max_unavailable_0_never_drops_below_n_ready() {
 
 #[tokio::test]
 async fn rolling_update_with_max_unavailable_only_keeps_n_minus_u_ready() {
-    let spec = spec("  rollingUpdate: { maxSurge: 0, maxUnavailable: 1 }", 4);
-    let fake = Fake::new("v1", 4);
-    let (outcome, events) = run(&spec, &fake, Control::new()).await;
-    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let (fake, _) =
+        rollout_succeeds("  rollingUpdate: { maxSurge: 0, maxUnavailable: 1 }", 4).await;
     assert_eq!(fake.ready("v2"), 4);
     assert!(fake.state().min_total_ready >= 3);
 }
 
 #[tokio::test]
 async fn recreate_stops_every_old_replica_before_starting_new_ones() {
-    let spec = spec("  recreate: {}", 3);
-    let fake = Fake::new("v1", 3);
-    let (outcome, _) = run(&spec, &fake, Control::new()).await;
-    assert_eq!(outcome, Outcome::Succeeded);
+    let (fake, _) = rollout_succeeds("  recreate: {}", 3).await;
     let calls: Vec<Call> = fake.state().calls.iter().map(|(_, c)| c.clone()).collect();
     assert_eq!(
         calls,
@@ -355,10 +363,8 @@ async fn recreate_stops_every_old_replica_before_starting_new_ones() {
 
 #[tokio::test]
 async fn blue_green_switches_then_checks_the_data_plane_before_scaling_down() {
-    let spec = spec("  blueGreen: { autoPromote: true, previewChecks: 2 }", 3);
-    let fake = Fake::new("v1", 3);
-    let (outcome, events) = run(&spec, &fake, Control::new()).await;
-    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let (fake, events) =
+        rollout_succeeds("  blueGreen: { autoPromote: true, previewChecks: 2 }", 3).await;
     assert_eq!(fake.routing().main, TrafficPolicy::Only("v2".into()));
     assert!(
         events
@@ -376,13 +382,11 @@ async fn blue_green_switches_then_checks_the_data_plane_before_scaling_down() {
 
 #[tokio::test]
 async fn canary_by_replicas_follows_the_steps_growing_before_shrinking() {
-    let spec = spec(
+    let (fake, _) = rollout_succeeds(
         "  canary:\n    steps:\n      - setReplicas: { from: 3, to: 1 }\n      - setReplicas: { from: 2, to: 2 }\n      - setReplicas: { from: 1, to: 3 }",
         3,
-    );
-    let fake = Fake::new("v1", 3);
-    let (outcome, events) = run(&spec, &fake, Control::new()).await;
-    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    )
+    .await;
     let scales: Vec<Call> = fake
         .state()
         .calls
@@ -407,13 +411,11 @@ async fn canary_by_replicas_follows_the_steps_growing_before_shrinking() {
 
 #[tokio::test]
 async fn canary_by_weight_sets_weights_then_retires_the_old_version() {
-    let spec = spec(
+    let (fake, _) = rollout_succeeds(
         "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - pause: 10ms\n      - setWeight: 60",
         3,
-    );
-    let fake = Fake::new("v1", 3);
-    let (outcome, events) = run(&spec, &fake, Control::new()).await;
-    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    )
+    .await;
     let weights: Vec<Vec<(String, u32)>> = fake
         .state()
         .routing_history
@@ -437,19 +439,11 @@ async fn abort_during_a_pause_rolls_back_to_the_old_version() {
     );
     let fake = Fake::new("v1", 3);
     let control = Control::new();
-    let aborter = {
-        let control = control.clone();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while control.status().phase != Phase::Paused {
-                assert!(Instant::now() < deadline, "never paused");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            control.interrupt(Interrupt::Abort {
-                reason: "test".into(),
-            });
+    let aborter = when_paused(&control, |control| {
+        control.interrupt(Interrupt::Abort {
+            reason: "test".into(),
         })
-    };
+    });
     let (outcome, events) = run(&spec, &fake, control.clone()).await;
     aborter.await.unwrap();
     assert!(
@@ -472,17 +466,7 @@ async fn promote_continues_a_paused_blue_green() {
         control.promote().is_err(),
         "promote before any pause must be refused"
     );
-    let promoter = {
-        let control = control.clone();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while control.status().phase != Phase::Paused {
-                assert!(Instant::now() < deadline, "never paused");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            control.promote().unwrap();
-        })
-    };
+    let promoter = when_paused(&control, |control| control.promote().unwrap());
     let (outcome, events) = run(&spec, &fake, control).await;
     promoter.await.unwrap();
     assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");

@@ -1,10 +1,12 @@
 //! Bad specs are refused before anything starts: one message with file, line, column and field
 //! path, exit code 2. Good specs (every file in examples/) parse.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
+use support::{Run, text};
 use zdd::spec::{CanaryStep, IntOrPercent, Spec, Strategy};
 
 const GOOD: &str = r#"name: demo
@@ -24,6 +26,14 @@ traffic: { rate: 200, path: / }
 budget: { maxFailed: 0 }
 local: { propagationDelay: 1s }
 "#;
+
+/// The strategy block of [`GOOD`].
+const GOOD_STRATEGY: &str = "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }";
+
+/// [`GOOD`] with another strategy block.
+fn with_strategy(strategy: &str) -> String {
+    GOOD.replace(GOOD_STRATEGY, strategy)
+}
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -85,8 +95,7 @@ fn every_example_parses() {
 
 #[test]
 fn canary_steps_and_pauses_parse() {
-    let text = GOOD.replace(
-        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+    let text = with_strategy(
         "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - pause: 5s\n      - pause: { duration: 1s }\n      - pause: {}\n",
     );
     let spec = Spec::parse(&text, "x.yaml").expect("valid");
@@ -126,8 +135,7 @@ fn wrong_type_names_its_path_and_position() {
 
 #[test]
 fn weight_outside_0_to_100_is_refused() {
-    let text = GOOD.replace(
-        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+    let text = with_strategy(
         "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 20\n      - setWeight: 150\n",
     );
     let err = error_of(&text);
@@ -192,10 +200,7 @@ fn grace_period_shorter_than_pre_stop_is_refused() {
 
 #[test]
 fn two_strategies_are_refused() {
-    let text = GOOD.replace(
-        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
-        "  recreate: {}\n  rollingUpdate: { maxSurge: 1 }",
-    );
+    let text = with_strategy("  recreate: {}\n  rollingUpdate: { maxSurge: 1 }");
     let err = error_of(&text);
     assert!(err.contains("exactly one strategy"), "{err}");
 }
@@ -215,10 +220,7 @@ fn same_version_names_are_refused() {
 
 #[test]
 fn set_weight_without_weight_routing_is_refused() {
-    let text = GOOD.replace(
-        "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
-        "  canary:\n    steps:\n      - setWeight: 20\n",
-    );
+    let text = with_strategy("  canary:\n    steps:\n      - setWeight: 20\n");
     let err = error_of(&text);
     assert!(
         err.contains("strategy.canary.steps[0].setWeight: "),
@@ -230,7 +232,7 @@ fn set_weight_without_weight_routing_is_refused() {
 /// The binary: exit 2, the one message on stderr, and no run directory (nothing started).
 #[test]
 fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let run = Run::new("spec-refused");
     let cases = [
         (
             "unknown-field.yaml",
@@ -244,8 +246,7 @@ fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
         ),
         (
             "weight.yaml",
-            GOOD.replace(
-                "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }",
+            with_strategy(
                 "  canary:\n    trafficRouting: weight\n    steps:\n      - setWeight: 101\n",
             ),
             "strategy.canary.steps[0].setWeight",
@@ -261,15 +262,10 @@ fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
             "app.command",
         ),
     ];
-    for (file, text, field) in cases {
-        let path = dir.path().join(file);
-        std::fs::write(&path, text).expect("write spec");
-        let output = Command::new(env!("CARGO_BIN_EXE_zdd"))
-            .current_dir(dir.path())
-            .args(["rollout", "-f", file])
-            .output()
-            .expect("run zdd");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    for (file, spec, field) in cases {
+        run.write(file, &spec);
+        let output = run.zdd(&["rollout", "-f", file]).output().expect("run zdd");
+        let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{file}: {stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(
@@ -282,8 +278,9 @@ fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
             "{file}: {stderr}"
         );
         assert!(
-            !dir.path().join("zdd-runs").exists(),
+            !run.path().join("zdd-runs").exists(),
             "{file}: a run directory was created"
         );
     }
+    run.assert_nothing_left();
 }

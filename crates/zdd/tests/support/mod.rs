@@ -1,6 +1,7 @@
 //! Helpers for the tests that run the real `zdd` binary: a unique marker in the environment that
 //! every child inherits (so the process table tells which processes a test started), specs on
-//! disk, the control commands, and the JSON results.
+//! disk, `zdd rollout` and the control commands, and the JSON results.
+// Each test file is its own crate and uses only some of these helpers.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,32 @@ impl Run {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start zdd")
+    }
+
+    /// Writes `spec` to `NAME.yaml` and starts `zdd rollout` on it, with the run directory
+    /// `runs/NAME` and the JSON result in `out.json`. Returns zdd and the run directory.
+    pub fn start_rollout(&self, name: &str, spec: &str) -> (Child, PathBuf) {
+        let file = format!("{name}.yaml");
+        self.write(&file, spec);
+        let run_dir = format!("runs/{name}");
+        let child = self.spawn(&[
+            "rollout",
+            "-f",
+            &file,
+            "--run-dir",
+            &run_dir,
+            "--json",
+            "out.json",
+        ]);
+        (child, self.path().join(run_dir))
+    }
+
+    /// `zdd COMMAND --run-dir RUN_DIR` (`status`, `promote`, `abort`) run to its end.
+    pub fn control(&self, command: &str, run_dir: &Path) -> Output {
+        self.zdd(&[command, "--run-dir"])
+            .arg(run_dir)
+            .output()
+            .unwrap_or_else(|err| panic!("zdd {command}: {err}"))
     }
 
     /// Processes (other than this test) whose environment holds the marker.
@@ -189,4 +216,14 @@ local: {{ propagationDelay: 500ms }}
 
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
+}
+
+/// The labels of a JSON result's events, in order.
+pub fn event_labels(result: &serde_json::Value) -> Vec<&str> {
+    result["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["label"].as_str().expect("a label"))
+        .collect()
 }
