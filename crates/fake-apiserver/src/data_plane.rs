@@ -133,6 +133,7 @@ async fn serve(
         .expect("answers poisoned")
         .push(DataPlaneAnswer {
             seq: shared.next_seq(),
+            at: shared.started.elapsed(),
             route,
             status: status.as_u16(),
             version,

@@ -85,6 +85,8 @@ pub struct Faults {
 pub struct RecordedRequest {
     /// Position among every API request and data-plane answer, so tests can order them.
     pub seq: u64,
+    /// When it arrived, since the server started (for tests of delays).
+    pub at: Duration,
     pub method: String,
     pub path: String,
     /// The raw query string, without `?`.
@@ -98,6 +100,8 @@ pub struct RecordedRequest {
 pub struct DataPlaneAnswer {
     /// Position among every API request and data-plane answer.
     pub seq: u64,
+    /// When it was answered, since the server started.
+    pub at: Duration,
     /// The Service or route the request was sent to.
     pub route: String,
     pub status: u16,
@@ -126,6 +130,8 @@ impl RecordedRequest {
 
 pub(crate) struct Shared {
     pub(crate) config: FakeConfig,
+    /// The time origin of [`RecordedRequest::at`] and [`DataPlaneAnswer::at`].
+    pub(crate) started: std::time::Instant,
     pub(crate) store: Mutex<Store>,
     /// The store's latest resourceVersion; watches wait on it.
     pub(crate) changed: watch::Sender<u64>,
@@ -212,6 +218,7 @@ impl FakeApiServer {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
+            started: std::time::Instant::now(),
             store: Mutex::new(Store::default()),
             changed: watch::Sender::new(0),
             requests: Mutex::new(Vec::new()),

@@ -168,6 +168,7 @@ async fn handle(
         .expect("requests poisoned")
         .push(RecordedRequest {
             seq: shared.next_seq(),
+            at: shared.started.elapsed(),
             method: method.to_string(),
             path: path.clone(),
             query: query.clone(),

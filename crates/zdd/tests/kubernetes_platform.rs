@@ -11,7 +11,7 @@ use fake_apiserver::{FakeApiServer, FakeConfig, RecordedRequest};
 use serde_json::json;
 use zdd::engine::events::EventLog;
 use zdd::platform::kubernetes::{KubeRouter, KubernetesConfig, KubernetesPlatform};
-use zdd::platform::{Platform, ProbeSpec, Routing, TrafficPolicy, VersionTemplate};
+use zdd::platform::{Platform, ProbeSpec, Routing, TrafficAccess, TrafficPolicy, VersionTemplate};
 
 const NAMESPACE: &str = "zdd-test";
 const WAIT: Duration = Duration::from_secs(30);
@@ -270,10 +270,82 @@ async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() 
         labels.contains(&"deployment web-v1 scaled to 0".to_string()),
         "{labels:?}"
     );
-    assert!(
-        labels.iter().any(|l| l.starts_with("routing settle delay")),
-        "{labels:?}"
+}
+
+#[tokio::test]
+async fn without_a_verify_url_the_main_route_is_unreachable_with_the_settle_delay() {
+    let mut c = cluster(KubeRouter::Service).await;
+    let platform = c.connect().await;
+    assert_eq!(
+        platform.traffic_access(),
+        TrafficAccess::Unreachable {
+            settle_delay: Duration::from_millis(50)
+        }
     );
+    // The default delay is the documented 10 s.
+    assert_eq!(
+        KubernetesConfig::new("web").settle_delay,
+        Duration::from_secs(10)
+    );
+    let url = c.server.data_plane_url(NAMESPACE, "web");
+    c.config.verify_url = Some(url.clone());
+    let platform = c.connect().await;
+    assert_eq!(platform.traffic_access(), TrafficAccess::Url(url));
+}
+
+#[tokio::test]
+async fn scaling_the_previewed_version_to_zero_deletes_the_preview_service() {
+    let c = cluster(KubeRouter::Service).await;
+    let mut platform = c.connect().await;
+    platform.scale(&template("v1"), 1).await.unwrap();
+    platform.wait_ready("v1", 1, WAIT).await.unwrap();
+    platform.set_routing(&only("v1", None)).await.unwrap();
+    platform.scale(&template("v2"), 1).await.unwrap();
+    platform.wait_ready("v2", 1, WAIT).await.unwrap();
+    platform.set_routing(&only("v1", Some("v2"))).await.unwrap();
+    assert!(
+        c.server
+            .object(SERVICES, NAMESPACE, "web-preview")
+            .is_some()
+    );
+
+    // A rollback: v1 keeps the main route, v2 goes.
+    platform.scale(&template("v2"), 0).await.unwrap();
+    assert!(
+        c.server
+            .object(SERVICES, NAMESPACE, "web-preview")
+            .is_none()
+    );
+    let methods: Vec<_> = c
+        .writes_to("services", "web-preview")
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(
+        methods.last().map(String::as_str),
+        Some("DELETE"),
+        "{methods:?}"
+    );
+    let delete = c.writes_to("services", "web-preview").pop().unwrap().seq;
+    let scale_down = c
+        .writes_to("deployments", "web-v2")
+        .into_iter()
+        .find(|r| r.json()["spec"]["replicas"] == 0)
+        .expect("v2 scaled to 0")
+        .seq;
+    assert!(delete < scale_down, "preview deleted after the scale-down");
+    let status = platform.status().await.unwrap();
+    assert_eq!(status.routing, only("v1", None));
+    assert!(
+        c.labels()
+            .contains(&"preview service web-preview deleted (v2 is scaled to 0)".to_string()),
+        "{:?}",
+        c.labels()
+    );
+    // Scaling v1 (not previewed) leaves the main Service alone and deletes nothing more.
+    let writes = c.writes_to("services", "web-preview").len();
+    platform.scale(&template("v1"), 2).await.unwrap();
+    assert_eq!(c.writes_to("services", "web-preview").len(), writes);
 }
 
 #[tokio::test]

@@ -26,6 +26,23 @@ fn example(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
+/// Which data-plane URLs zdd is given (the fake's data plane stands for a NodePort or ingress).
+#[derive(Clone, Copy, Debug)]
+struct Access {
+    /// `--verify-url` to the main Service (or TraefikService / HTTPRoute).
+    verify: bool,
+    /// `--preview-url` to the preview Service `<app>-preview`.
+    preview: bool,
+    /// `--settle-delay`.
+    settle_delay: Option<Duration>,
+}
+
+const VERIFY_ONLY: Access = Access {
+    verify: true,
+    preview: false,
+    settle_delay: None,
+};
+
 /// Runs `examples/<name>.yaml` at a moderate rate (the machine is shared) with `--router router`.
 async fn rollout(name: &str, router: &str, faults: impl FnOnce(&mut Faults)) -> Run {
     rollout_with(name, router, faults, None).await
@@ -55,11 +72,12 @@ async fn rollout_with(
     faults: impl FnOnce(&mut Faults),
     later: Option<ForbidOnceDeployed>,
 ) -> Run {
-    rollout_on(fake_config(), name, router, faults, later).await
+    rollout_on(fake_config(), VERIFY_ONLY, name, router, faults, later).await
 }
 
 async fn rollout_on(
     fake: FakeConfig,
+    access: Access,
     name: &str,
     router: &str,
     faults: impl FnOnce(&mut Faults),
@@ -80,12 +98,27 @@ async fn rollout_on(
     std::fs::write(&spec_path, &spec).unwrap();
     let app = name.to_string();
     let json_path = dir.path().join("summary.json");
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
-        .arg("rollout")
-        .arg("-f")
-        .arg(&spec_path)
-        .args(["--platform", "kubernetes", "--router", router])
-        .args(["--verify-url", &server.data_plane_url(NAMESPACE, &app)])
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"));
+    command.arg("rollout").arg("-f").arg(&spec_path).args([
+        "--platform",
+        "kubernetes",
+        "--router",
+        router,
+    ]);
+    if access.verify {
+        command.args(["--verify-url", &server.data_plane_url(NAMESPACE, &app)]);
+    }
+    if access.preview {
+        let preview = format!("{app}-preview");
+        command.args(["--preview-url", &server.data_plane_url(NAMESPACE, &preview)]);
+    }
+    if let Some(delay) = access.settle_delay {
+        command.args([
+            "--settle-delay",
+            &humantime::format_duration(delay).to_string(),
+        ]);
+    }
+    let child = command
         .arg("--run-dir")
         .arg(dir.path().join("run"))
         .arg("--json")
@@ -158,9 +191,20 @@ impl Run {
         self.server.data_plane_answers()
     }
 
-    /// Zero downtime as the fake data plane saw it: once the app answered, every request did.
+    /// Answers through the main route (the probe's traffic), not the preview's checks.
+    fn main_route_answers(&self) -> Vec<DataPlaneAnswer> {
+        let route = format!("/{NAMESPACE}/{}", self.app);
+        self.answers()
+            .into_iter()
+            .filter(|a| a.route.trim_end_matches('/') == route)
+            .collect()
+    }
+
+    /// Zero downtime as the fake data plane saw it: once the app answered, every request to the
+    /// main route did. (The preview route answers 503 until its new Service has endpoints; the
+    /// preview check waits for that.)
     fn assert_no_failed_answer(&self) {
-        let answers = self.answers();
+        let answers = self.main_route_answers();
         let first_ok = answers
             .iter()
             .position(|a| a.status == 200)
@@ -207,6 +251,104 @@ impl Run {
             clean >= min_requests,
             "only {clean} answers between the last one from {version} and its scale-down"
         );
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Without `--verify-url`: the run completed, said once at the start that it measures no
+    /// traffic, sent none, and reported "not measured".
+    fn assert_unmeasured_success(&self) {
+        self.assert_exit(0);
+        let stderr = self.stderr();
+        assert_eq!(
+            stderr
+                .matches("not reachable from here (no --verify-url)")
+                .count(),
+            1,
+            "one warning expected:\n{}",
+            self.describe()
+        );
+        let stdout = String::from_utf8_lossy(&self.output.stdout);
+        assert!(
+            stdout.contains("traffic: not measured"),
+            "{}",
+            self.describe()
+        );
+        assert!(
+            stdout.contains("| not measured |"),
+            "table row: {}",
+            self.describe()
+        );
+        let summary = self.summary.as_ref().expect("--json summary written");
+        assert_eq!(summary["traffic_measured"], false, "{summary}");
+        assert_eq!(summary["total"], 0, "{summary}");
+        // No traffic went anywhere: the data plane (the only one zdd could reach) saw none.
+        assert!(
+            self.answers().is_empty(),
+            "{} data-plane answers",
+            self.answers().len()
+        );
+        assert!(
+            self.events()
+                .iter()
+                .any(|e| e.starts_with("traffic: not measured")),
+            "{:?}",
+            self.events()
+        );
+    }
+
+    /// The last routing write before `version` was scaled to 0 took traffic away from it, and
+    /// the scale-down came at least `delay` after it (the fixed delay, timed by the fake).
+    fn assert_scaled_down_after_fixed_delay(&self, version: &str, delay: Duration) {
+        let requests = self.server.requests();
+        let deployment = format!("/deployments/{}-{version}", self.app);
+        let scale_down = requests
+            .iter()
+            .find(|r| {
+                r.method == "PATCH"
+                    && r.path.ends_with(&deployment)
+                    && r.json()["spec"]["replicas"] == 0
+            })
+            .unwrap_or_else(|| panic!("{version} was never scaled to 0\n{}", self.describe()));
+        let routes = [
+            format!("/services/{}", self.app),
+            format!("/traefikservices/{}", self.app),
+            format!("/httproutes/{}", self.app),
+        ];
+        let switch = requests
+            .iter()
+            .filter(|r| r.seq < scale_down.seq && r.method == "PATCH")
+            .rfind(|r| routes.iter().any(|route| r.path.ends_with(route.as_str())))
+            .expect("a routing change before the scale-down");
+        let body = switch.json();
+        let selected = body["spec"]["selector"]["version"].as_str();
+        let backends = body["spec"]["weighted"]["services"]
+            .as_array()
+            .or_else(|| body["spec"]["rules"][0]["backendRefs"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let old_backend = format!("{}-{version}", self.app);
+        let weighted_away = !backends.is_empty()
+            && backends
+                .iter()
+                .filter(|b| b["name"] == old_backend.as_str())
+                .all(|b| b["weight"] == 0);
+        assert!(
+            (selected.is_some() && selected != Some(version)) || weighted_away,
+            "the last routing change before the scale-down still reaches {version}: {body}"
+        );
+        let waited = scale_down.at.saturating_sub(switch.at);
+        assert!(
+            waited >= delay,
+            "{version} scaled down {waited:?} after the routing change, expected at least {delay:?}"
+        );
+        let label = format!(
+            "data plane not checked: waiting a fixed {} before scaling {version} down",
+            humantime::format_duration(delay)
+        );
+        assert!(self.events().contains(&label), "{:?}", self.events());
     }
 
     fn events(&self) -> Vec<String> {
@@ -283,7 +425,7 @@ async fn with_a_lagging_data_plane_v1_is_retired_only_after_traffic_left_it() {
         data_plane_lag: Duration::from_secs(1),
         ..fake_config()
     };
-    let run = rollout_on(fake, "blue-green", "service", |_| {}, None).await;
+    let run = rollout_on(fake, VERIFY_ONLY, "blue-green", "service", |_| {}, None).await;
     run.assert_exit(0);
     run.assert_no_failed_answer();
     let switch = run
@@ -514,6 +656,145 @@ async fn a_broken_watch_does_not_stop_the_rollout() {
     run.assert_no_failed_answer();
 }
 
+#[tokio::test]
+async fn blue_green_checks_v2_through_the_preview_url_before_the_switch() {
+    let access = Access {
+        preview: true,
+        ..VERIFY_ONLY
+    };
+    let run = rollout_on(fake_config(), access, "blue-green", "service", |_| {}, None).await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    assert!(
+        !run.stderr().contains("no --preview-url"),
+        "{}",
+        run.describe()
+    );
+    let switch = run
+        .patches_to("services", &run.app)
+        .iter()
+        .find(|r| r.json()["spec"]["selector"]["version"] == "v2")
+        .map(|r| r.seq)
+        .expect("selector switched to v2");
+    // The example asks for 5 preview checks: that many answers from v2 came through the preview
+    // Service before the main route switched to it.
+    let preview_route = format!("/{NAMESPACE}/{}-preview", run.app);
+    let preview: Vec<_> = run
+        .answers()
+        .into_iter()
+        .filter(|a| a.route.trim_end_matches('/') == preview_route)
+        .collect();
+    let before_switch = preview
+        .iter()
+        .filter(|a| a.seq < switch && a.status == 200 && a.version.as_deref() == Some("v2"))
+        .count();
+    assert!(before_switch >= 5, "{preview:?}");
+    assert!(
+        run.events()
+            .contains(&"data plane: preview route answers from v2".to_string()),
+        "{:?}",
+        run.events()
+    );
+}
+
+#[tokio::test]
+async fn blue_green_without_a_preview_url_skips_the_preview_check_with_a_warning() {
+    let run = rollout("blue-green", "service", |_| {}).await;
+    run.assert_exit(0);
+    let stderr = run.stderr();
+    assert_eq!(
+        stderr
+            .matches("no --preview-url: blue-green's preview check is skipped")
+            .count(),
+        1,
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.events()
+            .iter()
+            .any(|e| e.contains("no preview route on this platform")),
+        "{:?}",
+        run.events()
+    );
+    let preview_route = format!("/{NAMESPACE}/{}-preview", run.app);
+    assert!(
+        run.answers()
+            .iter()
+            .all(|a| a.route.trim_end_matches('/') != preview_route)
+    );
+}
+
+/// The fixed delay of runs without `--verify-url`, short so the tests stay quick.
+const SETTLE: Duration = Duration::from_secs(2);
+
+const UNMEASURED: Access = Access {
+    verify: false,
+    preview: false,
+    settle_delay: Some(SETTLE),
+};
+
+async fn rollout_unmeasured(name: &str, router: &str) -> Run {
+    rollout_on(fake_config(), UNMEASURED, name, router, |_| {}, None).await
+}
+
+#[tokio::test]
+async fn without_verify_url_blue_green_completes_with_the_fixed_delay() {
+    let run = rollout_unmeasured("blue-green", "service").await;
+    run.assert_unmeasured_success();
+    run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
+}
+
+#[tokio::test]
+async fn without_verify_url_rolling_update_completes_with_the_fixed_delay() {
+    let run = rollout_unmeasured("rolling-update", "service").await;
+    run.assert_unmeasured_success();
+    run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
+}
+
+#[tokio::test]
+async fn without_verify_url_canary_by_replicas_completes_with_the_fixed_delay() {
+    let run = rollout_unmeasured("canary", "service").await;
+    run.assert_unmeasured_success();
+    run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
+}
+
+#[tokio::test]
+async fn without_verify_url_weighted_canary_completes_with_the_fixed_delay() {
+    let run = rollout_unmeasured("canary-weighted", "gateway-api").await;
+    run.assert_unmeasured_success();
+    run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
+}
+
+#[tokio::test]
+async fn without_verify_url_recreate_completes() {
+    let run = rollout_unmeasured("recreate", "service").await;
+    run.assert_unmeasured_success();
+    let v1_down = run.scales("v1").last().expect("v1 scaled").0;
+    let v2_up = run.scales("v2").first().expect("v2 created").0;
+    assert!(v1_down < v2_up);
+}
+
+#[tokio::test]
+async fn without_verify_url_the_default_delay_is_ten_seconds() {
+    // No --settle-delay: the documented 10 s. Rolling update has one scale-to-zero.
+    let access = Access {
+        settle_delay: None,
+        ..UNMEASURED
+    };
+    let run = rollout_on(
+        fake_config(),
+        access,
+        "rolling-update",
+        "service",
+        |_| {},
+        None,
+    )
+    .await;
+    run.assert_unmeasured_success();
+    run.assert_scaled_down_after_fixed_delay("v1", Duration::from_secs(10));
+}
+
 async fn zdd(args: &[&str], run_dir: &Path) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_zdd"))
         .args(args)
@@ -553,6 +834,10 @@ async fn status_shows_the_paused_rollout_and_abort_rolls_it_back() {
         .args([
             "--verify-url",
             &server.data_plane_url(NAMESPACE, "blue-green"),
+        ])
+        .args([
+            "--preview-url",
+            &server.data_plane_url(NAMESPACE, "blue-green-preview"),
         ])
         .arg("--run-dir")
         .arg(&run_dir)
@@ -596,6 +881,12 @@ async fn status_shows_the_paused_rollout_and_abort_rolls_it_back() {
         .object(SERVICES, NAMESPACE, "blue-green")
         .expect("main service")["spec"]["selector"];
     assert_eq!(selector["version"], "v1");
+    // ...and the preview Service shows v2.
+    let preview = server
+        .object(SERVICES, NAMESPACE, "blue-green-preview")
+        .expect("preview service while paused");
+    assert_eq!(preview["spec"]["selector"]["version"], "v2");
+    assert_eq!(status["routing"]["preview"], "v2", "{status}");
 
     let abort = zdd(&["abort"], &run_dir).await;
     assert!(abort.status.success(), "{abort:?}");
@@ -617,4 +908,43 @@ async fn status_shows_the_paused_rollout_and_abort_rolls_it_back() {
         .object(SERVICES, NAMESPACE, "blue-green")
         .expect("main service")["spec"]["selector"];
     assert_eq!(selector["version"], "v1");
+
+    // The rollback removed the preview Service (it would otherwise select v2's pods, or none):
+    // deleted after the preview was set, before v2 was scaled down.
+    assert!(
+        server
+            .object(SERVICES, NAMESPACE, "blue-green-preview")
+            .is_none(),
+        "the preview Service outlived the rollback"
+    );
+    let requests = server.requests();
+    let preview_writes: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method != "GET" && r.path.ends_with("/services/blue-green-preview"))
+        .collect();
+    let set = preview_writes
+        .iter()
+        .rfind(|r| r.method == "PATCH")
+        .expect("the preview Service was applied");
+    assert_eq!(set.json()["spec"]["selector"]["version"], "v2");
+    let deleted = preview_writes
+        .iter()
+        .find(|r| r.method == "DELETE" && r.seq > set.seq)
+        .unwrap_or_else(|| panic!("no DELETE after the preview: {preview_writes:?}"));
+    let v2_down = requests
+        .iter()
+        .find(|r| {
+            r.method == "PATCH"
+                && r.path.ends_with("/deployments/blue-green-v2")
+                && r.json()["spec"]["replicas"] == 0
+        })
+        .expect("v2 scaled to 0");
+    assert!(
+        deleted.seq < v2_down.seq,
+        "preview deleted (#{}) after v2's scale-down (#{})",
+        deleted.seq,
+        v2_down.seq
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("rolled back"), "{stdout}");
 }

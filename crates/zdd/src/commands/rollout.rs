@@ -16,7 +16,7 @@ use crate::engine::{self, Outcome, RunOptions, RunResult};
 use crate::platform::Platform;
 use crate::platform::kubernetes::{KubeRouter, KubernetesConfig, KubernetesPlatform};
 use crate::platform::local::{LocalConfig, LocalPlatform, RouterKind};
-use crate::spec::Spec;
+use crate::spec::{Spec, Strategy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlatformKind {
@@ -56,8 +56,16 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub namespace: Option<String>,
     /// Kubernetes: a URL reaching the main route from here; the probe's traffic goes there.
+    /// Without it no traffic is measured and each scale-to-zero waits --settle-delay instead.
     #[arg(long, value_name = "URL")]
     pub verify_url: Option<String>,
+    /// Kubernetes: a URL reaching the preview Service `<name>-preview` from here; blue-green's
+    /// preview check goes there. Without it the check is skipped.
+    #[arg(long, value_name = "URL")]
+    pub preview_url: Option<String>,
+    /// Kubernetes without --verify-url: the fixed wait before a version is scaled to 0.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub settle_delay: Option<Duration>,
     /// Local: override the spec's propagation delay (for example 2s).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub propagation_delay: Option<Duration>,
@@ -78,6 +86,9 @@ pub struct Summary {
     pub strategy: String,
     pub name: String,
     pub outcome: String,
+    /// False when zdd could not reach the main route (Kubernetes without `--verify-url`): no
+    /// request was sent, the counts below are zeros and the failure budget was not checked.
+    pub traffic_measured: bool,
     pub succeeded: bool,
     pub within_budget: bool,
     /// From the first step to the end of the rollout.
@@ -104,6 +115,7 @@ impl Summary {
             strategy: spec.strategy.kind().to_string(),
             name: spec.name.clone(),
             outcome: result.outcome.to_string(),
+            traffic_measured: result.traffic_measured,
             succeeded: result.outcome.succeeded(),
             within_budget,
             duration_s: rollout_duration(&result.events),
@@ -155,6 +167,13 @@ pub fn render_table(rows: &[Summary]) -> String {
         } else {
             "over budget".to_string()
         };
+        if !row.traffic_measured {
+            out.push_str(&format!(
+                "| {} | {:.1} s | not measured | not measured | not measured | not measured | {} |\n",
+                row.strategy, row.duration_s, result
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "| {} | {:.1} s | {} | {} | {:.2} s | {:.1} ms | {} |\n",
             row.strategy,
@@ -276,6 +295,24 @@ pub fn write_outputs(
     Ok(())
 }
 
+/// On Kubernetes the preview Service has no URL zdd can reach unless `--preview-url` names one:
+/// the strategies that check the new version through it skip that check.
+fn warn_unchecked_preview(spec: &Spec) {
+    let what = match spec.strategy {
+        Strategy::BlueGreen { .. } => "blue-green's preview check",
+        Strategy::CanaryWeighted { .. } => {
+            "the check that the canary is reachable before it gets weight"
+        }
+        _ => return,
+    };
+    tracing::warn!(
+        "no --preview-url: {what} is skipped (the preview Service {}-preview still selects {} \
+         while it runs)",
+        spec.name,
+        spec.to.name
+    );
+}
+
 pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
     let mut spec = match Spec::load(&args.file) {
         Ok(spec) => spec,
@@ -315,6 +352,17 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            let kubernetes_only = [
+                ("--verify-url", args.verify_url.is_some()),
+                ("--preview-url", args.preview_url.is_some()),
+                ("--settle-delay", args.settle_delay.is_some()),
+            ];
+            if let Some((flag, _)) = kubernetes_only.iter().find(|(_, given)| *given) {
+                eprintln!(
+                    "zdd: {flag} is for --platform kubernetes; the local platform's routes are always reachable"
+                );
+                return Ok(ExitCode::from(2));
+            }
             let mut config = LocalConfig::new(&run_dir);
             config.propagation_delay = spec.local.propagation_delay;
             config.router = router;
@@ -347,6 +395,13 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             config.namespace = args.namespace.clone();
             config.router = router;
             config.verify_url = args.verify_url.clone();
+            config.preview_url = args.preview_url.clone();
+            if let Some(delay) = args.settle_delay {
+                config.settle_delay = delay;
+            }
+            if args.preview_url.is_none() {
+                warn_unchecked_preview(&spec);
+            }
             // One deadline for the whole run: the engine's waits and the Deployments' own.
             config.progress_deadline = options.progress_deadline;
             let mut platform = KubernetesPlatform::connect(config, events.clone())
@@ -371,7 +426,14 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         args.html.as_deref(),
         false,
     )?;
-    print!("{}", zdd_probe::render_text(&result.report));
+    if result.traffic_measured {
+        print!("{}", zdd_probe::render_text(&result.report));
+    } else {
+        println!(
+            "traffic: not measured (the main route is not reachable from here; pass --verify-url): \
+             no request was sent and the failure budget was not checked"
+        );
+    }
     println!();
     print!("{}", render_table(std::slice::from_ref(&summary)));
     println!("rollout {}: {}", spec.name, result.outcome);

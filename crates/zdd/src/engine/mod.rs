@@ -19,7 +19,9 @@ use zdd_probe::{ProbeConfig, ProbeHandle, Report, WindowStats};
 use self::control::{Control, Interrupt, Phase};
 use self::data_plane::HttpChecker;
 use self::events::{Event, EventLog};
-use crate::platform::{Platform, PlatformError, Routing, TrafficPolicy, VersionTemplate};
+use crate::platform::{
+    Platform, PlatformError, Routing, TrafficAccess, TrafficPolicy, VersionTemplate,
+};
 use crate::spec::{Spec, Strategy};
 
 /// The probe's live counters, as the engine reads them (a trait so tests can fake traffic).
@@ -115,8 +117,12 @@ impl Default for RunOptions {
 /// What a run produced.
 pub struct RunResult {
     pub outcome: Outcome,
+    /// Empty (all zeros) when the traffic was not measured.
     pub report: Report,
     pub events: Vec<Event>,
+    /// False when the platform's main route was not reachable from here
+    /// ([`TrafficAccess::Unreachable`]): no request was sent and no budget was checked.
+    pub traffic_measured: bool,
 }
 
 /// Watches for interrupts (abort, signal) and the failure budget while a step runs.
@@ -384,7 +390,13 @@ impl<'p, P: Platform> Engine<'p, P> {
     /// Waits until the main route answers from `which` (after the endpoints reached the router).
     pub async fn wait_main_serves(&mut self, which: Which) -> Result<(), EngineError> {
         let name = self.name(which);
-        let url = join_url(&self.platform.main_url(), &self.spec.traffic.path);
+        let TrafficAccess::Url(main) = self.platform.traffic_access() else {
+            self.events.emit(format!(
+                "main route not checked (not reachable from here): {name} is ready"
+            ));
+            return Ok(());
+        };
+        let url = join_url(&main, &self.spec.traffic.path);
         let checks = self.options.route_checks;
         let timeout = self.options.progress_deadline;
         let http = self.http.clone();
@@ -395,9 +407,17 @@ impl<'p, P: Platform> Engine<'p, P> {
         Ok(())
     }
 
-    /// Proves, with the probe's live traffic, that no request reaches `which` any more.
+    /// Proves, with the probe's live traffic, that no request reaches `which` any more. When the
+    /// main route is not reachable from here, waits the platform's fixed delay instead.
     pub async fn verify_drained(&mut self, which: Which) -> Result<(), EngineError> {
         let name = self.name(which);
+        if let TrafficAccess::Unreachable { settle_delay } = self.platform.traffic_access() {
+            self.events.emit(format!(
+                "data plane not checked: waiting a fixed {} before scaling {name} down",
+                humantime::format_duration(settle_delay)
+            ));
+            return self.guarded(tokio::time::sleep(settle_delay)).await;
+        }
         let Some(traffic) = self.guard.traffic.clone() else {
             return Err(EngineError::DataPlane(
                 "no traffic to check the data plane with".into(),
@@ -610,6 +630,9 @@ pub async fn run_rollout<P: Platform>(
     options: RunOptions,
 ) -> Result<RunResult, EngineError> {
     let mut engine = Engine::new(platform, spec, events.clone(), control.clone(), options);
+    if let TrafficAccess::Unreachable { settle_delay } = engine.platform.traffic_access() {
+        return run_unmeasured(engine, settle_delay).await;
+    }
     engine.prepare().await?;
 
     let url = join_url(&engine.platform.main_url(), &spec.traffic.path);
@@ -680,6 +703,50 @@ pub async fn run_rollout<P: Platform>(
         outcome,
         report,
         events: events.snapshot(),
+        traffic_measured: true,
+    })
+}
+
+/// A run whose main route zdd cannot reach: no probe traffic, no budget, and a fixed
+/// `settle_delay` before every scale-to-zero instead of the data-plane check.
+async fn run_unmeasured<P: Platform>(
+    mut engine: Engine<'_, P>,
+    settle_delay: Duration,
+) -> Result<RunResult, EngineError> {
+    let delay = humantime::format_duration(settle_delay);
+    tracing::warn!(
+        "the main route is not reachable from here (no --verify-url): no traffic is sent, the \
+         failure budget is not measured, and each version is scaled to 0 after a fixed {delay} \
+         instead of after traffic shows that no request reaches it"
+    );
+    engine.events.emit(format!(
+        "traffic: not measured (main route not reachable from here); fixed {delay} before each scale-down"
+    ));
+    let ticker = {
+        let control = engine.control.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                control.update(|s| s.elapsed_s = started.elapsed().as_secs_f64());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let prepared = engine.prepare().await;
+    let outcome = match prepared {
+        Ok(()) => engine.execute().await,
+        Err(err) => {
+            ticker.abort();
+            return Err(err);
+        }
+    };
+    ticker.abort();
+    let _ = ticker.await;
+    Ok(RunResult {
+        outcome,
+        report: Report::default(),
+        events: engine.events.snapshot(),
+        traffic_measured: false,
     })
 }
 

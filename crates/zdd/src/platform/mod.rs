@@ -114,6 +114,17 @@ pub struct PlatformStatus {
     pub routing: Routing,
 }
 
+/// How zdd itself can reach the main route: for the probe's traffic and the route checks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrafficAccess {
+    /// The main route answers at this URL from where zdd runs.
+    Url(String),
+    /// Not from where zdd runs (Kubernetes without `--verify-url`). The engine then sends no
+    /// traffic and measures no budget, and before scaling a version to zero it waits this fixed
+    /// delay instead of proving with traffic that no request reaches that version.
+    Unreachable { settle_delay: Duration },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error("timed out after {waited:?} waiting for {what}")]
@@ -163,6 +174,12 @@ pub trait Platform: Send {
 
     /// URL of the main route, where users' (and the probe's) traffic goes.
     fn main_url(&self) -> String;
+
+    /// Whether the engine's own traffic reaches the main route from here. By default it does, at
+    /// [`Platform::main_url`] (the local platform's router always answers on loopback).
+    fn traffic_access(&self) -> TrafficAccess {
+        TrafficAccess::Url(self.main_url())
+    }
 
     /// URL of the preview route, when one is set.
     fn preview_url(&self) -> Option<String>;

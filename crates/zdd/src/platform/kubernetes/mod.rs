@@ -32,8 +32,8 @@ use wait::{Check, WaitEnd, watch_until};
 
 use crate::engine::events::EventLog;
 use crate::platform::{
-    Platform, PlatformError, PlatformStatus, PodStatus, Result, Routing, TrafficPolicy,
-    VersionStatus, VersionTemplate,
+    Platform, PlatformError, PlatformStatus, PodStatus, Result, Routing, TrafficAccess,
+    TrafficPolicy, VersionStatus, VersionTemplate,
 };
 
 /// How weighted traffic is expressed in the cluster.
@@ -67,8 +67,8 @@ pub struct KubernetesConfig {
     /// A URL that reaches the main route from where zdd runs (ingress, `minikube service --url`,
     /// port-forward). The engine checks the data plane through it before scaling a version down.
     pub verify_url: Option<String>,
-    /// Without `verify_url`, how long a routing change is given to reach the data plane before
-    /// `set_routing` returns (a fixed delay, with a warning).
+    /// Without `verify_url`, how long the engine waits before scaling a version to 0, instead of
+    /// checking with traffic that no request reaches it (see [`TrafficAccess::Unreachable`]).
     pub settle_delay: Duration,
     /// The Gateway an `HTTPRoute` attaches to (`--router gateway-api`).
     pub gateway: String,
@@ -165,10 +165,31 @@ impl KubernetesPlatform {
         &self.context
     }
 
-    /// The URL the engine can send traffic to to check the data plane; `None` means the platform
-    /// gives each routing change a fixed delay instead (`settle_delay`).
+    /// The URL the engine can send traffic to to check the data plane; `None` means the engine
+    /// waits a fixed delay (`settle_delay`) before each scale-to-zero instead.
     pub fn verify_url(&self) -> Option<&str> {
         self.config.verify_url.as_deref()
+    }
+
+    /// Deletes the preview Service (a 404 is fine: it is already gone).
+    async fn delete_preview_service(&mut self, why: &str) -> Result<()> {
+        let preview_name = objects::preview_service_name(&self.config.app);
+        let api: Api<Service> = self.api();
+        match api.delete(&preview_name, &DeleteParams::default()).await {
+            Ok(_) => {
+                self.applied.push(format!("Service {preview_name} deleted"));
+                self.events
+                    .emit(format!("preview service {preview_name} deleted{why}"));
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => {
+                Err(self.explain(
+                    self.target()
+                        .error("delete", SERVICES, Some(&preview_name), e),
+                ))
+            }
+        }
     }
 
     fn target(&self) -> Target<'_> {
@@ -484,6 +505,19 @@ impl Platform for KubernetesPlatform {
             self.set_routing(&Routing::default()).await?;
         }
         self.ensure_version_service(&version.name).await?;
+        let previewed = self
+            .routing
+            .as_ref()
+            .is_some_and(|r| r.preview.as_ref() == Some(&version.name));
+        if replicas == 0 && previewed {
+            // A rollback during blue-green's preview: the preview Service must not outlive the
+            // version it shows (it would select no pod, or the new version again on a retry).
+            let why = format!(" ({} is scaled to 0)", version.name);
+            self.delete_preview_service(&why).await?;
+            if let Some(routing) = self.routing.as_mut() {
+                routing.preview = None;
+            }
+        }
         let name = objects::deployment_name(&self.config.app, &version.name);
         let object = objects::deployment(&self.config, version, &image, replicas);
         let api: Api<Deployment> = self.api();
@@ -733,42 +767,10 @@ impl Platform for KubernetesPlatform {
                     self.events
                         .emit(format!("preview service {preview_name} selects {version}"));
                 }
-                None => {
-                    let api: Api<Service> = self.api();
-                    match api.delete(&preview_name, &DeleteParams::default()).await {
-                        Ok(_) => {
-                            self.applied.push(format!("Service {preview_name} deleted"));
-                            self.events
-                                .emit(format!("preview service {preview_name} deleted"));
-                        }
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(e) => {
-                            return Err(self.explain(self.target().error(
-                                "delete",
-                                SERVICES,
-                                Some(&preview_name),
-                                e,
-                            )));
-                        }
-                    }
-                }
+                None => self.delete_preview_service("").await?,
             }
         }
         self.routing = Some(routing.clone());
-
-        if self.config.verify_url.is_none() && previous.is_some() {
-            // Nothing can tell when kube-proxy and the ingress have the change: give it time.
-            let delay = self.config.settle_delay;
-            tracing::warn!(
-                "no --verify-url: waiting a fixed {} for the routing change to reach the data plane",
-                humantime::format_duration(delay)
-            );
-            self.events.emit(format!(
-                "routing settle delay {} (no --verify-url)",
-                humantime::format_duration(delay)
-            ));
-            tokio::time::sleep(delay).await;
-        }
         Ok(())
     }
 
@@ -847,6 +849,18 @@ impl Platform for KubernetesPlatform {
                 self.config.app, self.namespace, self.config.service_port
             )
         })
+    }
+
+    /// `--verify-url` when given. Without it the in-cluster name of the main Service does not
+    /// resolve from where zdd usually runs, so the engine sends no traffic and waits
+    /// `settle_delay` before each scale-to-zero.
+    fn traffic_access(&self) -> TrafficAccess {
+        match &self.config.verify_url {
+            Some(url) => TrafficAccess::Url(url.clone()),
+            None => TrafficAccess::Unreachable {
+                settle_delay: self.config.settle_delay,
+            },
+        }
     }
 
     /// The configured preview URL while a preview is routed. The in-cluster name would not be
