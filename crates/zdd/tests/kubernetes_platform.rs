@@ -516,7 +516,9 @@ async fn a_version_that_never_becomes_ready_fails_at_the_progress_deadline() {
         .unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("web-v2 exceeded its progress deadline"),
+        message.contains(
+            "web-v2 in namespace \"zdd-test\" (context \"fake\") exceeded its progress deadline"
+        ),
         "{message}"
     );
     assert!(
@@ -545,6 +547,10 @@ async fn wait_ready_times_out_with_the_state_it_saw() {
         .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("timed out"), "{message}");
+    assert!(
+        message.contains("deployment web-v2 in namespace \"zdd-test\" (context \"fake\")"),
+        "{message}"
+    );
     assert!(message.contains("v2: 0/1 replicas ready"), "{message}");
 }
 
@@ -666,6 +672,10 @@ async fn a_missing_crd_is_reported_as_such() {
     assert!(
         message
             .contains("the cluster does not serve traefikservices.traefik.io (context \"fake\")"),
+        "{message}"
+    );
+    assert!(
+        message.contains("so patch traefikservices.traefik.io \"web\" in namespace \"zdd-test\""),
         "{message}"
     );
     assert!(message.contains("install its CRDs"), "{message}");

@@ -33,10 +33,16 @@ pub enum KubeError {
     },
 
     #[error(
-        "the cluster does not serve {resource} (context {context}): install its CRDs (Traefik or Gateway API) \
-         or choose another --router"
+        "the cluster does not serve {resource} (context {context}), so {verb} {resource}{name} in namespace \
+         \"{namespace}\" failed: install its CRDs (Traefik or Gateway API) or choose another --router"
     )]
-    KindNotServed { context: String, resource: String },
+    KindNotServed {
+        context: String,
+        namespace: String,
+        verb: &'static str,
+        resource: String,
+        name: String,
+    },
 
     #[error(
         "{verb} {resource}{name} in namespace \"{namespace}\" (context {context}) failed: {}",
@@ -62,8 +68,13 @@ pub enum KubeError {
     )]
     WeightsNeedRouter,
 
-    #[error("deployment {name} exceeded its progress deadline: {detail}")]
-    ProgressDeadline { name: String, detail: String },
+    #[error("deployment {name} {location} exceeded its progress deadline: {detail}")]
+    ProgressDeadline {
+        name: String,
+        /// `in namespace "…" (context "…")`.
+        location: String,
+        detail: String,
+    },
 }
 
 /// An error and its causes, `outer: inner: innermost` (kube's own text often stops at "Connect").
@@ -88,6 +99,14 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// `in namespace "shop" (context "minikube")`, for messages that are not about one request.
+    pub fn location(&self) -> String {
+        format!(
+            "in namespace \"{}\" (context \"{}\")",
+            self.namespace, self.context
+        )
+    }
+
     /// Classifies a kube error from `verb` on `resource` (`deployments.apps`) named `name`.
     pub fn error(
         &self,
@@ -113,7 +132,10 @@ impl Target<'_> {
             if status.code == 404 && status.reason != "NotFound" {
                 return KubeError::KindNotServed {
                     context,
+                    namespace: self.namespace.to_string(),
+                    verb,
                     resource: resource.to_string(),
+                    name,
                 };
             }
         }

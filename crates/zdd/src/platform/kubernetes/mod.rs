@@ -588,11 +588,19 @@ impl Platform for KubernetesPlatform {
         let status = match end {
             WaitEnd::Done(status) => status,
             WaitEnd::Failed(detail) => {
-                return Err(self.explain(KubeError::ProgressDeadline { name, detail }));
+                let location = self.target().location();
+                return Err(self.explain(KubeError::ProgressDeadline {
+                    name,
+                    location,
+                    detail,
+                }));
             }
             WaitEnd::TimedOut(state) => {
                 return Err(PlatformError::Timeout {
-                    what: format!("{ready} ready replicas of {name} ({state})"),
+                    what: format!(
+                        "{ready} ready replicas of deployment {name} {} ({state})",
+                        self.target().location()
+                    ),
                     waited: timeout,
                 });
             }
@@ -629,7 +637,10 @@ impl Platform for KubernetesPlatform {
                 Ok(status)
             }
             WaitEnd::Failed(detail) | WaitEnd::TimedOut(detail) => Err(PlatformError::Timeout {
-                what: format!("{ready} ready endpoints of Service {service} ({detail})"),
+                what: format!(
+                    "{ready} ready endpoints of service {service} {} ({detail})",
+                    self.target().location()
+                ),
                 waited: timeout,
             }),
             WaitEnd::Broken(e) => {
@@ -682,7 +693,10 @@ impl Platform for KubernetesPlatform {
                 Ok(status)
             }
             WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
-                what: format!("at most {running} pods of {version} ({state})"),
+                what: format!(
+                    "at most {running} pods of {app}-{version} {} ({state})",
+                    self.target().location()
+                ),
                 waited: timeout,
             }),
             WaitEnd::Broken(e) => Err(self.explain(self.target().error("watch", PODS, None, e))),
