@@ -42,6 +42,10 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Resolves when the server closes the idle connection (or it fails).
     pub(crate) async fn closed(&mut self) {
         if !self.closed {

@@ -10,24 +10,25 @@
 //! [`ProbeHandle::window`] while it runs, then [`ProbeHandle::stop`] and [`ProbeHandle::finish`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tokio_util::task::TaskTracker;
 
 mod aggregate;
 mod client;
 mod html;
 mod outcome;
 mod report;
+mod schedule;
+mod worker;
 
-use aggregate::{Aggregator, Completion};
+use aggregate::Aggregator;
 use client::Client;
-use outcome::Outcome;
+use schedule::Schedule;
+use worker::{WorkerConfig, WorkerSetup};
 
 pub use html::render_html;
 pub use outcome::FailureKind;
@@ -36,6 +37,10 @@ pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
 /// See [`ProbeConfig::batch_interval`]: precise below 4000 requests/s, and the wake-ups' CPU cost
 /// stays moderate above.
 pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_micros(250);
+
+/// With [`ProbeConfig::threads`] 0, one worker thread per this many requests per second (at most
+/// one per core): one thread keeps the probe's CPU lowest at the rates a rollout uses.
+pub const RATE_PER_THREAD: u32 = 10_000;
 
 /// The width of the timeline buckets, and so the granularity of [`ProbeHandle::window`].
 pub const BUCKET: Duration = aggregate::BUCKET;
@@ -66,11 +71,15 @@ pub struct ProbeConfig {
     pub fallback_version_header: Option<String>,
     /// Time zero of the report; share it with an event log. Default: the start of the run.
     pub origin: Option<Instant>,
-    /// The scheduler wakes at most this often; above `1 / batch_interval` requests per second it
-    /// issues small batches, each request keeping its scheduled time (so the lateness, up to this
-    /// long, counts in the latency). Smaller: more precise send times, more CPU (each wake-up
-    /// costs thread switches). Zero: one wake-up per request.
+    /// Each worker's alarm wakes at most this often; above `1 / batch_interval` requests per
+    /// second it wakes the slots of several requests at once, each request keeping its scheduled
+    /// time (so the lateness, up to this long, counts in the latency). Smaller: more precise send
+    /// times, more wake-ups. Zero: one wake-up per request. Also the slack after which a request
+    /// that found every slot busy counts as `saturated`.
     pub batch_interval: Duration,
+    /// Worker threads, each with its own single-threaded runtime and a share of the slots.
+    /// 0: one per [`RATE_PER_THREAD`] requests per second, at most one per core.
+    pub threads: usize,
 }
 
 impl ProbeConfig {
@@ -86,7 +95,19 @@ impl ProbeConfig {
             fallback_version_header: None,
             origin: None,
             batch_interval: DEFAULT_BATCH_INTERVAL,
+            threads: 0,
         }
+    }
+
+    /// The worker threads to run, each with at least one slot.
+    fn worker_threads(&self) -> usize {
+        let wanted = if self.threads > 0 {
+            self.threads
+        } else {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (self.rate.div_ceil(RATE_PER_THREAD) as usize).min(cores)
+        };
+        wanted.clamp(1, self.connections)
     }
 
     fn validate(&self) -> Result<(), ProbeError> {
@@ -158,33 +179,38 @@ impl std::fmt::Display for Progress {
     }
 }
 
-/// State shared by the scheduler, the request tasks and the handle.
+/// State shared by the worker threads and the handle.
 struct Shared {
     origin: Instant,
+    schedule: Schedule,
     aggregator: Mutex<Aggregator>,
+    /// Requests sent or found saturated so far.
     sent: AtomicU64,
-    /// True until the scheduler thread ends.
-    scheduling: AtomicBool,
-}
-
-impl Shared {
-    fn record(&self, completion: Completion) {
-        let now = self.origin.elapsed();
-        self.aggregator
-            .lock()
-            .expect("aggregator poisoned")
-            .record(completion, now);
-    }
+    /// Worker threads still running.
+    workers: AtomicUsize,
 }
 
 /// Stops a probe from anywhere (a Ctrl-C handler) while another task awaits
 /// [`ProbeHandle::finish`].
-#[derive(Clone, Debug)]
-pub struct Stopper(CancellationToken);
+#[derive(Clone)]
+pub struct Stopper {
+    token: CancellationToken,
+    shared: Arc<Shared>,
+}
 
 impl Stopper {
     pub fn stop(&self) {
-        self.0.cancel();
+        // The instant first: requests due until then still go out.
+        self.shared.schedule.stop(Instant::now());
+        self.token.cancel();
+    }
+}
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stopper")
+            .field("stopped", &self.shared.schedule.is_stopped())
+            .finish()
     }
 }
 
@@ -192,10 +218,9 @@ impl Stopper {
 pub struct ProbeHandle {
     config: ProbeConfig,
     shared: Arc<Shared>,
-    stop: CancellationToken,
-    /// The scheduler thread sends the instant scheduling ended.
-    ended: tokio::sync::oneshot::Receiver<Instant>,
-    tasks: TaskTracker,
+    stopper: Stopper,
+    /// One per worker thread; closed when the thread ends.
+    workers_done: Vec<tokio::sync::oneshot::Receiver<()>>,
     run_start: Instant,
     _stop_on_drop: DropGuard,
 }
@@ -206,8 +231,8 @@ impl ProbeHandle {
     /// Granularity: whole 100 ms timeline buckets ([`BUCKET`]), counted from the first bucket
     /// boundary at or after `since`, up to now. So requests scheduled in the first (up to) 100 ms
     /// after `since` may be left out, but never one scheduled before `since`: "no request reached
-    /// v1 since T" is not fooled by answers to older requests. Cost: one lock and a sum over the
-    /// buckets in the window.
+    /// v1 since T" is not fooled by answers to older requests. Outcomes reach the counts about
+    /// 1 ms after they complete. Cost: one lock and a sum over the buckets in the window.
     pub fn window(&self, since: Instant) -> WindowStats {
         let from =
             aggregate::bucket_index_ceil(since.saturating_duration_since(self.shared.origin));
@@ -232,27 +257,34 @@ impl ProbeHandle {
 
     /// Asks the probe to stop scheduling; in-flight requests still complete (or time out).
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stopper.stop();
     }
 
     /// Whether requests are still being scheduled (false once the duration is reached or after
     /// [`stop`](Self::stop)).
     pub fn is_scheduling(&self) -> bool {
-        self.shared.scheduling.load(Ordering::Acquire)
+        self.shared.schedule.is_running(Instant::now())
+            && self.shared.workers.load(Ordering::Acquire) > 0
     }
 
     /// A handle that can stop the probe while [`finish`](Self::finish) is awaited.
     pub fn stopper(&self) -> Stopper {
-        Stopper(self.stop.clone())
+        self.stopper.clone()
     }
 
     /// Waits for the run to end (duration reached or [`stop`](Self::stop)) and returns the report.
     pub async fn finish(self) -> Report {
-        // An error means the scheduler thread panicked: report what was measured.
-        let end = self.ended.await.unwrap_or_else(|_| Instant::now());
-        self.tasks.close();
-        self.tasks.wait().await;
+        // An error means the worker panicked: report what was measured.
+        for done in self.workers_done {
+            let _ = done.await;
+        }
         let origin = self.shared.origin;
+        let now = Instant::now();
+        let end = self
+            .shared
+            .schedule
+            .ended_at()
+            .map_or(now, |end| end.min(now));
         let start = self.run_start.saturating_duration_since(origin);
         let end = end.saturating_duration_since(origin).max(start);
         let aggregator = {
@@ -270,59 +302,78 @@ impl ProbeHandle {
     }
 }
 
-/// Starts a probe on the current tokio runtime.
+/// Starts a probe: its worker threads begin sending at once.
 pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
     config.validate()?;
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| ProbeError::Config("the probe must start inside a tokio runtime".into()))?;
     let client = Arc::new(Client::new(
         &config.url,
         config.timeout,
         &config.version_header,
         config.fallback_version_header.as_deref(),
     )?);
+    let threads = config.worker_threads();
+    // Slots dealt out evenly: the first `connections % threads` workers get one more.
+    let setups = (0..threads)
+        .map(|i| {
+            WorkerSetup::new(
+                config.connections / threads + usize::from(i < config.connections % threads),
+            )
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(ProbeError::Start)?;
     let run_start = Instant::now();
     let origin = config.origin.unwrap_or(run_start);
     let interval = Duration::from_secs_f64(1.0 / f64::from(config.rate));
     let shared = Arc::new(Shared {
         origin,
+        schedule: Schedule::new(
+            run_start,
+            config.rate,
+            config.duration.map(|d| run_start + d),
+            config.batch_interval,
+        ),
         aggregator: Mutex::new(Aggregator::new(
             run_start.saturating_duration_since(origin),
             interval,
             config.timeout,
         )),
         sent: AtomicU64::new(0),
-        scheduling: AtomicBool::new(true),
+        workers: AtomicUsize::new(threads),
     });
-    let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let scheduler = Scheduler {
-        rate: config.rate,
-        end: config.duration.map(|d| run_start + d),
+    let token = CancellationToken::new();
+    let stopper = Stopper {
+        token: token.clone(),
+        shared: shared.clone(),
+    };
+    let worker_config = WorkerConfig {
         new_connection_ratio: config.new_connection_ratio,
         batch_interval: config.batch_interval,
-        slots: Slots::spawn(config.connections, &client, &shared, &tasks, &runtime),
-        shared: shared.clone(),
-        run_start,
     };
-    let (ended_tx, ended) = tokio::sync::oneshot::channel();
-    let stop_signal = stop.clone();
-    let thread_shared = shared.clone();
-    std::thread::Builder::new()
-        .name("zdd-probe-scheduler".into())
-        .spawn(move || {
-            // Cleared on the way out, even if the scheduler panics.
-            let _done = SchedulingDone(thread_shared);
-            let _ = ended_tx.send(scheduler.run(stop_signal));
-        })
-        .map_err(|err| ProbeError::Config(format!("cannot start the scheduler thread: {err}")))?;
+    let mut workers_done = Vec::with_capacity(threads);
+    for (i, setup) in setups.into_iter().enumerate() {
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let (shared, client, token) = (shared.clone(), client.clone(), token.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("zdd-probe-{i}"))
+            .spawn(move || {
+                // Counted down on the way out, even if the worker panics.
+                let _running = WorkerRunning(shared.clone());
+                setup.run(shared, client, worker_config, token);
+                let _ = done.send(());
+            });
+        if let Err(err) = spawned {
+            // The workers already started end with the stop.
+            stopper.stop();
+            return Err(ProbeError::Start(err));
+        }
+        workers_done.push(done_rx);
+    }
     Ok(ProbeHandle {
         config,
         shared,
-        _stop_on_drop: stop.clone().drop_guard(),
-        stop,
-        ended,
-        tasks,
+        _stop_on_drop: token.drop_guard(),
+        stopper,
+        workers_done,
         run_start,
     })
 }
@@ -331,208 +382,21 @@ pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
 pub enum ProbeError {
     #[error("invalid probe configuration: {0}")]
     Config(String),
+    #[error("cannot start the probe's workers: {0}")]
+    Start(std::io::Error),
 }
 
-/// Issues requests at their scheduled times.
-///
-/// It runs on its own OS thread rather than on tokio's timer, whose millisecond granularity would
-/// add up to 1 ms of lateness to every request (and so to every latency, which counts from the
-/// scheduled time). A plain thread sleeping to the next due time (with the kernel's timer slack
-/// lowered) is accurate to tens of microseconds.
-struct Scheduler {
-    rate: u32,
-    end: Option<Instant>,
-    new_connection_ratio: f64,
-    batch_interval: Duration,
-    slots: Slots,
-    shared: Arc<Shared>,
-    run_start: Instant,
-}
+struct WorkerRunning(Arc<Shared>);
 
-/// The longest the scheduler sleeps before looking at the stop signal again.
-const STOP_CHECK: Duration = Duration::from_millis(20);
-
-impl Scheduler {
-    /// Runs until the end or a stop; returns when scheduling ended.
-    fn run(self, stop: CancellationToken) -> Instant {
-        lower_timer_slack();
-        let mut seq: u64 = 0;
-        let mut last_wake = self.run_start;
-        loop {
-            let due = self.due(seq);
-            if let Some(end) = self.end
-                && due >= end
-            {
-                return end;
-            }
-            let next = due.max(last_wake + self.batch_interval);
-            loop {
-                if stop.is_cancelled() {
-                    return Instant::now();
-                }
-                let now = Instant::now();
-                if now >= next {
-                    break;
-                }
-                std::thread::sleep((next - now).min(STOP_CHECK));
-            }
-            // Issue every request that is due (several per wake-up at high rates, or after a late
-            // wake-up on a busy machine), each with its own scheduled time.
-            let now = Instant::now();
-            last_wake = now;
-            loop {
-                let scheduled = self.due(seq);
-                if scheduled > now || self.end.is_some_and(|end| scheduled >= end) {
-                    break;
-                }
-                self.issue(seq, scheduled);
-                seq += 1;
-            }
-        }
-    }
-
-    fn due(&self, seq: u64) -> Instant {
-        let nanos = u128::from(seq) * 1_000_000_000 / u128::from(self.rate);
-        self.run_start + Duration::from_nanos(nanos as u64)
-    }
-
-    fn issue(&self, seq: u64, scheduled: Instant) {
-        self.shared.sent.fetch_add(1, Ordering::Relaxed);
-        let since_zero = scheduled.saturating_duration_since(self.shared.origin);
-        let job = Job {
-            seq,
-            scheduled,
-            since_zero,
-            fresh: uses_fresh_connection(seq, self.new_connection_ratio),
-        };
-        let idle = self.slots.idle.lock().expect("slots poisoned").pop();
-        // An idle slot's channel is empty, so the send only fails if its task is gone.
-        let sent = idle.is_some_and(|slot| self.slots.jobs[slot].try_send(job).is_ok());
-        if !sent {
-            self.shared.record(Completion {
-                seq,
-                scheduled: since_zero,
-                outcome: Outcome::failed(FailureKind::Saturated),
-                latency: Duration::ZERO,
-            });
-        }
-    }
-}
-
-/// A request to send, handed to an idle connection slot.
-struct Job {
-    seq: u64,
-    scheduled: Instant,
-    since_zero: Duration,
-    fresh: bool,
-}
-
-/// The connection slots: one task each, with its own keep-alive connection.
-struct Slots {
-    /// Slots waiting for a job; the most recently used on top, so few connections stay warm.
-    idle: Arc<Mutex<Vec<usize>>>,
-    jobs: Vec<mpsc::Sender<Job>>,
-}
-
-impl Slots {
-    fn spawn(
-        count: usize,
-        client: &Arc<Client>,
-        shared: &Arc<Shared>,
-        tasks: &TaskTracker,
-        runtime: &tokio::runtime::Handle,
-    ) -> Slots {
-        let idle = Arc::new(Mutex::new((0..count).rev().collect::<Vec<_>>()));
-        let jobs = (0..count)
-            .map(|slot| {
-                let (sender, receiver) = mpsc::channel(1);
-                tasks.spawn_on(
-                    run_slot(slot, receiver, client.clone(), shared.clone(), idle.clone()),
-                    runtime,
-                );
-                sender
-            })
-            .collect();
-        Slots { idle, jobs }
-    }
-}
-
-/// One connection slot: sends each job it is given, watching its idle connection in between.
-/// Ends when the scheduler drops its sender.
-async fn run_slot(
-    slot: usize,
-    mut jobs: mpsc::Receiver<Job>,
-    client: Arc<Client>,
-    shared: Arc<Shared>,
-    idle: Arc<Mutex<Vec<usize>>>,
-) {
-    let mut connection: Option<client::Connection> = None;
-    loop {
-        let job = match connection.as_mut() {
-            Some(open) => {
-                let next = tokio::select! {
-                    job = jobs.recv() => Some(job),
-                    () = open.closed() => None,
-                };
-                match next {
-                    Some(job) => job,
-                    None => {
-                        // The server closed the idle connection: reconnect on the next job.
-                        connection = None;
-                        continue;
-                    }
-                }
-            }
-            None => jobs.recv().await,
-        };
-        let Some(job) = job else { return };
-        let outcome = client.execute(&mut connection, job.fresh).await;
-        let latency = job.scheduled.elapsed();
-        shared.record(Completion {
-            seq: job.seq,
-            scheduled: job.since_zero,
-            outcome,
-            latency,
-        });
-        idle.lock().expect("slots poisoned").push(slot);
-    }
-}
-
-struct SchedulingDone(Arc<Shared>);
-
-impl Drop for SchedulingDone {
+impl Drop for WorkerRunning {
     fn drop(&mut self) {
-        self.0.scheduling.store(false, Ordering::Release);
+        self.0.workers.fetch_sub(1, Ordering::Release);
     }
-}
-
-/// Asks the kernel to wake this thread on time (the default slack is 50 µs). Best effort.
-fn lower_timer_slack() {
-    #[cfg(target_os = "linux")]
-    let _ = nix::sys::prctl::set_timerslack(1_000);
-}
-
-/// Spreads fresh connections evenly: exactly `ratio` of any long run of requests.
-fn uses_fresh_connection(seq: u64, ratio: f64) -> bool {
-    ((seq + 1) as f64 * ratio).floor() > (seq as f64 * ratio).floor()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fresh_connections_follow_the_ratio_exactly() {
-        let count = |ratio| {
-            (0..1000)
-                .filter(|s| uses_fresh_connection(*s, ratio))
-                .count()
-        };
-        assert_eq!(count(0.0), 0);
-        assert_eq!(count(0.1), 100);
-        assert_eq!(count(0.25), 250);
-        assert_eq!(count(1.0), 1000);
-    }
 
     #[test]
     fn the_handle_can_move_between_tasks() {

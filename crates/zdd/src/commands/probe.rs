@@ -52,10 +52,14 @@ pub struct ProbeOptions {
     #[arg(long, value_parser = parse_header_name)]
     pub fallback_version_header: Option<String>,
 
-    /// The scheduler wakes at most this often; at higher rates it sends small batches (each
+    /// Each worker wakes at most this often; at higher rates it sends small batches (each
     /// request's latency still counts from its own scheduled time). Smaller: more precise, more CPU.
     #[arg(long, default_value = "250us", value_parser = humantime::parse_duration)]
     pub batch_interval: Duration,
+
+    /// Worker threads sending the requests (0: one per 10 000 requests/s, at most one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 
     /// Failed requests allowed before the run fails (exit 1).
     #[arg(long, default_value_t = 0)]
@@ -93,6 +97,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     config.version_header = args.version_header.clone();
     config.fallback_version_header = args.fallback_version_header.clone();
     config.batch_interval = args.batch_interval;
+    config.threads = args.threads;
     let probe = match zdd_probe::start(config) {
         Ok(probe) => probe,
         Err(err) => {

@@ -1,0 +1,516 @@
+//! The probe's worker threads. Each runs a single-threaded tokio runtime holding its share of the
+//! connection slots (one task per slot, each with its own keep-alive connection) and one alarm.
+//!
+//! No central scheduler hands requests out: a free slot claims the next request from the shared
+//! [`Schedule`] (one atomic add) and sleeps until it is due; a slot whose next request is further
+//! than the look-ahead parks instead (the most recently used on top, so few connections stay warm
+//! at low rates). Sleeping is precise: tokio's timer has a 1 ms granularity, which would add up to
+//! 1 ms to every latency (it counts from the scheduled time), so each worker sleeps on a `timerfd`
+//! (no timer slack), armed for the earliest due slot, woken at most every `batch_interval`. All of
+//! this stays on the worker's thread: no wake-up crosses threads on the request path.
+//!
+//! Outcomes are buffered per worker and merged into the shared aggregator at most every
+//! [`FLUSH_INTERVAL`] (or every [`MAX_BUFFERED`] outcomes), so the lock is taken about a thousand
+//! times a second whatever the rate.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::task::LocalSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+use crate::aggregate::Completion;
+use crate::client::{self, Client};
+use crate::outcome::{FailureKind, Outcome};
+use crate::schedule::Claim;
+
+/// Buffered outcomes reach the shared aggregator within about this long.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(1);
+/// ... or as soon as this many are buffered.
+const MAX_BUFFERED: usize = 256;
+
+/// What a worker thread needs, built on the caller's thread so that errors surface in `start`.
+pub(crate) struct WorkerSetup {
+    runtime: tokio::runtime::Runtime,
+    alarm: Alarm,
+    slots: usize,
+}
+
+impl WorkerSetup {
+    pub(crate) fn new(slots: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let alarm = {
+            let _context = runtime.enter();
+            Alarm::new()?
+        };
+        Ok(WorkerSetup {
+            runtime,
+            alarm,
+            slots,
+        })
+    }
+
+    /// Runs the worker's slots until the schedule ends and every request in flight has finished.
+    pub(crate) fn run(
+        self,
+        shared: Arc<Shared>,
+        client: Arc<Client>,
+        config: WorkerConfig,
+        stop: CancellationToken,
+    ) {
+        let WorkerSetup {
+            runtime,
+            alarm,
+            slots,
+        } = self;
+        let worker = Rc::new(Worker {
+            shared,
+            client,
+            config,
+            local: RefCell::new(Local {
+                waiting: VecDeque::new(),
+                parked: Vec::new(),
+                completions: Vec::new(),
+                last_flush: Instant::now(),
+                driver: None,
+                poked: false,
+            }),
+        });
+        LocalSet::new().block_on(&runtime, async {
+            let handles: Vec<_> = (0..slots)
+                .map(|_| tokio::task::spawn_local(run_slot(worker.clone())))
+                .collect();
+            let slots_done = async {
+                for handle in handles {
+                    // A panicking slot loses its own request only.
+                    let _ = handle.await;
+                }
+            };
+            tokio::select! {
+                () = slots_done => {}
+                () = drive(worker.clone(), alarm, stop) => {}
+            }
+        });
+        let mut local = worker.local.borrow_mut();
+        worker.flush(&mut local, Instant::now());
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct WorkerConfig {
+    pub new_connection_ratio: f64,
+    pub batch_interval: Duration,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    config: WorkerConfig,
+    local: RefCell<Local>,
+}
+
+/// The worker's own state; only its thread touches it.
+struct Local {
+    /// Slots holding a claimed request, in due order (one thread claims in increasing order).
+    waiting: VecDeque<(Instant, Rc<Signal>)>,
+    /// Free slots without a claim, the most recently used on top.
+    parked: Vec<Rc<Signal>>,
+    completions: Vec<Completion>,
+    last_flush: Instant,
+    /// The alarm task, to wake when its next deadline may have moved earlier.
+    driver: Option<Waker>,
+    poked: bool,
+}
+
+impl Worker {
+    fn poke(&self, local: &mut Local) {
+        local.poked = true;
+        if let Some(driver) = local.driver.take() {
+            driver.wake();
+        }
+    }
+
+    fn park(&self, signal: &Rc<Signal>) {
+        signal.arm();
+        let mut local = self.local.borrow_mut();
+        local.parked.push(signal.clone());
+        self.shared.schedule.parked.fetch_add(1, Ordering::Relaxed);
+        self.poke(&mut local);
+    }
+
+    fn wake_at(&self, due: Instant, signal: &Rc<Signal>) {
+        signal.arm();
+        let mut local = self.local.borrow_mut();
+        let was_empty = local.waiting.is_empty();
+        local.waiting.push_back((due, signal.clone()));
+        // Later entries never move the alarm earlier: the queue is in due order.
+        if was_empty {
+            self.poke(&mut local);
+        }
+    }
+
+    fn record(&self, completion: Completion) {
+        let mut local = self.local.borrow_mut();
+        local.completions.push(completion);
+        let now = Instant::now();
+        if local.completions.len() >= MAX_BUFFERED || now >= local.last_flush + FLUSH_INTERVAL {
+            self.flush(&mut local, now);
+        } else if local.completions.len() == 1 {
+            // The alarm task flushes it in time.
+            self.poke(&mut local);
+        }
+    }
+
+    fn flush(&self, local: &mut Local, now: Instant) {
+        local.last_flush = now;
+        if local.completions.is_empty() {
+            return;
+        }
+        let since_zero = now.saturating_duration_since(self.shared.origin);
+        let mut aggregator = self.shared.aggregator.lock().expect("aggregator poisoned");
+        for completion in local.completions.drain(..) {
+            aggregator.record(completion, since_zero);
+        }
+    }
+
+    /// When the alarm task must next act: a due slot, parked slots to wake for a request coming
+    /// within the look-ahead, buffered outcomes to flush.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let local = self.local.borrow();
+        let schedule = &self.shared.schedule;
+        let mut deadline: Option<Instant> = None;
+        let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        if let Some((due, _)) = local.waiting.front() {
+            consider(if schedule.is_stopped() { now } else { *due });
+        }
+        if !local.parked.is_empty() {
+            match schedule.next_due() {
+                Some(due) => consider(due.checked_sub(schedule.look_ahead).unwrap_or(now)),
+                // Ended or stopped: the parked slots must wake to exit.
+                None => consider(now),
+            }
+        }
+        if !local.completions.is_empty() {
+            consider(local.last_flush + FLUSH_INTERVAL);
+        }
+        deadline
+    }
+
+    /// Wakes the slots whose time has come, and flushes outcomes when due.
+    fn pass(&self, now: Instant) {
+        let schedule = &self.shared.schedule;
+        let mut fire = Vec::new();
+        let mut local = self.local.borrow_mut();
+        let stopped = schedule.is_stopped();
+        while let Some((due, _)) = local.waiting.front() {
+            if *due > now && !stopped {
+                break;
+            }
+            fire.push(local.waiting.pop_front().expect("front exists").1);
+        }
+        if !local.parked.is_empty() {
+            let wanted = match schedule.next_due() {
+                None => local.parked.len(),
+                Some(_) => {
+                    let coming = schedule.unclaimed_due_by(now + schedule.look_ahead);
+                    usize::try_from(coming)
+                        .unwrap_or(usize::MAX)
+                        .min(local.parked.len())
+                }
+            };
+            for _ in 0..wanted {
+                fire.push(local.parked.pop().expect("counted"));
+                schedule.parked.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if !local.completions.is_empty() && now >= local.last_flush + FLUSH_INTERVAL {
+            self.flush(&mut local, now);
+        }
+        drop(local);
+        for signal in fire {
+            signal.fire();
+        }
+    }
+}
+
+/// The worker's alarm task: wakes slots when their request is due, at most every batch interval.
+/// Never returns; the worker ends when its slots do.
+async fn drive(worker: Rc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
+    let batch_interval = worker.config.batch_interval;
+    let mut stop_signal = Some(Box::pin(stop.cancelled_owned()));
+    let mut last_pass: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let wake_at = worker.next_deadline(now).map(|at| match last_pass {
+            Some(last) => at.max(last + batch_interval),
+            None => at,
+        });
+        if wake_at.is_some_and(|at| at <= now) {
+            worker.pass(now);
+            last_pass = Some(now);
+            // Let the slots just woken run (and claim) before looking again.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // Sleep until the alarm, a slot's poke (the deadline may have moved) or the stop.
+        poll_fn(|cx| {
+            {
+                let mut local = worker.local.borrow_mut();
+                if std::mem::take(&mut local.poked) {
+                    return Poll::Ready(());
+                }
+                local.driver = Some(cx.waker().clone());
+            }
+            if let Some(signal) = stop_signal.as_mut()
+                && signal.as_mut().poll(cx).is_ready()
+            {
+                stop_signal = None;
+                // `stop()` recorded its instant already; a dropped handle did not.
+                worker.shared.schedule.stop(Instant::now());
+                return Poll::Ready(());
+            }
+            match wake_at {
+                Some(at) => alarm.poll_until(at, cx),
+                None => Poll::Pending,
+            }
+        })
+        .await;
+    }
+}
+
+/// One connection slot: claims the next request, waits for its time, sends it, records it.
+async fn run_slot(worker: Rc<Worker>) {
+    let signal = Rc::new(Signal::default());
+    let schedule = &worker.shared.schedule;
+    let mut connection: Option<client::Connection> = None;
+    // Free since before its claim (new, or woken from parked): a late request is the probe's own
+    // lateness (counted in the latency), not saturation.
+    let mut unparked = true;
+    loop {
+        let now = Instant::now();
+        let (seq, due) = match schedule.claim(now) {
+            Claim::Ended => return,
+            Claim::Later => {
+                worker.park(&signal);
+                idle_until(signal.wait(), &mut connection).await;
+                unparked = true;
+                continue;
+            }
+            Claim::Request { seq, due } => (seq, due),
+        };
+        let since_zero = due.saturating_duration_since(worker.shared.origin);
+        if due > now {
+            worker.wake_at(due, &signal);
+            idle_until(signal.wait(), &mut connection).await;
+            if !schedule.still_sends(due) {
+                return;
+            }
+        } else if now - due > schedule.slack
+            && !unparked
+            && schedule.parked.load(Ordering::Relaxed) == 0
+        {
+            // It came due while every slot was busy (a free one would have claimed it on time).
+            worker.shared.sent.fetch_add(1, Ordering::Relaxed);
+            worker.record(Completion {
+                seq,
+                scheduled: since_zero,
+                outcome: Outcome::failed(FailureKind::Saturated),
+                latency: Duration::ZERO,
+            });
+            continue;
+        }
+        unparked = false;
+        worker.shared.sent.fetch_add(1, Ordering::Relaxed);
+        let fresh = uses_fresh_connection(seq, worker.config.new_connection_ratio);
+        let outcome = worker.client.execute(&mut connection, fresh).await;
+        let latency = due.elapsed();
+        worker.record(Completion {
+            seq,
+            scheduled: since_zero,
+            outcome,
+            latency,
+        });
+    }
+}
+
+/// Awaits `wait` while watching the slot's idle connection: one the server closes meanwhile is
+/// dropped, so the next request does not go out on a dead connection.
+async fn idle_until(wait: impl Future<Output = ()>, connection: &mut Option<client::Connection>) {
+    tokio::pin!(wait);
+    loop {
+        match connection.as_mut() {
+            Some(open) if !open.is_closed() => {
+                tokio::select! {
+                    biased;
+                    () = &mut wait => return,
+                    () = open.closed() => *connection = None,
+                }
+            }
+            _ => return wait.await,
+        }
+    }
+}
+
+/// Spreads fresh connections evenly: exactly `ratio` of any long run of requests.
+pub(crate) fn uses_fresh_connection(seq: u64, ratio: f64) -> bool {
+    ((seq + 1) as f64 * ratio).floor() > (seq as f64 * ratio).floor()
+}
+
+/// A one-shot wake-up for one slot, re-armed before each wait.
+#[derive(Default)]
+struct Signal {
+    fired: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Signal {
+    fn arm(&self) {
+        self.fired.set(false);
+    }
+
+    fn fire(&self) {
+        self.fired.set(true);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            if self.fired.get() {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// A `timerfd` in the worker's reactor: wakes the thread within microseconds of the deadline.
+struct Alarm {
+    timer: AsyncFd<RawTimer>,
+    armed: Option<Instant>,
+}
+
+struct RawTimer(TimerFd);
+
+impl AsRawFd for RawTimer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl Alarm {
+    /// Must be called inside the worker's runtime context.
+    fn new() -> std::io::Result<Self> {
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // SAFETY: `RawTimer` owns the timerfd, so the descriptor stays open and the same for as
+        // long as the `AsyncFd` holds it.
+        let timer = unsafe { AsyncFd::register_with_interest(RawTimer(timer), Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Alarm { timer, armed: None })
+    }
+
+    /// Ready once `at` has passed.
+    fn poll_until(&mut self, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed != Some(at) {
+            let now = Instant::now();
+            if at <= now {
+                return Poll::Ready(());
+            }
+            // A zero expiration would disarm the timer; `at` is in the future.
+            let expiration = Expiration::OneShot(TimeSpec::from_duration(at - now));
+            if self
+                .timer
+                .get_ref()
+                .0
+                .set(expiration, TimerSetTimeFlags::empty())
+                .is_err()
+            {
+                // Cannot happen with a valid timerfd and time; fall back to looking again.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.armed = Some(at);
+        }
+        loop {
+            match self.timer.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => {
+                    // Consume the expiration; EAGAIN when it was re-armed before being read.
+                    let mut expirations = [0u8; 8];
+                    let _ = nix::unistd::read(ready.get_inner().0.as_fd(), &mut expirations);
+                    ready.clear_ready();
+                    if Instant::now() >= at {
+                        self.armed = None;
+                        return Poll::Ready(());
+                    }
+                    // An expiration of an earlier arming: keep waiting for this one.
+                }
+                Poll::Ready(Err(_)) => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_connections_follow_the_ratio_exactly() {
+        let count = |ratio| {
+            (0..1000)
+                .filter(|s| uses_fresh_connection(*s, ratio))
+                .count()
+        };
+        assert_eq!(count(0.0), 0);
+        assert_eq!(count(0.1), 100);
+        assert_eq!(count(0.25), 250);
+        assert_eq!(count(1.0), 1000);
+    }
+
+    #[test]
+    fn the_alarm_wakes_on_time_not_on_tokios_millisecond() {
+        let setup = WorkerSetup::new(0).unwrap();
+        let mut alarm = setup.alarm;
+        let lateness = setup.runtime.block_on(async {
+            let mut lateness = Vec::new();
+            for _ in 0..20 {
+                let at = Instant::now() + Duration::from_micros(300);
+                poll_fn(|cx| alarm.poll_until(at, cx)).await;
+                let now = Instant::now();
+                assert!(now >= at, "never early");
+                lateness.push(now - at);
+            }
+            lateness.sort();
+            lateness[lateness.len() / 2]
+        });
+        // Generous for a loaded machine; tokio's own timer rounds up to its next millisecond.
+        assert!(
+            lateness < Duration::from_millis(5),
+            "median lateness {lateness:?}"
+        );
+    }
+}
