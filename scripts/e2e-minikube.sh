@@ -4,7 +4,11 @@
 # Gateway API). Fails when a rollout fails, or when a zero-downtime strategy drops a request.
 #
 # zdd runs as the ServiceAccount of deploy/kubernetes/rbac (a token, not your admin context), so
-# the run also proves that the least-privilege Role is enough.
+# the run also proves that the least-privilege Role is enough. The probe goes through --verify-url
+# (the NodePort or Traefik); the preview checks (blue-green, the weighted canary's first step) go
+# through --preview-url, the API server's Service proxy reached by `kubectl proxy` (admin context):
+# it finds the preview Service that zdd creates mid-run, which a port-forward or
+# `minikube service --url` started beforehand could not.
 #
 # CI does NOT run this script: no Kubernetes API server can run on the CI machines. CI tests the
 # same code against crates/fake-apiserver (crates/zdd/tests/kubernetes_*.rs). See
@@ -48,7 +52,8 @@ if [ "${ZDD_E2E_SKIP_IMAGE:-0}" != 1 ]; then
 fi
 
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+PROXY_PID=
+trap '[ -z "$PROXY_PID" ] || kill "$PROXY_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 say "namespace $NS, RBAC and the Gateway"
 admin create namespace "$NS" --dry-run=client -o yaml | admin apply -f -
@@ -64,23 +69,38 @@ if [ -z "$ca_file" ]; then
   admin config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$ca_file"
 fi
 token=$(admin -n "$NS" create token zdd --duration=2h)
-export KUBECONFIG=$WORK/kubeconfig
-kubectl config set-cluster e2e --server="$server" --certificate-authority="$ca_file" --embed-certs=true >/dev/null
-kubectl config set-credentials zdd --token="$token" >/dev/null
-kubectl config set-context zdd-e2e --cluster=e2e --user=zdd --namespace="$NS" >/dev/null
-kubectl config use-context zdd-e2e >/dev/null
+# Only zdd uses it (KUBECONFIG on its command line): `admin` keeps the caller's kubeconfig.
+ZDD_KUBECONFIG=$WORK/kubeconfig
+zdd_config() { kubectl --kubeconfig "$ZDD_KUBECONFIG" config "$@" >/dev/null; }
+zdd_config set-cluster e2e --server="$server" --certificate-authority="$ca_file" --embed-certs=true
+zdd_config set-credentials zdd --token="$token"
+zdd_config set-context zdd-e2e --cluster=e2e --user=zdd --namespace="$NS"
+zdd_config use-context zdd-e2e
 
 node_ip=$(minikube ip)
 traefik_port=$(admin -n traefik get service traefik -o jsonpath='{.spec.ports[?(@.name=="web")].nodePort}')
 [ -n "$traefik_port" ] || die "Traefik's Service has no nodePort for its web port"
 TRAEFIK_URL=http://$node_ip:$traefik_port
 
+say "kubectl proxy for the preview Services"
+kubectl --context "$CONTEXT" proxy --port=0 >"$WORK/proxy.log" 2>&1 &
+PROXY_PID=$!
+proxy_port=
+for _ in $(seq 1 50); do
+  proxy_port=$(sed -n 's/^Starting to serve on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/proxy.log")
+  [ -n "$proxy_port" ] && break
+  sleep 0.2
+done
+[ -n "$proxy_port" ] || die "kubectl proxy did not start: $(cat "$WORK/proxy.log")"
+
 cleanup_app() {
   admin -n "$NS" delete deployment,service,traefikservice,ingressroute,httproute -l "app=$1" \
     --ignore-not-found --wait=true >/dev/null
 }
 
-# name | example | router | zero-downtime (a dropped request fails the case)
+# name | example | router | zero-downtime (a dropped request fails the case; "unmeasured": run
+# without --verify-url/--preview-url, as from a laptop that cannot reach the cluster's routes: no
+# traffic, a fixed --settle-delay before each scale-to-zero)
 CASES="
 recreate|recreate|service|no
 rolling-update|rolling-update|service|yes
@@ -88,6 +108,7 @@ blue-green|blue-green|service|yes
 canary-replicas|canary|service|yes
 canary-weighted-traefik|canary-weighted|traefik|yes
 canary-weighted-gateway-api|canary-weighted|gateway-api|yes
+blue-green-unmeasured|blue-green|service|unmeasured
 "
 
 results=$WORK/results.md
@@ -112,9 +133,17 @@ while IFS='|' read -r name example router zero_downtime; do
     url=$TRAEFIK_URL
   fi
 
+  preview_url=http://127.0.0.1:$proxy_port/api/v1/namespaces/$NS/services/$app-preview:80/proxy
+
+  if [ "$zero_downtime" = unmeasured ]; then
+    access=(--settle-delay 5s)
+  else
+    access=(--verify-url "$url" --preview-url "$preview_url")
+  fi
+
   set +e
-  "$ZDD" rollout -f "$spec" --platform kubernetes --context zdd-e2e --namespace "$NS" \
-    --router "$router" --verify-url "$url" --run-dir "$WORK/run-$name" --json "$WORK/$name.json"
+  KUBECONFIG=$ZDD_KUBECONFIG "$ZDD" rollout -f "$spec" --platform kubernetes --context zdd-e2e --namespace "$NS" \
+    --router "$router" "${access[@]}" --run-dir "$WORK/run-$name" --json "$WORK/$name.json"
   code=$?
   set -e
   row=$(python3 - "$WORK/$name.json" "$name" "$router" "$code" "$zero_downtime" <<'EOF'
@@ -127,9 +156,14 @@ try:
 except (OSError, ValueError):
     summary = {}
 failed = summary.get("failed", "?")
-ok = code == "0" and (zero_downtime == "no" or failed == 0)
-print(f"| {name} | {router} | {code} | {summary.get('total', '?')} | {failed} | "
-      f"{summary.get('longest_outage_s', '?')} s | {'ok' if ok else 'FAILED'} |")
+if zero_downtime == "unmeasured":
+    ok = code == "0" and summary.get("traffic_measured") is False
+    print(f"| {name} | {router} | {code} | not measured | not measured | not measured | "
+          f"{'ok' if ok else 'FAILED'} |")
+else:
+    ok = code == "0" and (zero_downtime == "no" or failed == 0)
+    print(f"| {name} | {router} | {code} | {summary.get('total', '?')} | {failed} | "
+          f"{summary.get('longest_outage_s', '?')} s | {'ok' if ok else 'FAILED'} |")
 EOF
 )
   printf '%s\n' "$row" >>"$results"

@@ -299,17 +299,21 @@ pub fn write_outputs(
 /// the strategies that check the new version through it skip that check.
 fn warn_unchecked_preview(spec: &Spec) {
     let what = match spec.strategy {
-        Strategy::BlueGreen { .. } => "blue-green's preview check",
-        Strategy::CanaryWeighted { .. } => {
-            "the check that the canary is reachable before it gets weight"
-        }
-        _ => return,
+        Strategy::Recreate => return,
+        Strategy::BlueGreen { .. } => "blue-green's preview check".to_string(),
+        Strategy::CanaryWeighted { .. } => format!(
+            "the check that {} answers through the preview Service before it gets weight",
+            spec.to.name
+        ),
+        _ => format!(
+            "the check that {} answers through the preview Service before it gets all traffic",
+            spec.to.name
+        ),
     };
     tracing::warn!(
-        "no --preview-url: {what} is skipped (the preview Service {}-preview still selects {} \
-         while it runs)",
-        spec.name,
-        spec.to.name
+        "no --preview-url: {what} is skipped (the preview Service {}-preview is still created \
+         for the check and deleted afterwards)",
+        spec.name
     );
 }
 
