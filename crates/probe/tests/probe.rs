@@ -274,7 +274,7 @@ async fn dropping_the_handle_stops_the_traffic() {
     wait_until("traffic flows", WAIT, || server.requests() >= 50).await;
     assert!(probe.is_scheduling());
     drop(probe);
-    // The scheduler notices within its 20 ms stop check; give it ample time on a busy machine.
+    // The workers notice the stop at once; give them ample time on a busy machine.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after_drop = server.requests();
     tokio::time::sleep(Duration::from_millis(500)).await;
