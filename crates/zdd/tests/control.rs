@@ -116,3 +116,41 @@ fn abort_sends_traffic_back_to_the_old_version_and_exits_1() {
         text(&late.stderr)
     );
 }
+
+#[test]
+fn abort_during_blue_green_preview_removes_the_preview_route() {
+    let run = Run::new("control-abort-preview");
+    let spec = serve_spec(
+        "bgabort",
+        "  blueGreen: { autoPromote: false, previewChecks: 3 }",
+        2,
+        "0",
+    );
+    let (child, run_dir) = run.start_rollout("bgabort", &spec);
+    let paused = run.wait_status(&run_dir, Duration::from_secs(60), |s| {
+        s["phase"] == "paused"
+    });
+    assert_eq!(paused["strategy"], "blue-green");
+    let abort = run.control("abort", &run_dir);
+    assert!(abort.status.success(), "{}", text(&abort.stderr));
+
+    let output = wait_with_deadline(child, Duration::from_secs(90));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let result = run.read_json("out.json");
+    assert_eq!(result["failed"], 0, "{}", result["outages"]);
+    let labels = event_labels(&result);
+    let position = |wanted: &dyn Fn(&str) -> bool| labels.iter().position(|l| wanted(l));
+    let preview_removed = position(&|l| l.ends_with("preview removed"))
+        .unwrap_or_else(|| panic!("no preview removal: {labels:#?}"));
+    let rolled_back = position(&|l| l == "rolled back to v1")
+        .unwrap_or_else(|| panic!("no rollback: {labels:#?}"));
+    // The preview route is gone before v2 is scaled down, not left pointing at it.
+    assert!(preview_removed < rolled_back, "{labels:#?}");
+    // v2 served only the preview route: the main route's traffic never reached it.
+    assert!(
+        result["by_version"]["v2"].is_null() || result["by_version"]["v2"] == 0,
+        "{}",
+        result["by_version"]
+    );
+    run.assert_nothing_left();
+}

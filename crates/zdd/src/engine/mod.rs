@@ -604,6 +604,13 @@ impl<'p, P: Platform> Engine<'p, P> {
                 preview: None,
             })
             .await?;
+        } else if self.routing.preview.is_some() {
+            // Aborted during blue-green's preview: the preview route must not outlive the version.
+            self.set_routing(Routing {
+                main: self.routing.main.clone(),
+                preview: None,
+            })
+            .await?;
         }
         // A failing data plane must not keep the new version up: check, but scale down anyway.
         if let Err(err) = self.verify_drained(Which::To).await {
