@@ -22,12 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("--backend ADDR is required")?
         .parse()?;
     let threads: usize = arg("--threads").map_or(Ok(1), |t| t.parse())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // The router runs on its own worker threads; this runtime only starts it and waits.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let router = BuiltinRouter::start(listen).await?;
+        let router = BuiltinRouter::start_with_threads(listen, threads).await?;
         router.apply(&RouteTable {
             main: Route {
                 rules: vec![Rule {

@@ -1,31 +1,41 @@
 //! zdd's own router: an HTTP/1.1 reverse proxy on loopback, kube-proxy's and the ingress's part.
 //!
-//! Hot path: the route table sits behind an [`ArcSwap`] (a lock-free load per request), backends
-//! and endpoints are picked with atomic counters, the upstream authority and the `X-Zdd-*` header
-//! values are prepared when the table is applied, and upstream connections are pooled by hyper's
-//! client. No retries: a refused upstream is a 502, no endpoint a 503 (kube-proxy and Traefik do
-//! not retry either, so the failures a rollout causes stay visible).
+//! Hot path:
+//! - each worker is an OS thread with a current-thread tokio runtime: a request never crosses
+//!   threads, so no cross-thread wake-up (futex) is paid for it; several workers share the ports
+//!   with `SO_REUSEPORT` (thread per core);
+//! - the route table sits behind an [`ArcSwap`] (a lock-free load per request); backends and
+//!   endpoints are picked with atomic counters, per request;
+//! - each client connection keeps the upstream connections it used (one per endpoint, a few at
+//!   most) and reuses the one to the endpoint just picked: no pool lock, no pool checkout. Only a
+//!   connection's first request to an endpoint goes to the worker's shared pool (or connects);
+//! - the `Host` fallback and the `X-Zdd-*` header values are prepared when the table is applied.
+//!
+//! No retries: a refused upstream is a 502, no endpoint a 503 (kube-proxy and Traefik do not
+//! retry either, so the failures a rollout causes stay visible). The one exception is a reused
+//! idle upstream connection that turns out closed before the request went out on it (the
+//! upstream closed it meanwhile): that request was never sent, so it goes on a new connection.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::{Authority, Scheme, Uri};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1 as client_http1;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{Matcher, Route, RouteTable, RouterAddrs, RouterError};
@@ -44,11 +54,26 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     header::UPGRADE,
 ];
 
+/// A replica that does not accept within this is unreachable: 502.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Upstream connections a client connection keeps for itself (one per endpoint it talks to):
+/// enough for round robin over a few replicas without touching the shared pool.
+const CONNECTION_CACHE: usize = 4;
+/// Idle upstream connections a worker keeps per endpoint for new client connections.
+const POOL_PER_ENDPOINT: usize = 64;
+/// One `write` of a copied buffer instead of a `writev` of the head and the body: cheaper for
+/// small messages, which is what a proxy mostly moves.
+const WRITEV: bool = false;
+/// Listen backlog of each entry point.
+const BACKLOG: u32 = 1024;
+
 type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// An endpoint, prepared for the hot path.
 struct Target {
-    authority: Authority,
+    addr: SocketAddr,
+    /// `Host` for a request that came without one (HTTP/1.0).
+    host: HeaderValue,
     version: HeaderValue,
     pod: HeaderValue,
 }
@@ -161,12 +186,13 @@ fn compile_route(route: &Route) -> CompiledRoute {
                     targets: backend
                         .endpoints
                         .iter()
-                        .filter_map(|endpoint| {
-                            Some(Arc::new(Target {
-                                authority: Authority::try_from(endpoint.addr.to_string()).ok()?,
+                        .map(|endpoint| {
+                            Arc::new(Target {
+                                addr: endpoint.addr,
+                                host: header_value(&endpoint.addr.to_string()),
                                 version: header_value(&endpoint.version),
                                 pod: header_value(&endpoint.pod),
-                            }))
+                            })
                         })
                         .collect(),
                     next: AtomicU64::new(0),
@@ -190,9 +216,131 @@ fn compile(table: &RouteTable) -> CompiledTable {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data are plain collections of connections: usable after a panic elsewhere.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What every worker shares.
 struct Shared {
     table: ArcSwap<CompiledTable>,
-    client: Client<HttpConnector, Incoming>,
+}
+
+/// An open HTTP/1.1 connection to an endpoint.
+struct Upstream {
+    addr: SocketAddr,
+    sender: client_http1::SendRequest<Incoming>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    #[error("connect: no answer within {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+async fn connect(addr: SocketAddr) -> Result<Upstream, UpstreamError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout)?
+        .map_err(UpstreamError::Connect)?;
+    stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+    let (sender, connection) = client_http1::Builder::new()
+        .writev(WRITEV)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    // Ends when the upstream closes the connection or every sender is dropped.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Upstream { addr, sender })
+}
+
+/// A worker's idle upstream connections, for client connections that have none to an endpoint.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<client_http1::SendRequest<Incoming>>>>,
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<Upstream> {
+        let mut idle = lock(&self.idle);
+        let senders = idle.get_mut(&addr)?;
+        while let Some(sender) = senders.pop() {
+            if sender.is_ready() {
+                return Some(Upstream { addr, sender });
+            }
+        }
+        None
+    }
+
+    fn put(&self, upstream: Upstream) {
+        if !upstream.sender.is_ready() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        let senders = idle.entry(upstream.addr).or_default();
+        senders.retain(|sender| !sender.is_closed());
+        if senders.len() < POOL_PER_ENDPOINT {
+            senders.push(upstream.sender);
+        }
+    }
+}
+
+/// One client connection's own upstream connections; its requests come one after the other.
+struct ClientConnection {
+    entry: EntryPoint,
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    upstreams: Mutex<Vec<Upstream>>,
+}
+
+impl ClientConnection {
+    /// An upstream connection to `addr` ready for a request: this connection's own, else the
+    /// pool's; `None` = connect.
+    async fn checkout(&self, addr: SocketAddr) -> Option<Upstream> {
+        let own = {
+            let mut upstreams = lock(&self.upstreams);
+            let index = upstreams.iter().position(|upstream| upstream.addr == addr);
+            index.map(|index| upstreams.swap_remove(index))
+        };
+        if let Some(mut upstream) = own {
+            // Ready at once, unless the previous answer's end is still being read.
+            if upstream.sender.ready().await.is_ok() {
+                return Some(upstream);
+            }
+        }
+        self.pool.take(addr)
+    }
+
+    fn checkin(&self, upstream: Upstream) {
+        let evicted = {
+            let mut upstreams = lock(&self.upstreams);
+            upstreams.push(upstream);
+            (upstreams.len() > CONNECTION_CACHE).then(|| upstreams.remove(0))
+        };
+        if let Some(upstream) = evicted {
+            self.pool.put(upstream);
+        }
+    }
+
+    /// The client went away: its upstream connections serve other clients.
+    fn release(&self) {
+        for upstream in lock(&self.upstreams).drain(..) {
+            self.pool.put(upstream);
+        }
+    }
+}
+
+/// A worker thread: its runtime's end closes its listeners and connections.
+struct Worker {
+    done: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// The running builtin router.
@@ -200,45 +348,56 @@ pub struct BuiltinRouter {
     shared: Arc<Shared>,
     addrs: RouterAddrs,
     stop: CancellationToken,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<Worker>,
 }
 
 impl BuiltinRouter {
     /// Binds the main entry point on `listen` and the preview one on an OS-picked port of the
-    /// same loopback address, and starts serving (503 until the first [`BuiltinRouter::apply`]).
+    /// same loopback address, and starts serving on one worker thread (503 until the first
+    /// [`BuiltinRouter::apply`]).
     pub async fn start(listen: SocketAddr) -> Result<BuiltinRouter, RouterError> {
-        let main = TcpListener::bind(listen).await?;
-        let preview = TcpListener::bind(SocketAddr::new(listen.ip(), 0)).await?;
-        let addrs = RouterAddrs {
-            main: main.local_addr()?,
-            preview: preview.local_addr()?,
-        };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        Self::start_with_threads(listen, 1).await
+    }
+
+    /// [`BuiltinRouter::start`] with `threads` workers (at least 1), each with its own listeners
+    /// on the same ports (`SO_REUSEPORT`: the kernel spreads the connections).
+    pub async fn start_with_threads(
+        listen: SocketAddr,
+        threads: usize,
+    ) -> Result<BuiltinRouter, RouterError> {
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(compile(&RouteTable::default())),
-            client,
         });
         let stop = CancellationToken::new();
-        let listeners = vec![
-            tokio::spawn(serve(main, shared.clone(), EntryPoint::Main, stop.clone())),
-            tokio::spawn(serve(
-                preview,
-                shared.clone(),
-                EntryPoint::Preview,
-                stop.clone(),
-            )),
-        ];
-        Ok(BuiltinRouter {
+        let mut router = BuiltinRouter {
             shared,
-            addrs,
+            addrs: RouterAddrs {
+                main: listen,
+                preview: SocketAddr::new(listen.ip(), 0),
+            },
             stop,
-            listeners,
-        })
+            workers: Vec::with_capacity(threads),
+        };
+        // The first worker binds (picking the ports when asked to), the others join its ports.
+        for index in 0..threads {
+            let (bound, addrs) = oneshot::channel();
+            let (done_tx, done) = oneshot::channel();
+            let shared = router.shared.clone();
+            let stop = router.stop.clone();
+            let wanted = router.addrs;
+            let thread = std::thread::Builder::new()
+                .name(format!("zdd-router-{index}"))
+                .spawn(move || {
+                    run_worker(wanted, threads > 1, shared, stop, bound);
+                    let _ = done_tx.send(());
+                })?;
+            router.workers.push(Worker { done, thread });
+            router.addrs = addrs
+                .await
+                .map_err(|_| RouterError::Other("router worker ended at start".into()))??;
+        }
+        Ok(router)
     }
 
     pub fn addrs(&self) -> RouterAddrs {
@@ -250,11 +409,12 @@ impl BuiltinRouter {
         self.shared.table.store(Arc::new(compile(table)));
     }
 
-    /// Closes the listeners and every client connection.
+    /// Closes the listeners and every client and upstream connection.
     pub async fn shutdown(&mut self) {
         self.stop.cancel();
-        for listener in self.listeners.drain(..) {
-            let _ = listener.await;
+        for worker in self.workers.drain(..) {
+            let _ = worker.done.await;
+            let _ = worker.thread.join();
         }
     }
 }
@@ -265,29 +425,89 @@ impl Drop for BuiltinRouter {
     }
 }
 
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// One worker's whole life: binds `wanted` (reports the bound addresses through `bound`), then
+/// serves both entry points until `stop`.
+fn run_worker(
+    wanted: RouterAddrs,
+    reuse_port: bool,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    bound: oneshot::Sender<io::Result<RouterAddrs>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = bound.send(Err(err));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = (|| {
+            let main = bind(wanted.main, reuse_port)?;
+            let preview = bind(wanted.preview, reuse_port)?;
+            let addrs = RouterAddrs {
+                main: main.local_addr()?,
+                preview: preview.local_addr()?,
+            };
+            io::Result::Ok((main, preview, addrs))
+        })();
+        let (main, preview) = match listeners {
+            Ok((main, preview, addrs)) => {
+                let _ = bound.send(Ok(addrs));
+                (main, preview)
+            }
+            Err(err) => {
+                let _ = bound.send(Err(err));
+                return;
+            }
+        };
+        let pool = Arc::new(Pool::default());
+        tokio::join!(
+            serve(main, EntryPoint::Main, &shared, &pool, &stop),
+            serve(preview, EntryPoint::Preview, &shared, &pool, &stop),
+        );
+    });
+    // Dropping the runtime drops every connection task: the sockets close.
+    drop(runtime);
+}
+
 async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
     entry: EntryPoint,
-    stop: CancellationToken,
+    shared: &Arc<Shared>,
+    pool: &Arc<Pool>,
+    stop: &CancellationToken,
 ) {
-    // Dropping the set when the loop ends aborts every connection.
-    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
-                    connections.spawn(async move {
-                        let service = service_fn(move |request| {
-                            proxy(shared.clone(), entry, request)
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                    let client = Arc::new(ClientConnection {
+                        entry,
+                        shared: shared.clone(),
+                        pool: pool.clone(),
+                        upstreams: Mutex::new(Vec::new()),
                     });
+                    tokio::spawn(serve_client(stream, client));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -295,9 +515,20 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+async fn serve_client(stream: TcpStream, client: Arc<ClientConnection>) {
+    let service = {
+        let client = client.clone();
+        service_fn(move |request| proxy(client.clone(), request))
+    };
+    let _ = http1::Builder::new()
+        .writev(WRITEV)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    client.release();
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -318,14 +549,56 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the upstream keeps the connection open after this answer.
+fn keeps_alive(response: &Response<Incoming>) -> bool {
+    let has_token = |token: &str| {
+        response
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|item| item.trim().eq_ignore_ascii_case(token))
+    };
+    match response.version() {
+        Version::HTTP_11 => !has_token("close"),
+        Version::HTTP_10 => has_token("keep-alive"),
+        _ => false,
+    }
+}
+
+/// Sends `request` on a reused connection to `addr`, or on a new one; a reused connection that
+/// the upstream closed before the request went out gets the request again on a new one.
+async fn send(
+    client: &ClientConnection,
+    addr: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<(Upstream, Response<Incoming>), UpstreamError> {
+    if let Some(mut upstream) = client.checkout(addr).await {
+        match upstream.sender.try_send_request(request).await {
+            Ok(response) => return Ok((upstream, response)),
+            Err(mut err) => match err.take_message() {
+                Some(unsent) => {
+                    let mut upstream = connect(addr).await?;
+                    let response = upstream.sender.send_request(unsent).await?;
+                    return Ok((upstream, response));
+                }
+                None => return Err(err.into_error().into()),
+            },
+        }
+    }
+    let mut upstream = connect(addr).await?;
+    let response = upstream.sender.send_request(request).await?;
+    Ok((upstream, response))
+}
+
 async fn proxy(
-    shared: Arc<Shared>,
-    entry: EntryPoint,
+    client: Arc<ClientConnection>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let target = {
-        let table = shared.table.load();
-        let route = match entry {
+        let table = client.shared.table.load();
+        let route = match client.entry {
             EntryPoint::Main => &table.main,
             EntryPoint::Preview => &table.preview,
         };
@@ -335,19 +608,24 @@ async fn proxy(
         Ok(target) => target,
         Err((status, text)) => return Ok(plain(status, text)),
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(target.authority.clone());
-    parts.path_and_query = request.uri().path_and_query().cloned();
-    match Uri::from_parts(parts) {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => return Ok(plain(StatusCode::BAD_REQUEST, "bad request target\n")),
-    }
     strip_hop_by_hop(request.headers_mut());
-    let mut response = match shared.client.request(request).await {
-        Ok(upstream) => {
-            let (mut parts, body) = upstream.into_parts();
+    // The router speaks HTTP/1.1 to upstreams, whatever the client spoke.
+    *request.version_mut() = Version::HTTP_11;
+    if !request.headers().contains_key(header::HOST) {
+        request
+            .headers_mut()
+            .insert(header::HOST, target.host.clone());
+    }
+    let mut response = match send(&client, target.addr, request).await {
+        Ok((upstream, response)) => {
+            if keeps_alive(&response) {
+                client.checkin(upstream);
+            }
+            let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            // A proxy answers in its own version (an HTTP/1.0 upstream must not make the
+            // client's keep-alive connection look like a one-shot one).
+            parts.version = Version::HTTP_11;
             Response::from_parts(parts, Either::Left(body))
         }
         Err(err) => {
