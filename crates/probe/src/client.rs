@@ -1,26 +1,22 @@
-//! A minimal HTTP/1.1 client over hyper's connection API. Each connection slot is one task that
-//! owns one keep-alive connection and drives it itself (request, response and the connection's I/O
-//! in the same task: no pool lock, no task per request, no wake-up between tasks), so the probe
-//! decides which request goes on a fresh connection and can tell how each one failed.
+//! A minimal HTTP/1.1 client: each connection slot owns one keep-alive TCP connection and does its
+//! request and response itself, with a request serialized once for the whole run and the response
+//! head parsed in place by `httparse` (the parser hyper uses). hyper's client connection costs
+//! about as much CPU as the kernel's loopback TCP per request (a dispatch channel, a oneshot, header
+//! maps and a dozen allocations); the probe sends one fixed GET, reads the status, two headers and
+//! the body's framing, so it does that directly and keeps its CPU for sending at the rate.
 //!
 //! Reuse policy (what a careful real client does):
 //! - an idle connection is watched while idle, so one the server closes is dropped before reuse;
-//! - a response with `Connection: close` (or HTTP/1.0 without keep-alive) is honoured: that
-//!   connection is not reused;
+//! - a response with `Connection: close` (or HTTP/1.0 without keep-alive), or whose body ends with
+//!   the connection, is honoured: that connection is not reused;
 //! - a reused connection that breaks after the request went out and before a complete response
 //!   counts as `reset`, not retried: a browser or a proxy without retries shows that to its user.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::io;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{CONNECTION, HOST, USER_AGENT};
-use http::{HeaderName, HeaderValue, Request, Response, Uri};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::{HeaderName, Uri};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::ProbeError;
@@ -29,38 +25,141 @@ use crate::outcome::{FailureKind, Outcome};
 /// Bodies are read to the end (to keep the connection reusable) but only this much is kept to look
 /// for a JSON `version` field.
 const MAX_KEPT_BODY: usize = 64 * 1024;
+/// A response head (or a chunk-size line, or trailers) longer than this is malformed.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Room made in the read buffer before each read.
+const READ_CHUNK: usize = 8 * 1024;
 
-type Sender = SendRequest<Empty<Bytes>>;
-type Driver = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// An open connection: the handle to send on, and the future that does its I/O.
+/// An open keep-alive connection and what was read from it.
 pub(crate) struct Connection {
-    sender: Sender,
-    driver: Driver,
-    /// The driver finished: the connection is closed.
+    stream: TcpStream,
+    /// Bytes received; `buf[pos..]` are not consumed yet.
+    buf: Vec<u8>,
+    pos: usize,
+    /// The server closed it (or it cannot be reused).
     closed: bool,
 }
 
 impl Connection {
+    fn new(stream: TcpStream) -> Self {
+        Connection {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            closed: false,
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
 
-    /// Resolves when the server closes the idle connection (or it fails).
+    /// Resolves when the server closes the idle connection (or fails it, or sends bytes nobody
+    /// asked for: either way it cannot carry another request).
     pub(crate) async fn closed(&mut self) {
-        if !self.closed {
-            (&mut self.driver).await;
-            self.closed = true;
+        while !self.closed {
+            if self.stream.readable().await.is_err() {
+                self.closed = true;
+                break;
+            }
+            let mut byte = [0u8; 1];
+            match self.stream.try_read(&mut byte) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                _ => self.closed = true,
+            }
         }
     }
+
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Reads more bytes from the server; the end of the stream is [`ExchangeError::Incomplete`].
+    async fn fill(&mut self) -> Result<(), ExchangeError> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Err(ExchangeError::Incomplete),
+            Ok(_) => Ok(()),
+            Err(err) => Err(ExchangeError::Io(err)),
+        }
+    }
+
+    /// Consumes up to `wanted` unread bytes (reading more when none are buffered), keeping them in
+    /// `kept` when given, up to [`MAX_KEPT_BODY`]. Returns how many were consumed.
+    async fn consume(
+        &mut self,
+        wanted: u64,
+        kept: &mut Option<Vec<u8>>,
+    ) -> Result<usize, ExchangeError> {
+        if self.pos == self.buf.len() {
+            self.fill().await?;
+        }
+        let available = self.unread();
+        let take = available
+            .len()
+            .min(usize::try_from(wanted).unwrap_or(usize::MAX));
+        if let Some(kept) = kept {
+            let room = MAX_KEPT_BODY.saturating_sub(kept.len());
+            kept.extend_from_slice(&available[..take.min(room)]);
+        }
+        self.pos += take;
+        Ok(take)
+    }
+}
+
+/// Why an exchange did not produce a complete response.
+#[derive(Debug)]
+enum ExchangeError {
+    Io(io::Error),
+    /// The connection ended before a complete response.
+    Incomplete,
+    /// Not a valid HTTP/1.x response.
+    Malformed,
+}
+
+impl ExchangeError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            ExchangeError::Io(err) => FailureKind::from_io(err),
+            ExchangeError::Incomplete => FailureKind::Reset,
+            ExchangeError::Malformed => FailureKind::Other,
+        }
+    }
+}
+
+/// How the response body is delimited.
+#[derive(Debug, PartialEq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the server closes the connection.
+    UntilClose,
+}
+
+/// What the probe needs from a response head.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    framing: Framing,
+    keep_alive: bool,
+    version: Option<String>,
+    fallback_version: Option<String>,
 }
 
 /// What every request is built from, and how answers are read.
 pub(crate) struct Client {
     /// `host:port` to connect to.
     authority: String,
-    host_header: HeaderValue,
-    path: Uri,
+    /// The whole request, serialized once.
+    request: Vec<u8>,
     timeout: Duration,
     version_header: HeaderName,
     fallback_version_header: Option<HeaderName>,
@@ -85,26 +184,25 @@ impl Client {
         let port = url.port_u16().unwrap_or(80);
         // `[::1]` stays bracketed in the Uri's host, which is the form connect() needs.
         let authority = format!("{host}:{port}");
-        let host_header = HeaderValue::from_str(
-            url.authority()
-                .map(|a| a.as_str())
-                .ok_or_else(|| bad("missing host"))?,
+        // A parsed Uri holds no spaces or line breaks, so both go into the request line as is.
+        let host_header = url
+            .authority()
+            .map(|a| a.as_str())
+            .ok_or_else(|| bad("missing host"))?;
+        let path = url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = if path.is_empty() { "/" } else { path };
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: zdd-probe/{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
         )
-        .map_err(|_| bad("host is not a valid header value"))?;
-        let path = url
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse::<Uri>()
-            .map_err(|e| bad(&e.to_string()))?;
+        .into_bytes();
         let header = |name: &str| {
             HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ProbeError::Config(format!("invalid header name {name:?}")))
         };
         Ok(Client {
             authority,
-            host_header,
-            path,
+            request,
             timeout,
             version_header: header(version_header)?,
             fallback_version_header: fallback_version_header.map(header).transpose()?,
@@ -118,17 +216,14 @@ impl Client {
         let result = tokio::time::timeout(self.timeout, async {
             if fresh {
                 let mut connection = self.connect().await.map_err(Outcome::failed)?;
-                Ok(self.exchange(&mut connection).await.0)
+                Ok(self.exchange(&mut connection).await)
             } else {
-                if slot
-                    .as_ref()
-                    .is_none_or(|c| c.closed || c.sender.is_closed())
-                {
+                if slot.as_ref().is_none_or(|c| c.closed) {
                     *slot = Some(self.connect().await.map_err(Outcome::failed)?);
                 }
                 let connection = slot.as_mut().expect("just filled");
-                let (outcome, reusable) = self.exchange(connection).await;
-                if !reusable {
+                let outcome = self.exchange(connection).await;
+                if connection.closed {
                     *slot = None;
                 }
                 Ok(outcome)
@@ -145,59 +240,154 @@ impl Client {
         }
     }
 
-    /// One request and its answer, driving the connection's I/O in this task meanwhile. Returns
-    /// the outcome and whether the connection may be reused.
-    async fn exchange(&self, connection: &mut Connection) -> (Outcome, bool) {
-        let Connection {
-            sender,
-            driver,
-            closed,
-        } = connection;
-        let request = Request::get(self.path.clone())
-            .header(HOST, self.host_header.clone())
-            .header(USER_AGENT, concat!("zdd-probe/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::<Bytes>::new())
-            .expect("request parts are validated in Client::new");
-        let exchange = async {
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let reusable = keeps_alive(&response);
-            let status = response.status();
-            let header_version = header_str(&response, &self.version_header);
-            let fallback_version = self
-                .fallback_version_header
-                .as_ref()
-                .and_then(|name| header_str(&response, name));
-            let body = read_body(response.into_body(), header_version.is_none()).await?;
-            let outcome = match FailureKind::from_status(status) {
-                Some(kind) => Outcome::Failed {
-                    kind,
-                    answered: true,
-                },
-                None => Outcome::Ok {
-                    version: header_version
-                        .or_else(|| json_version(&body))
-                        .or(fallback_version),
-                },
-            };
-            Ok::<_, hyper::Error>((outcome, reusable))
-        };
-        tokio::pin!(exchange);
-        let result = loop {
-            if *closed {
-                // The connection ended; the exchange finishes with what it got (or an error).
-                break exchange.await;
+    /// One request and its answer; marks the connection closed when it cannot be reused.
+    async fn exchange(&self, connection: &mut Connection) -> Outcome {
+        match self.try_exchange(connection).await {
+            Ok((outcome, reusable)) => {
+                connection.closed |= !reusable;
+                outcome
             }
-            tokio::select! {
-                biased;
-                result = &mut exchange => break result,
-                () = &mut *driver => *closed = true,
+            Err(err) => {
+                connection.closed = true;
+                Outcome::failed(err.kind())
             }
-        };
-        match result {
-            Ok((outcome, reusable)) => (outcome, reusable && !*closed),
-            Err(err) => (Outcome::failed(FailureKind::from_hyper(&err)), false),
         }
+    }
+
+    async fn try_exchange(
+        &self,
+        connection: &mut Connection,
+    ) -> Result<(Outcome, bool), ExchangeError> {
+        connection
+            .stream
+            .write_all(&self.request)
+            .await
+            .map_err(ExchangeError::Io)?;
+        connection.buf.clear();
+        connection.pos = 0;
+        let head = loop {
+            match self.parse_head(connection)? {
+                // 1xx (but 101): an interim answer, the real one follows.
+                Some(head) if (100..200).contains(&head.status) && head.status != 101 => {}
+                Some(head) => break head,
+                None => {
+                    if connection.unread().len() > MAX_HEAD {
+                        return Err(ExchangeError::Malformed);
+                    }
+                    connection.fill().await?;
+                }
+            }
+        };
+        let mut kept = head.version.is_none().then(Vec::new);
+        let (framing, reusable) = if head.status == 101 {
+            // Switched to another protocol: nothing more to read as HTTP/1.1.
+            (Framing::Length(0), false)
+        } else {
+            (head.framing, head.keep_alive)
+        };
+        let complete = match framing {
+            Framing::Length(mut remaining) => {
+                while remaining > 0 {
+                    remaining -= connection.consume(remaining, &mut kept).await? as u64;
+                }
+                true
+            }
+            Framing::Chunked => {
+                read_chunked(connection, &mut kept).await?;
+                true
+            }
+            Framing::UntilClose => {
+                loop {
+                    match connection.consume(u64::MAX, &mut kept).await {
+                        Ok(_) => {}
+                        Err(ExchangeError::Incomplete) => break,
+                        Err(err) => return Err(err),
+                    }
+                }
+                false
+            }
+        };
+        // Bytes after the response (nobody asked for them) make the connection unusable too.
+        let reusable = reusable && complete && connection.unread().is_empty();
+        let outcome = match FailureKind::from_status(head.status) {
+            Some(kind) => Outcome::Failed {
+                kind,
+                answered: true,
+            },
+            None => Outcome::Ok {
+                version: head
+                    .version
+                    .or_else(|| kept.as_deref().and_then(json_version))
+                    .or(head.fallback_version),
+            },
+        };
+        Ok((outcome, reusable))
+    }
+
+    /// Parses a response head from the unread bytes: `None` until it is complete.
+    fn parse_head(&self, connection: &mut Connection) -> Result<Option<Head>, ExchangeError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let length = match response.parse(connection.unread()) {
+            Ok(httparse::Status::Complete(length)) => length,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ExchangeError::Malformed),
+        };
+        let status = response.code.ok_or(ExchangeError::Malformed)?;
+        let http10 = response.version == Some(0);
+        let mut head = Head {
+            status,
+            framing: Framing::UntilClose,
+            keep_alive: false,
+            version: None,
+            fallback_version: None,
+        };
+        let mut content_length: Option<u64> = None;
+        let mut chunked: Option<bool> = None;
+        let (mut close, mut keep_alive) = (false, false);
+        for header in response.headers.iter() {
+            let name = header.name;
+            let value = || std::str::from_utf8(header.value).map(str::trim).ok();
+            if name.eq_ignore_ascii_case("content-length") {
+                let length = value()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or(ExchangeError::Malformed)?;
+                if content_length.is_some_and(|l| l != length) {
+                    return Err(ExchangeError::Malformed);
+                }
+                content_length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                // Chunked only when it is the last coding applied.
+                let last = value().and_then(|v| v.rsplit(',').next()).map(str::trim);
+                chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case("chunked")));
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value().unwrap_or("").split(',').map(str::trim) {
+                    close |= token.eq_ignore_ascii_case("close");
+                    keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case(self.version_header.as_str()) {
+                head.version = value().filter(|v| !v.is_empty()).map(str::to_string);
+            } else if let Some(fallback) = &self.fallback_version_header
+                && name.eq_ignore_ascii_case(fallback.as_str())
+            {
+                head.fallback_version = value().filter(|v| !v.is_empty()).map(str::to_string);
+            }
+        }
+        // HTTP/1.1 keeps the connection unless told to close; HTTP/1.0 only when told to keep it.
+        head.keep_alive = !close && (!http10 || keep_alive);
+        head.framing = if status < 200 || status == 204 || status == 304 {
+            Framing::Length(0)
+        } else {
+            match (chunked, content_length) {
+                (Some(true), _) => Framing::Chunked,
+                // Another transfer coding: the body ends with the connection (RFC 9112, 6.3).
+                (Some(false), _) => Framing::UntilClose,
+                (None, Some(length)) => Framing::Length(length),
+                (None, None) => Framing::UntilClose,
+            }
+        };
+        connection.pos += length;
+        Ok(Some(head))
     }
 
     async fn connect(&self) -> Result<Connection, FailureKind> {
@@ -206,59 +396,63 @@ impl Client {
             .map_err(|err| FailureKind::from_io(&err))?;
         // Small requests: do not let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| FailureKind::from_hyper(&err))?;
-        Ok(Connection {
-            sender,
-            // Errors surface on the request that was in flight.
-            driver: Box::pin(async move {
-                let _ = connection.await;
-            }),
-            closed: false,
-        })
+        Ok(Connection::new(stream))
     }
 }
 
-/// Whether the server lets the connection be reused after this response.
-fn keeps_alive(response: &Response<Incoming>) -> bool {
-    let has_token = |token: &str| {
-        response.headers().get_all(CONNECTION).iter().any(|value| {
-            value
-                .to_str()
-                .map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-                .unwrap_or(false)
-        })
-    };
-    if response.version() == http::Version::HTTP_10 {
-        has_token("keep-alive")
-    } else {
-        !has_token("close")
-    }
-}
-
-fn header_str(response: &Response<Incoming>, name: &HeaderName) -> Option<String> {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-/// Reads the whole body; keeps its start only when it may carry the version.
-async fn read_body(mut body: Incoming, keep: bool) -> Result<Vec<u8>, hyper::Error> {
-    let mut kept = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data()
-            && keep
-            && kept.len() < MAX_KEPT_BODY
-        {
-            let room = MAX_KEPT_BODY - kept.len();
-            kept.extend_from_slice(&data[..data.len().min(room)]);
+/// Reads a chunked body to its end (trailers included).
+async fn read_chunked(
+    connection: &mut Connection,
+    kept: &mut Option<Vec<u8>>,
+) -> Result<(), ExchangeError> {
+    loop {
+        let size = match httparse::parse_chunk_size(connection.unread()) {
+            Ok(httparse::Status::Complete((used, size))) => {
+                connection.pos += used;
+                size
+            }
+            Ok(httparse::Status::Partial) => {
+                if connection.unread().len() > MAX_HEAD {
+                    return Err(ExchangeError::Malformed);
+                }
+                connection.fill().await?;
+                continue;
+            }
+            Err(_) => return Err(ExchangeError::Malformed),
+        };
+        if size == 0 {
+            break;
         }
+        let mut remaining = size;
+        while remaining > 0 {
+            remaining -= connection.consume(remaining, kept).await? as u64;
+        }
+        while connection.unread().len() < 2 {
+            connection.fill().await?;
+        }
+        if &connection.unread()[..2] != b"\r\n" {
+            return Err(ExchangeError::Malformed);
+        }
+        connection.pos += 2;
     }
-    Ok(kept)
+    // Trailers: header lines, then an empty line.
+    loop {
+        let unread = connection.unread();
+        if unread.starts_with(b"\r\n") {
+            connection.pos += 2;
+            return Ok(());
+        }
+        if unread.len() >= 2
+            && let Some(end) = unread.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            connection.pos += end + 4;
+            return Ok(());
+        }
+        if unread.len() > MAX_HEAD {
+            return Err(ExchangeError::Malformed);
+        }
+        connection.fill().await?;
+    }
 }
 
 /// The `version` field of a JSON object body (a string, or a number written as text).
@@ -278,6 +472,8 @@ fn json_version(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tokio::net::TcpListener;
 
     #[test]
     fn version_comes_from_a_json_object_body() {
@@ -305,5 +501,96 @@ mod tests {
         assert!(client("http://[::1]:8080/").is_ok());
         assert!(client("https://127.0.0.1/").is_err());
         assert!(client("/just/a/path").is_err());
+        let request = client("http://localhost:8080/health?x=1").unwrap().request;
+        let request = String::from_utf8(request).unwrap();
+        assert!(
+            request.starts_with("GET /health?x=1 HTTP/1.1\r\nHost: localhost:8080\r\n"),
+            "{request}"
+        );
+        assert!(request.ends_with("\r\n\r\n"));
+    }
+
+    /// A server that answers each request on one connection with the next canned response, split
+    /// into tiny writes (so every parser state sees a partial read), then closes.
+    async fn canned(responses: Vec<&'static [u8]>) -> (Client, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            for response in responses {
+                let mut seen = Vec::new();
+                while !seen.ends_with(b"\r\n\r\n") {
+                    let n = stream.read(&mut request).await.unwrap();
+                    assert!(n > 0, "client closed early");
+                    seen.extend_from_slice(&request[..n]);
+                }
+                for piece in response.chunks(3) {
+                    // The client may give up (on garbage) before the end.
+                    if stream.write_all(piece).await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let client = Client::new(&url, Duration::from_secs(5), "X-Version", None).unwrap();
+        (client, server)
+    }
+
+    fn ok(version: &str) -> Outcome {
+        Outcome::Ok {
+            version: Some(version.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_of_every_framing_are_read_and_the_connection_reused() {
+        let (client, server) = canned(vec![
+            b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nContent-Length: 5\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              4\r\n{\"ve\r\n11;ext=1\r\nrsion\": \"v2\"}    \r\n0\r\nTrailer: x\r\n\r\n",
+            b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\nX-Version: v3\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nX-Version: v4\r\n\r\nuntil the end",
+        ])
+        .await;
+        let mut slot = None;
+        assert_eq!(client.execute(&mut slot, false).await, ok("v1"));
+        assert_eq!(client.execute(&mut slot, false).await, ok("v2"));
+        assert_eq!(
+            client.execute(&mut slot, false).await,
+            Outcome::Failed {
+                kind: FailureKind::Http5xx,
+                answered: true
+            }
+        );
+        assert_eq!(client.execute(&mut slot, false).await, ok("v3"));
+        assert!(slot.is_some(), "one connection so far");
+        assert_eq!(client.execute(&mut slot, false).await, ok("v4"));
+        assert!(slot.is_none(), "a body ending with the connection");
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_response_cut_short_is_a_reset_and_garbage_is_other() {
+        let (client, server) =
+            canned(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
+        let mut slot = None;
+        assert_eq!(
+            client.execute(&mut slot, false).await,
+            Outcome::failed(FailureKind::Reset)
+        );
+        assert!(slot.is_none());
+        server.await.unwrap();
+
+        let (client, server) = canned(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
+        assert_eq!(
+            client.execute(&mut slot, false).await,
+            Outcome::failed(FailureKind::Other)
+        );
+        server.await.unwrap();
     }
 }
