@@ -13,13 +13,11 @@
 //! [`FLUSH_INTERVAL`] (or every [`MAX_BUFFERED`] outcomes), so the lock is taken about a thousand
 //! times a second whatever the rate.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -27,7 +25,6 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::task::LocalSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
@@ -77,11 +74,11 @@ impl WorkerSetup {
             alarm,
             slots,
         } = self;
-        let worker = Rc::new(Worker {
+        let worker = Arc::new(Worker {
             shared,
             client,
             config,
-            local: RefCell::new(Local {
+            local: Mutex::new(Local {
                 waiting: VecDeque::new(),
                 parked: Vec::new(),
                 completions: Vec::new(),
@@ -90,22 +87,22 @@ impl WorkerSetup {
                 poked: false,
             }),
         });
-        LocalSet::new().block_on(&runtime, async {
+        // Plain tasks on the single-threaded runtime (not a LocalSet, whose tasks woken by I/O
+        // go through a locked queue and an eventfd write each).
+        // The alarm task is a task too: waking the `block_on` future itself would cost an eventfd
+        // write each time.
+        runtime.block_on(async {
+            let driver = tokio::spawn(drive(worker.clone(), alarm, stop));
             let handles: Vec<_> = (0..slots)
-                .map(|_| tokio::task::spawn_local(run_slot(worker.clone())))
+                .map(|_| tokio::spawn(run_slot(worker.clone())))
                 .collect();
-            let slots_done = async {
-                for handle in handles {
-                    // A panicking slot loses its own request only.
-                    let _ = handle.await;
-                }
-            };
-            tokio::select! {
-                () = slots_done => {}
-                () = drive(worker.clone(), alarm, stop) => {}
+            for handle in handles {
+                // A panicking slot loses its own request only.
+                let _ = handle.await;
             }
+            driver.abort();
         });
-        let mut local = worker.local.borrow_mut();
+        let mut local = worker.lock();
         worker.flush(&mut local, Instant::now());
     }
 }
@@ -120,15 +117,15 @@ struct Worker {
     shared: Arc<Shared>,
     client: Arc<Client>,
     config: WorkerConfig,
-    local: RefCell<Local>,
+    local: Mutex<Local>,
 }
 
 /// The worker's own state; only its thread touches it.
 struct Local {
     /// Slots holding a claimed request, in due order (one thread claims in increasing order).
-    waiting: VecDeque<(Instant, Rc<Signal>)>,
+    waiting: VecDeque<(Instant, Arc<Signal>)>,
     /// Free slots without a claim, the most recently used on top.
-    parked: Vec<Rc<Signal>>,
+    parked: Vec<Arc<Signal>>,
     completions: Vec<Completion>,
     last_flush: Instant,
     /// The alarm task, to wake when its next deadline may have moved earlier.
@@ -137,6 +134,11 @@ struct Local {
 }
 
 impl Worker {
+    /// Only this worker's thread takes it: never contended.
+    fn lock(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().expect("worker state poisoned")
+    }
+
     fn poke(&self, local: &mut Local) {
         local.poked = true;
         if let Some(driver) = local.driver.take() {
@@ -144,17 +146,17 @@ impl Worker {
         }
     }
 
-    fn park(&self, signal: &Rc<Signal>) {
+    fn park(&self, signal: &Arc<Signal>) {
         signal.arm();
-        let mut local = self.local.borrow_mut();
+        let mut local = self.lock();
         local.parked.push(signal.clone());
         self.shared.schedule.parked.fetch_add(1, Ordering::Relaxed);
         self.poke(&mut local);
     }
 
-    fn wake_at(&self, due: Instant, signal: &Rc<Signal>) {
+    fn wake_at(&self, due: Instant, signal: &Arc<Signal>) {
         signal.arm();
-        let mut local = self.local.borrow_mut();
+        let mut local = self.lock();
         let was_empty = local.waiting.is_empty();
         local.waiting.push_back((due, signal.clone()));
         // Later entries never move the alarm earlier: the queue is in due order.
@@ -164,7 +166,7 @@ impl Worker {
     }
 
     fn record(&self, completion: Completion) {
-        let mut local = self.local.borrow_mut();
+        let mut local = self.lock();
         local.completions.push(completion);
         let now = Instant::now();
         if local.completions.len() >= MAX_BUFFERED || now >= local.last_flush + FLUSH_INTERVAL {
@@ -190,7 +192,7 @@ impl Worker {
     /// When the alarm task must next act: a due slot, parked slots to wake for a request coming
     /// within the look-ahead, buffered outcomes to flush.
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let local = self.local.borrow();
+        let local = self.lock();
         let schedule = &self.shared.schedule;
         let mut deadline: Option<Instant> = None;
         let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
@@ -214,7 +216,7 @@ impl Worker {
     fn pass(&self, now: Instant) {
         let schedule = &self.shared.schedule;
         let mut fire = Vec::new();
-        let mut local = self.local.borrow_mut();
+        let mut local = self.lock();
         let stopped = schedule.is_stopped();
         while let Some((due, _)) = local.waiting.front() {
             if *due > now && !stopped {
@@ -249,7 +251,7 @@ impl Worker {
 
 /// The worker's alarm task: wakes slots when their request is due, at most every batch interval.
 /// Never returns; the worker ends when its slots do.
-async fn drive(worker: Rc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
+async fn drive(worker: Arc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
     let batch_interval = worker.config.batch_interval;
     let mut stop_signal = Some(Box::pin(stop.cancelled_owned()));
     let mut last_pass: Option<Instant> = None;
@@ -269,7 +271,7 @@ async fn drive(worker: Rc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
         // Sleep until the alarm, a slot's poke (the deadline may have moved) or the stop.
         poll_fn(|cx| {
             {
-                let mut local = worker.local.borrow_mut();
+                let mut local = worker.lock();
                 if std::mem::take(&mut local.poked) {
                     return Poll::Ready(());
                 }
@@ -293,8 +295,8 @@ async fn drive(worker: Rc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
 }
 
 /// One connection slot: claims the next request, waits for its time, sends it, records it.
-async fn run_slot(worker: Rc<Worker>) {
-    let signal = Rc::new(Signal::default());
+async fn run_slot(worker: Arc<Worker>) {
+    let signal = Arc::new(Signal::default());
     let schedule = &worker.shared.schedule;
     let mut connection: Option<client::Connection> = None;
     // Free since before its claim (new, or woken from parked): a late request is the probe's own
@@ -373,28 +375,32 @@ pub(crate) fn uses_fresh_connection(seq: u64, ratio: f64) -> bool {
 /// A one-shot wake-up for one slot, re-armed before each wait.
 #[derive(Default)]
 struct Signal {
-    fired: Cell<bool>,
-    waker: Cell<Option<Waker>>,
+    fired: AtomicBool,
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Signal {
     fn arm(&self) {
-        self.fired.set(false);
+        self.fired.store(false, Ordering::Relaxed);
     }
 
     fn fire(&self) {
-        self.fired.set(true);
-        if let Some(waker) = self.waker.take() {
+        self.fired.store(true, Ordering::Release);
+        if let Some(waker) = self.waker.lock().expect("signal poisoned").take() {
             waker.wake();
         }
     }
 
     fn wait(&self) -> impl Future<Output = ()> + '_ {
         poll_fn(move |cx| {
-            if self.fired.get() {
+            if self.fired.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            *self.waker.lock().expect("signal poisoned") = Some(cx.waker().clone());
+            // Fired between the check and the registration: do not miss it.
+            if self.fired.load(Ordering::Acquire) {
                 Poll::Ready(())
             } else {
-                self.waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
         })
