@@ -29,7 +29,7 @@ use supervisor::{ProcessGroups, Supervisor};
 
 /// How often the `wait_*` methods look at the replicas.
 const WAIT_POLL: Duration = Duration::from_millis(20);
-/// Upper bound of [`Platform::shutdown`] on top of the longest grace period.
+/// Upper bound of the replicas' stop in [`Platform::shutdown`] on top of their end-of-run grace.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 
 /// Which data plane the local platform runs.
@@ -233,9 +233,13 @@ impl Platform for LocalPlatform {
         for task in self.controller.drain(..) {
             task.abort();
         }
-        let bound = self.supervisor.longest_grace_period() + SHUTDOWN_MARGIN;
-        self.supervisor.shutdown(bound).await;
-        self.data.lock().await.router.shutdown().await;
+        // The router goes first (`biased`: its first poll closes the builtin router's listeners
+        // or sends Traefik its SIGTERM): then no request can reach a replica, so the replicas
+        // need no drain and stop within their short end-of-run grace while the router finishes.
+        let bound = self.supervisor.end_of_run_grace() + SHUTDOWN_MARGIN;
+        let mut data = self.data.lock().await;
+        tokio::join!(biased; data.router.shutdown(), self.supervisor.shutdown(bound));
+        drop(data);
         // The router's own process (Traefik) is gone by now; this reaps anything left.
         self.groups.kill_all();
         self.events.emit("platform shut down");
@@ -255,5 +259,98 @@ impl Drop for LocalPlatform {
         }
         self.supervisor.abort_all();
         self.groups.kill_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::ProbeSpec;
+
+    /// A Python HTTP server on `{port}` whose SIGTERM handling is `on_sigterm` (Python code run
+    /// in the signal handler).
+    fn python_replica(version: &str, on_sigterm: &str, grace: Duration) -> VersionTemplate {
+        let script = format!(
+            "import os, signal, sys, http.server\n\
+             def on_sigterm(signum, frame):\n    {on_sigterm}\n\
+             signal.signal(signal.SIGTERM, on_sigterm)\n\
+             http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, \
+             port=int(sys.argv[1]), bind='127.0.0.1')"
+        );
+        VersionTemplate {
+            name: version.to_owned(),
+            command: vec!["python3".into(), "-c".into(), script, "{port}".into()],
+            image: None,
+            env: Default::default(),
+            readiness: ProbeSpec {
+                path: "/".into(),
+                period: Duration::from_millis(100),
+                timeout: Duration::from_secs(1),
+                failure_threshold: 2,
+                success_threshold: 1,
+                initial_delay: Duration::ZERO,
+            },
+            liveness: None,
+            pre_stop_sleep: Duration::from_secs(20),
+            termination_grace_period: grace,
+            min_ready: Duration::ZERO,
+        }
+    }
+
+    fn exits(events: &EventLog) -> Vec<String> {
+        events
+            .snapshot()
+            .into_iter()
+            .map(|event| event.label)
+            .filter(|label| label.contains(" exited ("))
+            .collect()
+    }
+
+    /// At the end of a run nothing drains: a replica that only stops on a second SIGTERM (like
+    /// the reference service) gets it at once, one that ignores SIGTERM is SIGKILLed after the
+    /// short end-of-run grace, not after its 30 s grace period, and a replica already in its
+    /// preStop sleep (a rollout's scale-down) is cut short too. Every exit is in the events.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_stops_replicas_without_draining() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = EventLog::new(Instant::now());
+        let mut config = LocalConfig::new(dir.path().join("run"));
+        config.propagation_delay = Duration::ZERO;
+        let mut platform = LocalPlatform::start(config, events.clone()).await.unwrap();
+        // The first SIGTERM starts a "drain" that would last longer than the test's bound.
+        let draining = python_replica(
+            "v1",
+            "if getattr(on_sigterm, 'seen', False): os._exit(0)\n    on_sigterm.seen = True",
+            Duration::from_secs(30),
+        );
+        let stubborn = python_replica("v2", "pass", Duration::from_secs(30));
+        platform.scale(&draining, 2).await.unwrap();
+        platform.scale(&stubborn, 1).await.unwrap();
+        let ready = Duration::from_secs(20);
+        platform.wait_ready("v1", 2, ready).await.unwrap();
+        platform.wait_ready("v2", 1, ready).await.unwrap();
+        // v1-2 starts its 20 s preStop sleep, as in a rollout's scale-down.
+        platform.scale(&draining, 1).await.unwrap();
+        let url = platform.main_url();
+
+        let began = Instant::now();
+        platform.shutdown().await.unwrap();
+        let took = began.elapsed();
+
+        assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+        let exits = exits(&events);
+        for pod in ["v1-1", "v1-2"] {
+            assert!(
+                exits.contains(&format!("pod {pod} exited (code 0)")),
+                "{pod} did not stop on the second SIGTERM: {exits:?}"
+            );
+        }
+        assert!(
+            exits.contains(&"pod v2-1 exited (signal SIGKILL)".to_owned()),
+            "{exits:?}"
+        );
+        assert!(platform.status().await.unwrap().pods.is_empty());
+        let refused = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await;
+        assert!(refused.is_err(), "the router still accepts connections");
     }
 }

@@ -40,6 +40,13 @@ const RESTART_BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// When preStop used up the grace period, SIGTERM still gets this long before SIGKILL (the
 /// kubelet's one-time 2 s extension).
 const GRACE_EXTENSION: Duration = Duration::from_secs(2);
+/// At the end of a run, SIGKILL comes this long after the first SIGTERM (or after the replica's
+/// grace period, if shorter): no request can reach a replica any more, so there is nothing to
+/// drain, only a process to let exit cleanly.
+pub const END_OF_RUN_GRACE: Duration = Duration::from_secs(2);
+/// At the end of a run, SIGTERM is sent again this often: the reference service (like many
+/// servers) drains on the first signal and stops at once on the second.
+const END_OF_RUN_SIGTERM_EVERY: Duration = Duration::from_millis(100);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves consistent data (plain fields): keep going.
@@ -165,6 +172,9 @@ struct Pod {
     stop: CancellationToken,
     /// Set with `stop` when the whole platform ends: skip the preStop sleep.
     fast_stop: AtomicBool,
+    /// Cancelled when the whole platform ends: a termination under way gives way to the
+    /// end-of-run stop (see [`stop_at_end_of_run`]).
+    end_of_run: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -287,6 +297,7 @@ impl Supervisor {
                         state: Mutex::new(PodState::default()),
                         stop: CancellationToken::new(),
                         fast_stop: AtomicBool::new(false),
+                        end_of_run: CancellationToken::new(),
                         task: Mutex::new(None),
                     });
                     state.pods.push(pod.clone());
@@ -387,7 +398,7 @@ impl Supervisor {
         endpoints
     }
 
-    /// Longest termination grace period of any replica, to bound [`Supervisor::shutdown`].
+    /// Longest termination grace period of any replica.
     pub fn longest_grace_period(&self) -> Duration {
         let state = lock(&self.shared.state);
         state
@@ -398,12 +409,20 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
-    /// Stops every replica (SIGTERM, SIGKILL after its grace period; no preStop: the run is over)
-    /// and waits for them, at most `bound`; whatever is left then is SIGKILLed.
+    /// How long [`Supervisor::shutdown`] lets any replica run before SIGKILL.
+    pub fn end_of_run_grace(&self) -> Duration {
+        self.longest_grace_period().min(END_OF_RUN_GRACE)
+    }
+
+    /// Stops every replica for the end of the run, when no request can reach them any more: no
+    /// preStop, no drain (SIGTERM, again every 100 ms, SIGKILL after [`END_OF_RUN_GRACE`] or the
+    /// grace period if shorter; a termination already under way switches to this too), and waits
+    /// for them, at most `bound`; whatever is left then is SIGKILLed.
     pub async fn shutdown(&self, bound: Duration) {
         let pods: Vec<Arc<Pod>> = lock(&self.shared.state).pods.clone();
         for pod in &pods {
             self.begin_termination(pod, true);
+            pod.end_of_run.cancel();
         }
         let tasks: Vec<JoinHandle<()>> = pods
             .iter()
@@ -539,11 +558,14 @@ async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
                 shared
                     .events
                     .emit(format!("pod {} restarted (liveness)", pod.name));
-                terminate(&shared, &pod, &mut child, true).await
+                terminate_unless_run_ends(&shared, &pod, &mut child, true).await
+            }
+            Outcome::Stop if pod.end_of_run.is_cancelled() => {
+                stop_at_end_of_run(&shared, &pod, &mut child).await
             }
             Outcome::Stop => {
                 let pre_stop = !pod.fast_stop.load(Ordering::SeqCst);
-                terminate(&shared, &pod, &mut child, pre_stop).await
+                terminate_unless_run_ends(&shared, &pod, &mut child, pre_stop).await
             }
         };
         if let Some(pid) = pid {
@@ -622,6 +644,52 @@ fn spawn_replica(shared: &Shared, pod: &Pod) -> io::Result<Child> {
         .stdout(log.try_clone()?)
         .stderr(log);
     shared.groups.spawn(&mut command)
+}
+
+/// [`terminate`], unless the run ends meanwhile: then [`stop_at_end_of_run`] takes over.
+async fn terminate_unless_run_ends(
+    shared: &Shared,
+    pod: &Pod,
+    child: &mut Child,
+    run_pre_stop: bool,
+) -> io::Result<ExitStatus> {
+    let graceful = tokio::select! {
+        status = terminate(shared, pod, child, run_pre_stop) => Some(status),
+        () = pod.end_of_run.cancelled() => None,
+    };
+    match graceful {
+        Some(status) => status,
+        None => stop_at_end_of_run(shared, pod, child).await,
+    }
+}
+
+/// Stops the replica's process at the end of the run, when the router is gone and no request can
+/// reach it: SIGTERM to its group, again every [`END_OF_RUN_SIGTERM_EVERY`] (a server that drains
+/// on the first signal stops on the next one), SIGKILL after [`END_OF_RUN_GRACE`] or the grace
+/// period if shorter.
+async fn stop_at_end_of_run(
+    shared: &Shared,
+    pod: &Pod,
+    child: &mut Child,
+) -> io::Result<ExitStatus> {
+    let Some(pid) = child.id() else {
+        return child.wait().await;
+    };
+    let kill_at =
+        tokio::time::Instant::now() + pod.template.termination_grace_period.min(END_OF_RUN_GRACE);
+    // The first tick is immediate.
+    let mut sigterm = tokio::time::interval(END_OF_RUN_SIGTERM_EVERY);
+    loop {
+        tokio::select! {
+            status = child.wait() => return status,
+            _ = sigterm.tick() => shared.groups.signal(pid, Signal::SIGTERM),
+            () = tokio::time::sleep_until(kill_at) => {
+                tracing::info!(pod = pod.name, "end of run: SIGKILL");
+                shared.groups.signal(pid, Signal::SIGKILL);
+                return child.wait().await;
+            }
+        }
+    }
 }
 
 /// Stops the replica's process: preStop sleep (when asked), SIGTERM to its group, SIGKILL when the
