@@ -12,6 +12,7 @@
 //! - a reused connection that breaks after the request went out and before a complete response
 //!   counts as `reset`, not retried: a browser or a proxy without retries shows that to its user.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -209,35 +210,52 @@ impl Client {
         })
     }
 
+    /// The longest a request may take, connecting included.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends one GET on the slot's keep-alive connection (opened when there is none), or on a fresh
-    /// one that is closed after the answer. Leaves `slot` empty when the connection cannot be
-    /// reused.
-    pub(crate) async fn execute(&self, slot: &mut Option<Connection>, fresh: bool) -> Outcome {
-        let result = tokio::time::timeout(self.timeout, async {
+    /// one that is closed after the answer, unless `expired` resolves first (a `timeout`). Leaves
+    /// `slot` empty when the connection cannot be reused.
+    pub(crate) async fn execute(
+        &self,
+        slot: &mut Option<Connection>,
+        fresh: bool,
+        expired: impl Future<Output = ()>,
+    ) -> Outcome {
+        let work = async {
             if fresh {
-                let mut connection = self.connect().await.map_err(Outcome::failed)?;
-                Ok(self.exchange(&mut connection).await)
+                let mut connection = match self.connect().await {
+                    Ok(connection) => connection,
+                    Err(kind) => return Outcome::failed(kind),
+                };
+                self.exchange(&mut connection).await
             } else {
                 if slot.as_ref().is_none_or(|c| c.closed) {
-                    *slot = Some(self.connect().await.map_err(Outcome::failed)?);
+                    match self.connect().await {
+                        Ok(connection) => *slot = Some(connection),
+                        Err(kind) => return Outcome::failed(kind),
+                    }
                 }
                 let connection = slot.as_mut().expect("just filled");
                 let outcome = self.exchange(connection).await;
                 if connection.closed {
                     *slot = None;
                 }
-                Ok(outcome)
+                outcome
             }
+        };
+        let finished = tokio::select! {
+            biased;
+            outcome = work => Some(outcome),
+            () = expired => None,
+        };
+        finished.unwrap_or_else(|| {
+            // Mid-request: the connection's state is unknown, do not reuse it.
+            *slot = None;
+            Outcome::failed(FailureKind::Timeout)
         })
-        .await;
-        match result {
-            Ok(Ok(outcome)) | Ok(Err(outcome)) => outcome,
-            Err(_elapsed) => {
-                // Mid-request: the connection's state is unknown, do not reuse it.
-                *slot = None;
-                Outcome::failed(FailureKind::Timeout)
-            }
-        }
     }
 
     /// One request and its answer; marks the connection closed when it cannot be reused.
@@ -473,6 +491,8 @@ fn json_version(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
+    use std::future::pending;
+
     use tokio::net::TcpListener;
 
     #[test]
@@ -558,18 +578,18 @@ mod tests {
         ])
         .await;
         let mut slot = None;
-        assert_eq!(client.execute(&mut slot, false).await, ok("v1"));
-        assert_eq!(client.execute(&mut slot, false).await, ok("v2"));
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v1"));
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v2"));
         assert_eq!(
-            client.execute(&mut slot, false).await,
+            client.execute(&mut slot, false, pending()).await,
             Outcome::Failed {
                 kind: FailureKind::Http5xx,
                 answered: true
             }
         );
-        assert_eq!(client.execute(&mut slot, false).await, ok("v3"));
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v3"));
         assert!(slot.is_some(), "one connection so far");
-        assert_eq!(client.execute(&mut slot, false).await, ok("v4"));
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v4"));
         assert!(slot.is_none(), "a body ending with the connection");
         server.await.unwrap();
     }
@@ -580,7 +600,7 @@ mod tests {
             canned(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
         let mut slot = None;
         assert_eq!(
-            client.execute(&mut slot, false).await,
+            client.execute(&mut slot, false, pending()).await,
             Outcome::failed(FailureKind::Reset)
         );
         assert!(slot.is_none());
@@ -588,7 +608,7 @@ mod tests {
 
         let (client, server) = canned(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
         assert_eq!(
-            client.execute(&mut slot, false).await,
+            client.execute(&mut slot, false, pending()).await,
             Outcome::failed(FailureKind::Other)
         );
         server.await.unwrap();

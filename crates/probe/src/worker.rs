@@ -4,10 +4,12 @@
 //! No central scheduler hands requests out: a free slot claims the next request from the shared
 //! [`Schedule`] (one atomic add) and sleeps until it is due; a slot whose next request is further
 //! than the look-ahead parks instead (the most recently used on top, so few connections stay warm
-//! at low rates). Sleeping is precise: tokio's timer has a 1 ms granularity, which would add up to
-//! 1 ms to every latency (it counts from the scheduled time), so each worker sleeps on a `timerfd`
-//! (no timer slack), armed for the earliest due slot, woken at most every `batch_interval`. All of
-//! this stays on the worker's thread: no wake-up crosses threads on the request path.
+//! at low rates) and is woken when the next request is due. Sleeping is precise: tokio's timer has
+//! a 1 ms granularity, which would add up to 1 ms to every latency (it counts from the scheduled
+//! time), so each worker sleeps on a `timerfd` (no timer slack), armed for its earliest deadline,
+//! woken at most every `batch_interval`. The same alarm times requests out (tokio's timer would
+//! cost an eventfd write per request to re-arm its driver). All of this stays on the worker's
+//! thread: no wake-up crosses threads on the request path.
 //!
 //! Outcomes are buffered per worker and merged into the shared aggregator at most every
 //! [`FLUSH_INTERVAL`] (or every [`MAX_BUFFERED`] outcomes), so the lock is taken about a thousand
@@ -16,7 +18,7 @@
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -81,6 +83,7 @@ impl WorkerSetup {
             local: Mutex::new(Local {
                 waiting: VecDeque::new(),
                 parked: Vec::new(),
+                timeouts: VecDeque::new(),
                 completions: Vec::new(),
                 last_flush: Instant::now(),
                 driver: None,
@@ -126,6 +129,10 @@ struct Local {
     waiting: VecDeque<(Instant, Arc<Signal>)>,
     /// Free slots without a claim, the most recently used on top.
     parked: Vec<Arc<Signal>>,
+    /// Requests in flight and when they time out, in send order (so in deadline order: the
+    /// timeout is the same for all). Entries of requests that finished are skipped (their signal
+    /// was re-armed since).
+    timeouts: VecDeque<(Instant, Arc<Signal>, u64)>,
     completions: Vec<Completion>,
     last_flush: Instant,
     /// The alarm task, to wake when its next deadline may have moved earlier.
@@ -165,6 +172,19 @@ impl Worker {
         }
     }
 
+    /// Fires `signal` at `deadline` unless it is re-armed before (the request finished).
+    fn expire_at(&self, deadline: Instant, signal: &Arc<Signal>) {
+        let generation = signal.arm();
+        let mut local = self.lock();
+        let was_empty = local.timeouts.is_empty();
+        local
+            .timeouts
+            .push_back((deadline, signal.clone(), generation));
+        if was_empty {
+            self.poke(&mut local);
+        }
+    }
+
     fn record(&self, completion: Completion) {
         let mut local = self.lock();
         local.completions.push(completion);
@@ -192,7 +212,7 @@ impl Worker {
     /// When the alarm task must next act: a due slot, parked slots to wake for a request coming
     /// within the look-ahead, buffered outcomes to flush.
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        let local = self.lock();
+        let mut local = self.lock();
         let schedule = &self.shared.schedule;
         let mut deadline: Option<Instant> = None;
         let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
@@ -201,10 +221,20 @@ impl Worker {
         }
         if !local.parked.is_empty() {
             match schedule.next_due() {
-                Some(due) => consider(due.checked_sub(schedule.look_ahead).unwrap_or(now)),
+                // Woken when it is due, a parked slot claims and sends it at once.
+                Some(due) => consider(due),
                 // Ended or stopped: the parked slots must wake to exit.
                 None => consider(now),
             }
+        }
+        while let Some((_, signal, generation)) = local.timeouts.front() {
+            if signal.generation() == *generation {
+                break;
+            }
+            local.timeouts.pop_front();
+        }
+        if let Some((expires, _, _)) = local.timeouts.front() {
+            consider(*expires);
         }
         if !local.completions.is_empty() {
             consider(local.last_flush + FLUSH_INTERVAL);
@@ -224,11 +254,20 @@ impl Worker {
             }
             fire.push(local.waiting.pop_front().expect("front exists").1);
         }
+        while let Some((expires, signal, generation)) = local.timeouts.front() {
+            if signal.generation() == *generation {
+                if *expires > now {
+                    break;
+                }
+                fire.push(signal.clone());
+            }
+            local.timeouts.pop_front();
+        }
         if !local.parked.is_empty() {
             let wanted = match schedule.next_due() {
                 None => local.parked.len(),
                 Some(_) => {
-                    let coming = schedule.unclaimed_due_by(now + schedule.look_ahead);
+                    let coming = schedule.unclaimed_due_by(now);
                     usize::try_from(coming)
                         .unwrap_or(usize::MAX)
                         .min(local.parked.len())
@@ -338,7 +377,13 @@ async fn run_slot(worker: Arc<Worker>) {
         unparked = false;
         worker.shared.sent.fetch_add(1, Ordering::Relaxed);
         let fresh = uses_fresh_connection(seq, worker.config.new_connection_ratio);
-        let outcome = worker.client.execute(&mut connection, fresh).await;
+        worker.expire_at(Instant::now() + worker.client.timeout(), &signal);
+        let outcome = worker
+            .client
+            .execute(&mut connection, fresh, signal.wait())
+            .await;
+        // Cancels the timeout (its entry no longer matches).
+        signal.arm();
         let latency = due.elapsed();
         worker.record(Completion {
             seq,
@@ -376,12 +421,20 @@ pub(crate) fn uses_fresh_connection(seq: u64, ratio: f64) -> bool {
 #[derive(Default)]
 struct Signal {
     fired: AtomicBool,
+    /// Bumped by each arming, so a stale timeout entry can tell it no longer applies.
+    generation: AtomicU64,
     waker: Mutex<Option<Waker>>,
 }
 
 impl Signal {
-    fn arm(&self) {
+    /// Prepares a new wait; returns its generation.
+    fn arm(&self) -> u64 {
         self.fired.store(false, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     fn fire(&self) {
