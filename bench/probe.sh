@@ -117,7 +117,7 @@ print(f"{ok_rate:.0f} {share:.5f} {p99:.3f} {saturated}")' "$1"
 
 run_probe() { # rate [connections [batch interval]] -> "ok_rate ok_share p99_ms saturated"
   "$ZDD" probe "$URL" --rate "$1" --duration "$DURATION" --connections "${2:-$CONNECTIONS}" \
-    --batch-interval "${3:-250us}" \
+    --batch-interval "${3:-100us}" \
     --max-failed 1000000000 --json "$WORK/probe.json" >/dev/null 2>&1 || true
   parse_probe "$WORK/probe.json"
 }

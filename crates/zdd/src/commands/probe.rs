@@ -54,7 +54,7 @@ pub struct ProbeOptions {
 
     /// Each worker wakes at most this often; at higher rates it sends small batches (each
     /// request's latency still counts from its own scheduled time). Smaller: more precise, more CPU.
-    #[arg(long, default_value = "250us", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "100us", value_parser = humantime::parse_duration)]
     pub batch_interval: Duration,
 
     /// Worker threads sending the requests (0: one per 10 000 requests/s, at most one per core).
