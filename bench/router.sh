@@ -240,9 +240,10 @@ echo
 echo "Backend: nginx returning a fixed 3-byte body. Load: wrk, 1 thread, $CONNECTIONS connections for"
 echo "$DURATION (throughput), then 1 connection for $LATENCY_DURATION (latency). Each proxy on CPU $PROXY_CPU"
 echo "alone (1 worker/thread each); wrk and the backend on CPU $LOAD_CPU. $(nproc) CPUs, $(date -u +%F)."
-echo "$ROUNDS rounds, the targets taking turns; every figure is the median of the rounds (req/s range in"
-echo "brackets). CPU µs/request: the proxy's user+system CPU time during the throughput run over its"
-echo "requests (for direct: the backend's own). On a shared machine req/s moves with the neighbours' load."
+echo "$ROUNDS rounds, the targets taking turns; every figure is the median of the rounds (req/s range: the"
+echo "lowest and highest round). CPU µs/request: the proxy's user+system CPU time during the throughput"
+echo "run over its requests (for direct: the backend's own). On a shared machine req/s moves with the"
+echo "neighbours' load."
 
 echo "haproxy-bp: the same HAProxy with \`busy-polling\`; the builtin router busy-polls for 200 µs after each"
 echo "request, HAProxy's option does it all the time."
