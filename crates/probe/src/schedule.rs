@@ -1,6 +1,6 @@
 //! The open-loop schedule, shared by every worker thread: request `k` is due at
-//! `start + k / rate`, and a free connection slot takes the next request by bumping one atomic
-//! index. There is no central scheduler: whichever slot is free claims the next request.
+//! `start + k / rate`, and a free connection slot takes the next request once it is due by bumping
+//! one atomic index. There is no central scheduler: whichever slot is free claims the next request.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 /// What a free slot gets when it asks for the next request.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Claim {
-    /// Request `seq`, due at `due` (possibly already past).
+    /// Request `seq`, due at `due` (now or already past).
     Request { seq: u64, due: Instant },
-    /// The next request is due later than the look-ahead: park until then.
+    /// The next request is not due yet: park until it is.
     Later,
     /// The run's end or a stop: no more requests.
     Ended,
@@ -24,11 +24,8 @@ pub(crate) struct Schedule {
     end: Option<Instant>,
     /// The next request nobody has claimed yet.
     next: AtomicU64,
-    /// When [`stop`](Self::stop) was called: requests due later are not sent.
+    /// When [`stop`](Self::stop) was called: no request is claimed after it.
     stopped_at: OnceLock<Instant>,
-    /// A free slot claims a request at most this long before it is due; later ones wait parked.
-    /// Bounds how many slots hold a claim (and so how many connections stay warm at low rates).
-    pub(crate) look_ahead: Duration,
     /// A request claimed more than this long after it was due found every slot busy
     /// (`saturated`) unless some slot was parked (then the probe itself was late: it counts as
     /// latency).
@@ -50,7 +47,6 @@ impl Schedule {
             end,
             next: AtomicU64::new(0),
             stopped_at: OnceLock::new(),
-            look_ahead: (2 * batch_interval).max(Duration::from_millis(2)),
             slack: batch_interval.max(Duration::from_micros(100)),
             parked: AtomicUsize::new(0),
         }
@@ -61,7 +57,8 @@ impl Schedule {
         self.start + Duration::from_nanos(nanos as u64)
     }
 
-    /// Takes the next request if it is due within the look-ahead of `now`.
+    /// Takes the next request if it is due by `now`. A slot never holds a request ahead of time:
+    /// until then it is free (parked), available for whatever comes due first.
     pub(crate) fn claim(&self, now: Instant) -> Claim {
         let mut seq = self.next.load(Ordering::Relaxed);
         loop {
@@ -72,7 +69,7 @@ impl Schedule {
             if self.end.is_some_and(|end| due >= end) {
                 return Claim::Ended;
             }
-            if due > now + self.look_ahead {
+            if due > now {
                 return Claim::Later;
             }
             match self.next.compare_exchange_weak(
@@ -124,11 +121,6 @@ impl Schedule {
         self.stopped_at.get().is_some()
     }
 
-    /// Whether a request claimed before the stop, due at `due`, must still go out.
-    pub(crate) fn still_sends(&self, due: Instant) -> bool {
-        self.stopped_at.get().is_none_or(|stopped| due <= *stopped)
-    }
-
     /// When scheduling ended: the stop, or the end of the duration, whichever came first.
     pub(crate) fn ended_at(&self) -> Option<Instant> {
         match (self.stopped_at.get().copied(), self.end) {
@@ -150,14 +142,14 @@ mod tests {
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]
-    fn requests_are_claimed_in_order_within_the_look_ahead() {
+    fn requests_are_claimed_in_order_once_due() {
         let start = Instant::now();
         let schedule = Schedule::new(start, 100, Some(start + MS(50)), Duration::ZERO);
-        // 10 ms apart; the look-ahead is 2 ms.
+        // 10 ms apart.
         assert_eq!(schedule.claim(start), Claim::Request { seq: 0, due: start });
-        assert_eq!(schedule.claim(start), Claim::Later);
+        assert_eq!(schedule.claim(start + MS(9)), Claim::Later);
         assert_eq!(
-            schedule.claim(start + MS(9)),
+            schedule.claim(start + MS(10)),
             Claim::Request {
                 seq: 1,
                 due: start + MS(10)
@@ -179,15 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_ends_claims_but_not_requests_due_before_it() {
+    fn a_stop_ends_claims_and_keeps_its_first_instant() {
         let start = Instant::now();
         let schedule = Schedule::new(start, 1000, None, Duration::ZERO);
         assert!(schedule.is_running(start + MS(5)));
         schedule.stop(start + MS(5));
         schedule.stop(start + MS(9));
         assert_eq!(schedule.claim(start + MS(6)), Claim::Ended);
-        assert!(schedule.still_sends(start + MS(4)));
-        assert!(!schedule.still_sends(start + MS(6)));
         assert_eq!(schedule.ended_at(), Some(start + MS(5)));
         assert!(!schedule.is_running(start + MS(5)));
     }

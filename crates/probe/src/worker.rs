@@ -2,12 +2,13 @@
 //! connection slots (one task per slot, each with its own keep-alive connection) and one alarm.
 //!
 //! No central scheduler hands requests out: a free slot claims the next request from the shared
-//! [`Schedule`] (one atomic add) and sleeps until it is due; a slot whose next request is further
-//! than the look-ahead parks instead (the most recently used on top, so few connections stay warm
-//! at low rates) and is woken when the next request is due. Sleeping is precise: tokio's timer has
-//! a 1 ms granularity, which would add up to 1 ms to every latency (it counts from the scheduled
-//! time), so each worker sleeps on a `timerfd` (no timer slack), armed for its earliest deadline,
-//! woken at most every `batch_interval`. The same alarm times requests out (tokio's timer would
+//! [`Schedule`] (one atomic add) once it is due and sends it; when none is due it parks (the most
+//! recently used on top, so few connections stay warm at low rates), and the worker's alarm wakes
+//! as many parked slots as requests have come due. A slot never holds a request ahead of time, so
+//! every slot not sending is free for whatever comes due first. The alarm is precise: tokio's
+//! timer has a 1 ms granularity, which would add up to 1 ms to every latency (it counts from the
+//! scheduled time), so each worker sleeps on a `timerfd` (no timer slack), armed for its earliest
+//! deadline, woken at most every `batch_interval`. The same alarm times requests out (tokio's timer would
 //! cost an eventfd write per request to re-arm its driver). All of this stays on the worker's
 //! thread: no wake-up crosses threads on the request path.
 //!
@@ -81,7 +82,6 @@ impl WorkerSetup {
             client,
             config,
             local: Mutex::new(Local {
-                waiting: VecDeque::new(),
                 parked: Vec::new(),
                 timeouts: VecDeque::new(),
                 completions: Vec::new(),
@@ -125,8 +125,6 @@ struct Worker {
 
 /// The worker's own state; only its thread touches it.
 struct Local {
-    /// Slots holding a claimed request, in due order (one thread claims in increasing order).
-    waiting: VecDeque<(Instant, Arc<Signal>)>,
     /// Free slots without a claim, the most recently used on top.
     parked: Vec<Arc<Signal>>,
     /// Requests in flight and when they time out, in send order (so in deadline order: the
@@ -156,17 +154,10 @@ impl Worker {
     fn park(&self, signal: &Arc<Signal>) {
         signal.arm();
         let mut local = self.lock();
+        let was_empty = local.parked.is_empty();
         local.parked.push(signal.clone());
         self.shared.schedule.parked.fetch_add(1, Ordering::Relaxed);
-        self.poke(&mut local);
-    }
-
-    fn wake_at(&self, due: Instant, signal: &Arc<Signal>) {
-        signal.arm();
-        let mut local = self.lock();
-        let was_empty = local.waiting.is_empty();
-        local.waiting.push_back((due, signal.clone()));
-        // Later entries never move the alarm earlier: the queue is in due order.
+        // Otherwise the alarm is set for the next due request already.
         if was_empty {
             self.poke(&mut local);
         }
@@ -209,16 +200,13 @@ impl Worker {
         }
     }
 
-    /// When the alarm task must next act: a due slot, parked slots to wake for a request coming
-    /// within the look-ahead, buffered outcomes to flush.
+    /// When the alarm task must next act: parked slots to wake for the next due request, a
+    /// request to time out, buffered outcomes to flush.
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let mut local = self.lock();
         let schedule = &self.shared.schedule;
         let mut deadline: Option<Instant> = None;
         let mut consider = |at: Instant| deadline = Some(deadline.map_or(at, |d| d.min(at)));
-        if let Some((due, _)) = local.waiting.front() {
-            consider(if schedule.is_stopped() { now } else { *due });
-        }
         if !local.parked.is_empty() {
             match schedule.next_due() {
                 // Woken when it is due, a parked slot claims and sends it at once.
@@ -247,13 +235,6 @@ impl Worker {
         let schedule = &self.shared.schedule;
         let mut fire = Vec::new();
         let mut local = self.lock();
-        let stopped = schedule.is_stopped();
-        while let Some((due, _)) = local.waiting.front() {
-            if *due > now && !stopped {
-                break;
-            }
-            fire.push(local.waiting.pop_front().expect("front exists").1);
-        }
         while let Some((expires, signal, generation)) = local.timeouts.front() {
             if signal.generation() == *generation {
                 if *expires > now {
@@ -354,13 +335,7 @@ async fn run_slot(worker: Arc<Worker>) {
             Claim::Request { seq, due } => (seq, due),
         };
         let since_zero = due.saturating_duration_since(worker.shared.origin);
-        if due > now {
-            worker.wake_at(due, &signal);
-            idle_until(signal.wait(), &mut connection).await;
-            if !schedule.still_sends(due) {
-                return;
-            }
-        } else if now - due > schedule.slack
+        if now.saturating_duration_since(due) > schedule.slack
             && !unparked
             && schedule.parked.load(Ordering::Relaxed) == 0
         {
