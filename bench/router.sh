@@ -233,6 +233,7 @@ for target in "${targets[@]}"; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+per_cpu_second() { awk -v c="$1" 'BEGIN { if (c > 0) printf "%.0f", 1000000 / c; else print "n/a" }'; }
 added() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a - b }'; }
 
 echo "## Router: builtin vs HAProxy, nginx, Traefik"
@@ -243,22 +244,26 @@ echo "alone (1 worker/thread each); wrk and the backend on CPU $LOAD_CPU. $(npro
 echo "$ROUNDS rounds, the targets taking turns; every figure is the median of the rounds (req/s range: the"
 echo "lowest and highest round). CPU µs/request: the proxy's user+system CPU time during the throughput"
 echo "run over its requests (for direct: the backend's own). On a shared machine req/s moves with the"
-echo "neighbours' load."
+echo "neighbours' load; req/s per CPU-second (1,000,000 / CPU µs per request: the throughput with a whole"
+echo "CPU to itself) moves much less."
 
 echo "haproxy-bp: the same HAProxy with \`busy-polling\`; the builtin router busy-polls for 200 µs after each"
 echo "request, HAProxy's option does it all the time."
 echo "HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), Traefik $(traefik version | awk '/^Version/ {print $2}')."
 echo
-echo "| target | req/s ($CONNECTIONS conns) | req/s range | errors | CPU µs/request | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target | req/s ($CONNECTIONS conns) | req/s range | errors | CPU µs/request | req/s per CPU-second | p50 µs (1 conn) | p99 µs (1 conn) | added p50 µs | builtin's throughput vs this | builtin's req/s per CPU-second vs this |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for target in "${targets[@]}"; do
-  if [[ $target == direct ]]; then add="-"; vs="-"; else
-    add=$(added "${p50[$target]}" "${p50[direct]}"); vs=$(ratio "${rps[builtin]}" "${rps[$target]}"); fi
-  echo "| $target | ${rps[$target]} | ${rps_spread[$target]} | ${errors[$target]} | ${cpu_us[$target]} | ${p50[$target]} | ${p99[$target]} | $add | $vs |"
+  per_cpu=$(per_cpu_second "${cpu_us[$target]}")
+  if [[ $target == direct ]]; then add="-"; vs="-"; vs_cpu="-"; else
+    add=$(added "${p50[$target]}" "${p50[direct]}"); vs=$(ratio "${rps[builtin]}" "${rps[$target]}")
+    vs_cpu=$(ratio "${cpu_us[$target]}" "${cpu_us[builtin]}"); fi
+  echo "| $target | ${rps[$target]} | ${rps_spread[$target]} | ${errors[$target]} | ${cpu_us[$target]} | $per_cpu | ${p50[$target]} | ${p99[$target]} | $add | $vs | $vs_cpu |"
 done
 echo
 builtin_added=$(added "${p50[builtin]}" "${p50[direct]}")
 check() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "NOT met"; fi; }
-echo "Targets: builtin ≥ 1.0x HAProxy's throughput: $(ratio "${rps[builtin]}" "${rps[haproxy]}") ($(check "${rps[builtin]} >= ${rps[haproxy]}"));"
+echo "Targets: builtin ≥ 1.0x HAProxy's throughput: $(ratio "${rps[builtin]}" "${rps[haproxy]}") ($(check "${rps[builtin]} >= ${rps[haproxy]}"))"
+echo "(per CPU-second: $(ratio "${cpu_us[haproxy]}" "${cpu_us[builtin]}"));"
 echo "≥ 1.5x Traefik's: $(ratio "${rps[builtin]}" "${rps[traefik]}") ($(check "${rps[builtin]} >= 1.5 * ${rps[traefik]}"));"
 echo "added p50 < 100 µs: ${builtin_added} µs ($(check "$builtin_added < 100"))."
