@@ -3,7 +3,8 @@
 # (Debian) on loopback in one run. Prints a Markdown section with:
 #   1. peak rate: wrk and oha closed-loop (as fast as they can, CONNECTIONS connections), and the
 #      highest rate `zdd probe` sustains open-loop (>= 99% of scheduled requests ok), found by
-#      bisection, with PROBE_CONNECTIONS slots; the ratio probe / wrk (target >= 0.8);
+#      bisection (a short step tried twice), with PROBE_CONNECTIONS slots; the ratio probe / wrk
+#      (target >= 0.8);
 #   2. p99 at fixed rates: wrk has no fixed-rate mode in Debian (that is wrk2), so wrk runs with a
 #      Lua think time (`delay()` = CONNECTIONS / rate), which paces it near the rate; zdd probe
 #      then runs at the rate wrk actually achieved, and oha at the same rate with
@@ -32,6 +33,9 @@ SEARCH_BATCH=${SEARCH_BATCH:-1ms}
 WRK_THREADS=${WRK_THREADS:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-1}
 SEARCH_STEPS=${SEARCH_STEPS:-6}
+# A bisection step that falls short is run once more: a shared machine's stall of a few ms fails
+# an open loop's requests (a closed loop just pauses), and one stall should not end the search.
+SEARCH_TRIES=${SEARCH_TRIES:-2}
 FRACTIONS=${FRACTIONS:-"0.05 0.1 0.25 0.5 0.75"}
 TARGET_RATIO=0.8
 
@@ -141,14 +145,22 @@ for STEP in $(seq "$SEARCH_STEPS"); do
   RATE=$(( (LOW + HIGH) / 2 ))
   # Start at 0.6x wrk, then halve the interval around it.
   [ "$STEP" -eq 1 ] && RATE=$(python3 -c "print(int($WRK_RPS * 0.6))")
-  read -r OK_RATE SHARE P99 SATURATED < <(run_probe "$RATE" "$PROBE_CONNECTIONS" "$SEARCH_BATCH")
-  [ "$OK_RATE" -gt "$MAX_OK" ] && MAX_OK=$OK_RATE
-  if python3 -c "import sys; sys.exit(0 if $SHARE >= $OK_SHARE else 1)"; then
-    LOW=$RATE; BEST_RPS=$OK_RATE; BEST_P99=$P99; VERDICT=sustained
+  for TRY in $(seq "$SEARCH_TRIES"); do
+    read -r OK_RATE SHARE P99 SATURATED < <(run_probe "$RATE" "$PROBE_CONNECTIONS" "$SEARCH_BATCH")
+    [ "$OK_RATE" -gt "$MAX_OK" ] && MAX_OK=$OK_RATE
+    if python3 -c "import sys; sys.exit(0 if $SHARE >= $OK_SHARE else 1)"; then
+      VERDICT=sustained
+    else
+      VERDICT="not sustained"
+    fi
+    SEARCH_LOG+="| $RATE | $TRY | $OK_RATE | $SHARE | $SATURATED | $P99 | $VERDICT |"$'\n'
+    [ "$VERDICT" = sustained ] && break
+  done
+  if [ "$VERDICT" = sustained ]; then
+    LOW=$RATE; BEST_RPS=$OK_RATE; BEST_P99=$P99
   else
-    HIGH=$RATE; VERDICT="not sustained"
+    HIGH=$RATE
   fi
-  SEARCH_LOG+="| $RATE | $OK_RATE | $SHARE | $SATURATED | $P99 | $VERDICT |"$'\n'
 done
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}' if $2 else 'n/a')"; }
@@ -160,7 +172,7 @@ echo "$CONNECTIONS connections, $DURATION per measurement, one run of \`bench/pr
 echo "wrk and oha run closed-loop (each connection sends as soon as its previous answer is in);"
 echo "zdd probe runs open-loop (a fixed schedule, latency from the scheduled send time), so its"
 echo "peak is the highest rate at which >= $OK_SHARE of the scheduled requests succeeded, found by"
-echo "bisection, with \`--batch-interval $SEARCH_BATCH\` and $PROBE_CONNECTIONS connection slots (an open loop needs a slot for every"
+echo "bisection (a step that falls short is tried $SEARCH_TRIES times at most), with \`--batch-interval $SEARCH_BATCH\` and $PROBE_CONNECTIONS connection slots (an open loop needs a slot for every"
 echo "request in flight during a stall; with $CONNECTIONS, a 1-ms hiccup of a shared machine"
 echo "fails requests as \`saturated\` and would be counted as the probe's limit)."
 echo
@@ -176,8 +188,8 @@ echo "Target: zdd probe sustains >= ${TARGET_RATIO}x wrk's rate: **$PASS**."
 echo
 echo "<details><summary>bisection</summary>"
 echo
-echo "| scheduled rate | ok/s | ok share | saturated | p99 (ms) | verdict |"
-echo "|---:|---:|---:|---:|---:|---|"
+echo "| scheduled rate | try | ok/s | ok share | saturated | p99 (ms) | verdict |"
+echo "|---:|---:|---:|---:|---:|---:|---|"
 printf "%s" "$SEARCH_LOG"
 echo
 echo "</details>"
