@@ -213,6 +213,32 @@ async fn busy_connections_make_saturated_failures_and_latency_counts_from_the_sc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_threads_share_one_schedule_and_one_slot_limit() {
+    let server = TestServer::start(&["v1", "v2"]).await;
+    let mut steady = config(&server, 1000, Some(Duration::from_secs(1)));
+    steady.threads = 2;
+    let report = start(steady).unwrap().finish().await;
+    let text = render_text(&report);
+    assert_consistent(&report);
+    // Every request exactly once, whichever thread claimed it.
+    assert_eq!(report.total, 1000, "{text}");
+    let sent = report.total - report.failed_by_kind["saturated"];
+    assert_eq!(server.requests(), sent, "{text}");
+
+    // Slots split 2 + 2 between the threads: still 4 in all, and saturated beyond.
+    server.set_delay(Duration::from_millis(400));
+    let mut busy = config(&server, 100, Some(Duration::from_secs(1)));
+    busy.connections = 4;
+    busy.threads = 2;
+    let report = start(busy).unwrap().finish().await;
+    let text = render_text(&report);
+    assert_consistent(&report);
+    assert_eq!(report.total, 100, "{text}");
+    assert!(report.failed_by_kind["saturated"] >= 60, "{text}");
+    assert!((4..=20).contains(&report.ok), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_close_is_honoured_without_failures() {
     let server = TestServer::start(&["v1"]).await;
     server
