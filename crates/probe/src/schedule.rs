@@ -30,7 +30,7 @@ pub(crate) struct Schedule {
     /// (`saturated`) unless some slot was parked (then the probe itself was late: it counts as
     /// latency).
     pub(crate) slack: Duration,
-    /// Free slots parked, across all workers.
+    /// Free slots, across all workers: parked, or woken and not running yet.
     pub(crate) parked: AtomicUsize,
 }
 
@@ -82,6 +82,13 @@ impl Schedule {
                 Err(current) => seq = current,
             }
         }
+    }
+
+    /// Whether a request due at `due`, claimed at `now` by a slot busy since before it came due,
+    /// found every slot busy (`saturated`). A free slot (parked, or woken and not running yet)
+    /// means the probe itself was late instead: that counts as latency.
+    pub(crate) fn found_every_slot_busy(&self, now: Instant, due: Instant) -> bool {
+        now.saturating_duration_since(due) > self.slack && self.parked.load(Ordering::Relaxed) == 0
     }
 
     /// When the next unclaimed request is due; `None` once no more will be sent.

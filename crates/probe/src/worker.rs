@@ -77,19 +77,7 @@ impl WorkerSetup {
             alarm,
             slots,
         } = self;
-        let worker = Arc::new(Worker {
-            shared,
-            client,
-            config,
-            local: Mutex::new(Local {
-                parked: Vec::new(),
-                timeouts: VecDeque::new(),
-                completions: Vec::new(),
-                last_flush: Instant::now(),
-                driver: None,
-                poked: false,
-            }),
-        });
+        let worker = Arc::new(Worker::new(shared, client, config));
         // Plain tasks on the single-threaded runtime (not a LocalSet, whose tasks woken by I/O
         // go through a locked queue and an eventfd write each).
         // The alarm task is a task too: waking the `block_on` future itself would cost an eventfd
@@ -139,6 +127,22 @@ struct Local {
 }
 
 impl Worker {
+    fn new(shared: Arc<Shared>, client: Arc<Client>, config: WorkerConfig) -> Self {
+        Worker {
+            shared,
+            client,
+            config,
+            local: Mutex::new(Local {
+                parked: Vec::new(),
+                timeouts: VecDeque::new(),
+                completions: Vec::new(),
+                last_flush: Instant::now(),
+                driver: None,
+                poked: false,
+            }),
+        }
+    }
+
     /// Only this worker's thread takes it: never contended.
     fn lock(&self) -> MutexGuard<'_, Local> {
         self.local.lock().expect("worker state poisoned")
@@ -254,9 +258,9 @@ impl Worker {
                         .min(local.parked.len())
                 }
             };
+            // A woken slot stays counted in `schedule.parked` until it runs: free until then.
             for _ in 0..wanted {
                 fire.push(local.parked.pop().expect("counted"));
-                schedule.parked.fetch_sub(1, Ordering::Relaxed);
             }
         }
         if !local.completions.is_empty() && now >= local.last_flush + FLUSH_INTERVAL {
@@ -329,16 +333,17 @@ async fn run_slot(worker: Arc<Worker>) {
             Claim::Later => {
                 worker.park(&signal);
                 idle_until(signal.wait(), &mut connection).await;
+                // Counted free until now, not only until the alarm woke it: a busy slot that
+                // claims the request first (after a stall of the thread) must not take it for
+                // saturated.
+                schedule.parked.fetch_sub(1, Ordering::Relaxed);
                 unparked = true;
                 continue;
             }
             Claim::Request { seq, due } => (seq, due),
         };
         let since_zero = due.saturating_duration_since(worker.shared.origin);
-        if now.saturating_duration_since(due) > schedule.slack
-            && !unparked
-            && schedule.parked.load(Ordering::Relaxed) == 0
-        {
+        if !unparked && schedule.found_every_slot_busy(now, due) {
             // It came due while every slot was busy (a free one would have claimed it on time).
             worker.shared.sent.fetch_add(1, Ordering::Relaxed);
             worker.record(Completion {
@@ -512,6 +517,9 @@ impl Alarm {
 mod tests {
     use super::*;
 
+    use crate::aggregate::Aggregator;
+    use crate::schedule::Schedule;
+
     #[test]
     fn fresh_connections_follow_the_ratio_exactly() {
         let count = |ratio| {
@@ -523,6 +531,59 @@ mod tests {
         assert_eq!(count(0.1), 100);
         assert_eq!(count(0.25), 250);
         assert_eq!(count(1.0), 1000);
+    }
+
+    /// After a stall of the worker's thread, a request is late while one slot is parked and
+    /// another busy. The alarm wakes the parked slot, but the busy one, freed meanwhile, runs
+    /// first and claims the request: a slot was free for it, so the lateness is the probe's own
+    /// (latency), not `saturated` (a failure that never went out).
+    #[test]
+    fn a_slot_woken_for_a_request_is_free_until_it_runs() {
+        let start = Instant::now();
+        let url: http::Uri = "http://127.0.0.1:9/".parse().unwrap();
+        let shared = || {
+            Arc::new(Shared {
+                origin: start,
+                schedule: Schedule::new(start, 1000, None, Duration::from_micros(100)),
+                aggregator: Mutex::new(Aggregator::new(
+                    Duration::ZERO,
+                    Duration::from_millis(1),
+                    Duration::from_secs(1),
+                )),
+                sent: AtomicU64::new(0),
+                workers: std::sync::atomic::AtomicUsize::new(1),
+            })
+        };
+        let client =
+            Arc::new(Client::new(&url, Duration::from_secs(1), "X-Version", None).unwrap());
+        let config = WorkerConfig {
+            new_connection_ratio: 0.0,
+            batch_interval: Duration::from_micros(100),
+        };
+        let worker = Worker::new(shared(), client, config);
+        let parked = Arc::new(Signal::default());
+        worker.park(&parked);
+        // 5 ms late: requests 0 to 5 are due.
+        let late = start + Duration::from_millis(5);
+        worker.pass(late);
+        assert!(
+            parked.fired.load(Ordering::Acquire),
+            "the parked slot is woken"
+        );
+        let schedule = &worker.shared.schedule;
+        let Claim::Request { seq: 0, due } = schedule.claim(late) else {
+            panic!("request 0 is due");
+        };
+        assert!(
+            !schedule.found_every_slot_busy(late, due),
+            "a woken slot was free for it"
+        );
+        // The same lateness with no slot free at all is saturation.
+        let busy = shared();
+        let Claim::Request { due, .. } = busy.schedule.claim(late) else {
+            panic!("request 0 is due");
+        };
+        assert!(busy.schedule.found_every_slot_busy(late, due));
     }
 
     #[test]
