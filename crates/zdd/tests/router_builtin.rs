@@ -297,3 +297,350 @@ async fn several_workers_share_the_ports() {
         "still answering after shutdown"
     );
 }
+
+// ---- Edge cases: a scripted upstream writes the exact bytes each case needs. ----
+
+/// What a scripted upstream does with request `request` (from 0) on its connection `connection`
+/// (from 0, in accept order).
+enum Step {
+    /// Writes these bytes, then reads the next request.
+    Answer(&'static [u8]),
+    /// Writes these bytes (maybe none), then closes.
+    AnswerAndClose(&'static [u8]),
+    /// Writes these bytes, then nothing more until the router closes the connection.
+    AnswerAndHold(&'static [u8]),
+}
+
+const FRESH: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh";
+
+struct Scripted {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections the router closed (or that ended with a scripted close).
+    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn scripted_upstream(script: fn(usize, usize) -> Step) -> Scripted {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (accepted_count, ended_count) = (accepted.clone(), ended.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let connection = accepted_count.fetch_add(1, Ordering::SeqCst);
+            let ended = ended_count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for request in 0.. {
+                    // One request head (the tests send no bodies).
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => {
+                                ended.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    };
+                    buf.drain(..head_end);
+                    match script(connection, request) {
+                        Step::Answer(bytes) => {
+                            if stream.write_all(bytes).await.is_err() {
+                                ended.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                        Step::AnswerAndClose(bytes) => {
+                            let _ = stream.write_all(bytes).await;
+                            ended.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Step::AnswerAndHold(bytes) => {
+                            let _ = stream.write_all(bytes).await;
+                            while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+                            ended.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Scripted {
+        addr,
+        accepted,
+        ended,
+    }
+}
+
+async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd::router::builtin::BuiltinRouter {
+    let router = zdd::router::builtin::BuiltinRouter::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    router.apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]));
+    router
+}
+
+/// A GET on `sender`: the status and the whole body, or the error that cut the body short.
+async fn get_body(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) -> (u16, Result<Vec<u8>, hyper::Error>) {
+    use http_body_util::BodyExt;
+    let exchange = async {
+        sender.ready().await.unwrap();
+        let request = hyper::Request::builder()
+            .uri("/")
+            .header(hyper::header::HOST, "router.test")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|body| body.to_bytes().to_vec());
+        (status, body)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .expect("an answer (or its end) within 5 s")
+}
+
+/// An answer the upstream cuts short (fewer bytes than its `Content-Length`, or a chunked body
+/// without its last chunk) reaches the client cut short too: never as a complete answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_the_upstream_cuts_short_reaches_the_client_cut_short() {
+    let length: fn(usize, usize) -> Step =
+        |_, _| Step::AnswerAndClose(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    let chunked: fn(usize, usize) -> Step = |_, _| {
+        Step::AnswerAndClose(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+    };
+    for script in [length, chunked] {
+        let upstream = scripted_upstream(script).await;
+        let mut router = builtin_router_for(upstream.addr).await;
+        let mut client = client_connection(router.addrs().main).await;
+        let (status, body) = get_body(&mut client).await;
+        assert_eq!(status, 200, "the head went out before the body broke");
+        assert!(body.is_err(), "a cut answer looks complete: {body:?}");
+        router.shutdown().await;
+    }
+}
+
+/// An upstream that takes a request on a reused connection and closes without answering: the
+/// client gets a 502 naming the version (the request was sent: no retry), and the next request
+/// goes on a new upstream connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_closing_instead_of_answering_is_a_502() {
+    use std::sync::atomic::Ordering;
+    let upstream = scripted_upstream(|connection, request| match (connection, request) {
+        (0, 0) => Step::Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"),
+        (0, _) => Step::AnswerAndClose(b""),
+        _ => Step::Answer(FRESH),
+    })
+    .await;
+    let mut router = builtin_router_for(upstream.addr).await;
+    let mut client = client_connection(router.addrs().main).await;
+    let (status, body) = get_body(&mut client).await;
+    assert_eq!((status, body.unwrap()), (200, b"first".to_vec()));
+    let (status, _) = get_body(&mut client).await;
+    assert_eq!(status, 502);
+    let (status, body) = get_body(&mut client).await;
+    assert_eq!((status, body.unwrap()), (200, b"fresh".to_vec()));
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2);
+    router.shutdown().await;
+}
+
+/// Bytes an upstream sends after its answer (here a whole second answer nobody asked for) are
+/// never delivered as the answer to the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_after_an_upstream_answer_never_answer_the_next_request() {
+    let upstream = scripted_upstream(|connection, request| match (connection, request) {
+        (0, 0) => Step::Answer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\
+              HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale",
+        ),
+        _ => Step::Answer(FRESH),
+    })
+    .await;
+    let mut router = builtin_router_for(upstream.addr).await;
+    let mut client = client_connection(router.addrs().main).await;
+    let (status, body) = get_body(&mut client).await;
+    assert_eq!((status, body.unwrap()), (200, b"ok".to_vec()));
+    for _ in 0..3 {
+        let (status, body) = get_body(&mut client).await;
+        assert_eq!((status, body.unwrap()), (200, b"fresh".to_vec()));
+    }
+    router.shutdown().await;
+}
+
+/// A client that goes away in the middle of a long answer: the upstream connection, whose answer
+/// was not read to its end, is closed, not handed to the next client (who would wait for an
+/// answer that never comes, or get the rest of the old one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_read_upstream_connection_is_closed_not_reused() {
+    use std::sync::atomic::Ordering;
+    let upstream = scripted_upstream(|connection, _| match connection {
+        0 => Step::AnswerAndHold(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"),
+        _ => Step::Answer(FRESH),
+    })
+    .await;
+    let mut router = builtin_router_for(upstream.addr).await;
+    {
+        let stream = tokio::net::TcpStream::connect(router.addrs().main)
+            .await
+            .unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = hyper::Request::builder()
+            .uri("/")
+            .header(hyper::header::HOST, "router.test")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        // Gone with most of the body unread.
+        connection.abort();
+    }
+    for _ in 0..3 {
+        let mut client = client_connection(router.addrs().main).await;
+        let (status, body) = get_body(&mut client).await;
+        assert_eq!((status, body.unwrap()), (200, b"fresh".to_vec()));
+    }
+    router_support::eventually(
+        "the router closes the half-read upstream connection",
+        std::time::Duration::from_secs(5),
+        || async { upstream.ended.load(Ordering::SeqCst) >= 1 },
+    )
+    .await;
+    router.shutdown().await;
+}
+
+/// After shutdown no connection is left: every upstream connection and every client connection
+/// the router held (idle keep-alive ones included) is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_client_and_upstream_connection() {
+    use std::sync::atomic::Ordering;
+    let upstream = scripted_upstream(|_, _| Step::Answer(FRESH)).await;
+    let mut router = builtin_router_for(upstream.addr).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = client_connection(router.addrs().main).await;
+        for _ in 0..2 {
+            let (status, _) = get_body(&mut client).await;
+            assert_eq!(status, 200);
+        }
+        clients.push(client);
+    }
+    let accepted = upstream.accepted.load(Ordering::SeqCst);
+    assert!(accepted >= 1);
+    router.shutdown().await;
+    router_support::eventually(
+        "every upstream connection closed",
+        std::time::Duration::from_secs(5),
+        || async { upstream.ended.load(Ordering::SeqCst) == accepted },
+    )
+    .await;
+    router_support::eventually(
+        "every client connection closed",
+        std::time::Duration::from_secs(5),
+        || async { clients.iter().all(|client| client.is_closed()) },
+    )
+    .await;
+}
+
+/// CPU time (user + system, in clock ticks) of this process's threads named `zdd-router-*`.
+fn router_thread_ticks() -> std::collections::HashMap<String, u64> {
+    let mut ticks = std::collections::HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !name.starts_with("zdd-router") {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Fields after the `(comm)`: state is the 3rd field, utime and stime the 14th and 15th.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let used = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks.insert(task.file_name().to_string_lossy().into_owned(), used);
+    }
+    ticks
+}
+
+/// The busy polling after traffic is bounded: an idle router's threads sleep. Measured in a
+/// process of its own, where the only router threads are this router's (other tests' routers may
+/// be busy in this one).
+#[test]
+fn an_idle_router_spends_no_cpu() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "idle_router_cpu_in_a_process_of_its_own",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains("1 passed"),
+        "{text}"
+    );
+}
+
+#[ignore = "run by an_idle_router_spends_no_cpu in a process of its own"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_router_cpu_in_a_process_of_its_own() {
+    let upstream = scripted_upstream(|_, _| Step::Answer(FRESH)).await;
+    let mut router =
+        zdd::router::builtin::BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), 2)
+            .await
+            .unwrap();
+    router.apply(&table(vec![contract::endpoint(
+        "v1-1",
+        "v1",
+        upstream.addr,
+    )]));
+    // Traffic on kept-open client connections (likely on both threads), then nothing.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut client = client_connection(router.addrs().main).await;
+        for _ in 0..10 {
+            let (status, _) = get_body(&mut client).await;
+            assert_eq!(status, 200);
+        }
+        clients.push(client);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let start = router_thread_ticks();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let end = router_thread_ticks();
+    assert_eq!(start.len(), 2, "the router's threads: {start:?}");
+    // A thread spinning for the whole second uses about 100 ticks.
+    let used: Vec<u64> = start.iter().map(|(tid, t)| end[tid] - t).collect();
+    assert!(
+        used.iter().all(|ticks| *ticks <= 10),
+        "ticks in 1 s of idleness per router thread: {used:?}"
+    );
+    router.shutdown().await;
+}
