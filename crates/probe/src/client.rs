@@ -30,6 +30,7 @@ use crate::outcome::{FailureKind, Outcome};
 const MAX_KEPT_BODY: usize = 64 * 1024;
 /// A response head (or a chunk-size line, or trailers) longer than this is malformed.
 const MAX_HEAD: usize = 64 * 1024;
+/// Headers parsed without an allocation; a head with more is parsed again with room for them.
 const MAX_HEADERS: usize = 100;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -366,8 +367,22 @@ impl Client {
     /// Parses a response head from the unread bytes: `None` until it is complete.
     fn parse_head(&self, connection: &mut Connection) -> Result<Option<Head>, ExchangeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut many;
         let mut response = httparse::Response::new(&mut headers);
-        let length = match response.parse(connection.unread()) {
+        let mut parsed = response.parse(connection.unread());
+        if matches!(parsed, Err(httparse::Error::TooManyHeaders)) {
+            // Rare but valid (many `Set-Cookie` lines), and a browser shows such an answer: parse
+            // again with room for every line the head can hold (a header line is 3 bytes or more).
+            many = vec![httparse::EMPTY_HEADER; connection.unread().len() / 3 + 1];
+            response = httparse::Response::new(&mut many);
+            parsed = response.parse(connection.unread());
+        }
+        let length = match parsed {
+            // Over the limit whether it came in one read or in many: the same answer is classified
+            // the same way however TCP cut it.
+            Ok(httparse::Status::Complete(length)) if length > MAX_HEAD => {
+                return Err(ExchangeError::Malformed);
+            }
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(ExchangeError::Malformed),
@@ -692,7 +707,7 @@ mod tests {
     }
 
     /// A head of 32 KiB arriving in many pieces is read whole; one well over the 64 KiB limit is
-    /// `other` (not a hang, not a reset). A 1xx with headers and a 304 with a `Content-Length`
+    /// `other` (not a hang, not a reset); 150 headers are fine. A 1xx with headers and a 304 with a `Content-Length`
     /// carry no body: the next answer on the connection is read right.
     #[tokio::test]
     async fn big_heads_interim_answers_and_bodiless_statuses() {
@@ -703,11 +718,23 @@ mod tests {
             );
             Box::leak(text.into_bytes().into_boxed_slice())
         };
+        // More headers than the parser's first array holds (as many `Set-Cookie` lines can be).
+        let many_headers: &'static [u8] = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\n{}X-Version: many\r\nContent-Length: 0\r\n\r\n",
+                (0..150)
+                    .map(|i| format!("Set-Cookie: c{i}=1\r\n"))
+                    .collect::<String>()
+            )
+            .into_bytes()
+            .into_boxed_slice(),
+        );
         let (client, server) = canned(vec![
             head(32 * 1024),
             b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\nX-Version: hint\r\n\r\n\
               HTTP/1.1 304 Not Modified\r\nX-Version: v5\r\nContent-Length: 100\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Version: v6\r\n\r\nok",
+            many_headers,
             head(100 * 1024),
         ])
         .await;
@@ -715,13 +742,37 @@ mod tests {
         assert_eq!(client.execute(&mut slot, false, pending()).await, ok("big"));
         assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v5"));
         assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v6"));
-        assert!(slot.is_some(), "one connection for the first three");
+        assert_eq!(
+            client.execute(&mut slot, false, pending()).await,
+            ok("many")
+        );
+        assert!(slot.is_some(), "one connection for the first four");
         assert_eq!(
             client.execute(&mut slot, false, pending()).await,
             Outcome::failed(FailureKind::Other)
         );
         assert!(slot.is_none());
         server.await.unwrap();
+    }
+
+    /// The head limit holds however the head arrived: here all of it in the buffer at once (a
+    /// read into a buffer grown by earlier answers), not only when it comes in pieces.
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_malformed_even_when_read_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut connection = Connection::new(stream);
+        let over = "a".repeat(MAX_HEAD);
+        connection.buf =
+            format!("HTTP/1.1 200 OK\r\nX-Big: {over}\r\nContent-Length: 0\r\n\r\n").into_bytes();
+        let url = "http://127.0.0.1:1/".parse().unwrap();
+        let client = Client::new(&url, Duration::from_secs(1), "X-Version", None).unwrap();
+        assert!(matches!(
+            client.parse_head(&mut connection),
+            Err(ExchangeError::Malformed)
+        ));
     }
 
     /// A server that closes after the head, or in the middle of a chunked body: `reset`, never ok.
