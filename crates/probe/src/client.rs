@@ -403,13 +403,19 @@ impl Client {
             let name = header.name;
             let value = || std::str::from_utf8(header.value).map(str::trim).ok();
             if name.eq_ignore_ascii_case("content-length") {
-                let length = value()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or(ExchangeError::Malformed)?;
-                if content_length.is_some_and(|l| l != length) {
-                    return Err(ExchangeError::Malformed);
+                // Digits only (`+5` is not a length), and a list of one same value (`5, 5`, from
+                // a proxy that merged duplicates) is that value (RFC 9110, 8.6).
+                for item in value().ok_or(ExchangeError::Malformed)?.split(',') {
+                    let item = item.trim();
+                    if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(ExchangeError::Malformed);
+                    }
+                    let length = item.parse::<u64>().map_err(|_| ExchangeError::Malformed)?;
+                    if content_length.is_some_and(|l| l != length) {
+                        return Err(ExchangeError::Malformed);
+                    }
+                    content_length = Some(length);
                 }
-                content_length = Some(length);
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 // Chunked only when it is the last coding applied.
                 let last = value().and_then(|v| v.rsplit(',').next()).map(str::trim);
@@ -773,6 +779,36 @@ mod tests {
             client.parse_head(&mut connection),
             Err(ExchangeError::Malformed)
         ));
+    }
+
+    /// `Content-Length` is digits only; a list of one same value (duplicates merged by a proxy)
+    /// is that value, different values are malformed.
+    #[tokio::test]
+    async fn content_length_lists_and_signs() {
+        let (client, server) = canned(vec![
+            b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nX-Version: v2\r\nContent-Length: 2\r\n\r\nok",
+        ])
+        .await;
+        let mut slot = None;
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v1"));
+        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v2"));
+        server.await.unwrap();
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\nok",
+        ] {
+            let (client, server) = canned(vec![bad]).await;
+            let mut slot = None;
+            assert_eq!(
+                client.execute(&mut slot, false, pending()).await,
+                Outcome::failed(FailureKind::Other),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            server.await.unwrap();
+        }
     }
 
     /// A server that closes after the head, or in the middle of a chunked body: `reset`, never ok.
