@@ -644,3 +644,24 @@ async fn idle_router_cpu_in_a_process_of_its_own() {
     );
     router.shutdown().await;
 }
+
+/// Headers that an upstream's `Connection` header names are hop-by-hop (RFC 9110, 7.6.1): the
+/// router drops them with `Connection` itself; the others pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_named_by_connection_are_not_forwarded() {
+    let upstream = scripted_upstream(|_, _| {
+        Step::Answer(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n\
+              X-End: kept\r\nContent-Length: 5\r\n\r\nfresh",
+        )
+    })
+    .await;
+    let mut router = builtin_router_for(upstream.addr).await;
+    let answer = router_support::get(&format!("http://{}", router.addrs().main))
+        .await
+        .unwrap();
+    assert_eq!((answer.status, answer.body.as_str()), (200, "fresh"));
+    assert_eq!(answer.header("x-end"), Some("kept"));
+    assert_eq!(answer.header("x-hop"), None, "{:?}", answer.headers);
+    router.shutdown().await;
+}

@@ -604,6 +604,24 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The headers `Connection` names are hop-by-hop too (RFC 9110, 7.6.1). Most messages have no
+    // `Connection` header or only `keep-alive`/`close` in it: no allocation for those.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
