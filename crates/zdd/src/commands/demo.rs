@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::rollout::{
@@ -206,11 +207,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!();
     print!("{}", render_table(&rows));
     println!(
-        "\n{} strategies, {} replicas, {} requests/s, router {:?}, {:.0}s in all",
+        "\n{} strategies, {} replicas, {} requests/s, router {}, {:.0}s in all",
         rows.len(),
         args.replicas,
         args.rate,
-        args.router,
+        args.router
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_string()),
         started.elapsed().as_secs_f64()
     );
     let interrupted = control.interrupted().is_some() || rows.len() < specs.len();
