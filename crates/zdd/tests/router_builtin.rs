@@ -30,13 +30,8 @@ async fn header_rule_goes_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_reuses_upstream_connections() {
     use std::sync::atomic::Ordering;
-    let running = contract::start(RouterKind::Builtin).await;
     let (addr, accepted) = router_support::counting_upstream(false).await;
-    running
-        .router
-        .apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]))
-        .await
-        .unwrap();
+    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
     // One client connection (a pooling client may open a second one when its first is not back
     // in its pool yet; the router then rightly opens a second upstream connection too).
     let mut client = client_connection(running.router.addrs().main).await;
@@ -156,6 +151,13 @@ async fn send(
     (status, pod, body)
 }
 
+/// A builtin router whose main route sends every request to `endpoints` (one version, v1).
+async fn builtin_routing_to(endpoints: Vec<zdd::router::Endpoint>) -> contract::Running {
+    let running = contract::start(RouterKind::Builtin).await;
+    running.router.apply(&table(endpoints)).await.unwrap();
+    running
+}
+
 fn table(endpoints: Vec<zdd::router::Endpoint>) -> zdd::router::RouteTable {
     zdd::router::RouteTable {
         main: contract::always(vec![contract::backend("v1", 1, endpoints)]),
@@ -167,13 +169,8 @@ fn table(endpoints: Vec<zdd::router::Endpoint>) -> zdd::router::RouteTable {
 /// the client's `Host` is forwarded as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_answer_bodies_stream_through() {
-    let running = contract::start(RouterKind::Builtin).await;
     let (addr, accepted) = echo_upstream().await;
-    running
-        .router
-        .apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]))
-        .await
-        .unwrap();
+    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
     let mut client = client_connection(running.router.addrs().main).await;
     for size in [0usize, 3, 100_000, 1_000_000] {
         let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -194,13 +191,8 @@ async fn request_and_answer_bodies_stream_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_request_without_host_gets_the_endpoints_address() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let running = contract::start(RouterKind::Builtin).await;
     let (addr, _) = echo_upstream().await;
-    running
-        .router
-        .apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]))
-        .await
-        .unwrap();
+    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
     let mut stream = tokio::net::TcpStream::connect(running.router.addrs().main)
         .await
         .unwrap();
@@ -224,17 +216,13 @@ async fn http10_request_without_host_gets_the_endpoints_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_per_request_on_one_client_connection() {
     use std::sync::atomic::Ordering;
-    let running = contract::start(RouterKind::Builtin).await;
     let (first, first_accepted) = echo_upstream().await;
     let (second, second_accepted) = echo_upstream().await;
-    running
-        .router
-        .apply(&table(vec![
-            contract::endpoint("v1-1", "v1", first),
-            contract::endpoint("v1-2", "v1", second),
-        ]))
-        .await
-        .unwrap();
+    let running = builtin_routing_to(vec![
+        contract::endpoint("v1-1", "v1", first),
+        contract::endpoint("v1-2", "v1", second),
+    ])
+    .await;
     let mut client = client_connection(running.router.addrs().main).await;
     let mut pods = Vec::new();
     for _ in 0..40 {
@@ -255,13 +243,8 @@ async fn round_robin_per_request_on_one_client_connection() {
 /// ones left idle (the worker's pool) rather than opening one each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_client_connections_reuse_idle_upstream_connections() {
-    let running = contract::start(RouterKind::Builtin).await;
     let (addr, accepted) = echo_upstream().await;
-    running
-        .router
-        .apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]))
-        .await
-        .unwrap();
+    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
     const CLIENTS: usize = 20;
     for _ in 0..CLIENTS {
         let answer = router_support::get(&running.main()).await.unwrap();

@@ -375,16 +375,21 @@ impl<'p, P: Platform> Engine<'p, P> {
             ));
             return Ok(());
         };
-        let url = join_url(&preview, &self.spec.traffic.path);
-        let checks = self.options.route_checks;
-        let timeout = self.options.progress_deadline;
-        let http = self.http.clone();
-        self.guarded(http.wait_answers(&url, &name, checks, timeout))
-            .await?
-            .map_err(EngineError::DataPlane)?;
+        self.wait_answers_from(&preview, &name).await?;
         self.events
             .emit(format!("data plane: preview route answers from {name}"));
         Ok(())
+    }
+
+    /// Waits until `route` (a base URL) answers the traffic path from version `name`, in a row.
+    async fn wait_answers_from(&mut self, route: &str, name: &str) -> Result<(), EngineError> {
+        let url = join_url(route, &self.spec.traffic.path);
+        let checks = self.options.route_checks;
+        let timeout = self.options.progress_deadline;
+        let http = self.http.clone();
+        self.guarded(http.wait_answers(&url, name, checks, timeout))
+            .await?
+            .map_err(EngineError::DataPlane)
     }
 
     /// Waits until the main route answers from `which` (after the endpoints reached the router).
@@ -396,13 +401,7 @@ impl<'p, P: Platform> Engine<'p, P> {
             ));
             return Ok(());
         };
-        let url = join_url(&main, &self.spec.traffic.path);
-        let checks = self.options.route_checks;
-        let timeout = self.options.progress_deadline;
-        let http = self.http.clone();
-        self.guarded(http.wait_answers(&url, &name, checks, timeout))
-            .await?
-            .map_err(EngineError::DataPlane)?;
+        self.wait_answers_from(&main, &name).await?;
         self.events.emit(format!("{name} serves the main route"));
         Ok(())
     }
