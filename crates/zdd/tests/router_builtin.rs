@@ -263,12 +263,8 @@ async fn later_client_connections_reuse_idle_upstream_connections() {
 /// Several workers share the entry points (SO_REUSEPORT) and serve the same table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workers_share_the_ports() {
-    let mut router =
-        zdd::router::builtin::BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), 3)
-            .await
-            .unwrap();
     let addr = router_support::upstream("shared").await;
-    router.apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]));
+    let mut router = builtin_router_with_threads(addr, 3).await;
     let main = format!("http://{}", router.addrs().main);
     for _ in 0..30 {
         let answer = router_support::get(&main).await.unwrap();
@@ -365,9 +361,20 @@ async fn scripted_upstream(script: fn(usize, usize) -> Step) -> Scripted {
 }
 
 async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd::router::builtin::BuiltinRouter {
-    let router = zdd::router::builtin::BuiltinRouter::start("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    builtin_router_with_threads(addr, 1).await
+}
+
+/// A builtin router with `threads` workers whose main route sends every request to `addr`.
+async fn builtin_router_with_threads(
+    addr: std::net::SocketAddr,
+    threads: usize,
+) -> zdd::router::builtin::BuiltinRouter {
+    let router = zdd::router::builtin::BuiltinRouter::start_with_threads(
+        "127.0.0.1:0".parse().unwrap(),
+        threads,
+    )
+    .await
+    .unwrap();
     router.apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]));
     router
 }
@@ -595,15 +602,7 @@ fn an_idle_router_spends_no_cpu() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_router_cpu_in_a_process_of_its_own() {
     let upstream = scripted_upstream(|_, _| Step::Answer(FRESH)).await;
-    let mut router =
-        zdd::router::builtin::BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), 2)
-            .await
-            .unwrap();
-    router.apply(&table(vec![contract::endpoint(
-        "v1-1",
-        "v1",
-        upstream.addr,
-    )]));
+    let mut router = builtin_router_with_threads(upstream.addr, 2).await;
     // Traffic on kept-open client connections (likely on both threads), then nothing.
     let mut clients = Vec::new();
     for _ in 0..4 {
