@@ -661,24 +661,7 @@ pub async fn run_rollout<P: Platform>(
         spec.traffic.rate
     ));
     engine.attach_traffic(probe.clone(), traffic_start);
-    let ticker = {
-        let probe = probe.clone();
-        let control = control.clone();
-        let started = Instant::now();
-        tokio::spawn(async move {
-            loop {
-                let progress = probe.progress();
-                control.update(|s| {
-                    s.elapsed_s = started.elapsed().as_secs_f64();
-                    s.sent = progress.sent;
-                    s.ok = progress.ok;
-                    s.failed = progress.failed;
-                    s.by_version = progress.by_version;
-                });
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let ticker = StatusTicker::start(control.clone(), Some(probe.clone()));
 
     let settle = engine.options.settle;
     let outcome = match engine.guarded(tokio::time::sleep(settle)).await {
@@ -695,8 +678,7 @@ pub async fn run_rollout<P: Platform>(
     probe.stop();
     engine.detach_traffic();
     drop(engine);
-    ticker.abort();
-    let _ = ticker.await;
+    ticker.stop().await;
     let report = match Arc::try_unwrap(probe) {
         Ok(probe) => probe.finish().await,
         Err(_) => return Err(EngineError::Other("the probe is still shared".into())),
@@ -728,32 +710,53 @@ async fn run_unmeasured<P: Platform>(
     engine.events.emit(format!(
         "traffic: not measured (main route not reachable from here); fixed {delay} before each scale-down"
     ));
-    let ticker = {
-        let control = engine.control.clone();
-        let started = Instant::now();
-        tokio::spawn(async move {
-            loop {
-                control.update(|s| s.elapsed_s = started.elapsed().as_secs_f64());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    let prepared = engine.prepare().await;
-    let outcome = match prepared {
-        Ok(()) => engine.execute().await,
-        Err(err) => {
-            ticker.abort();
-            return Err(err);
-        }
-    };
-    ticker.abort();
-    let _ = ticker.await;
+    let ticker = StatusTicker::start(engine.control.clone(), None);
+    engine.prepare().await?;
+    let outcome = engine.execute().await;
+    ticker.stop().await;
     Ok(RunResult {
         outcome,
         report: Report::default(),
         events: engine.events.snapshot(),
         traffic_measured: false,
     })
+}
+
+/// Refreshes the run's status every 200 ms (elapsed time and, with traffic, the probe's counts)
+/// for `zdd status`, until stopped or dropped.
+struct StatusTicker(tokio::task::JoinHandle<()>);
+
+impl StatusTicker {
+    fn start(control: Control, probe: Option<Arc<ProbeHandle>>) -> StatusTicker {
+        let started = Instant::now();
+        StatusTicker(tokio::spawn(async move {
+            loop {
+                let progress = probe.as_ref().map(|probe| probe.progress());
+                control.update(|s| {
+                    s.elapsed_s = started.elapsed().as_secs_f64();
+                    if let Some(progress) = progress {
+                        s.sent = progress.sent;
+                        s.ok = progress.ok;
+                        s.failed = progress.failed;
+                        s.by_version = progress.by_version;
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }))
+    }
+
+    /// Stops the ticker and waits until its task (and its share of the probe) is gone.
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for StatusTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn describe_routing(new: &Routing, old: &Routing) -> String {
