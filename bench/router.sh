@@ -29,7 +29,7 @@ for tool in wrk nginx haproxy taskset curl traefik; do
   }
 done
 
-cargo build --quiet --release -p zdd --example router_bench
+cargo build --quiet --release -p zdd-router --example router_bench
 ROUTER_BENCH="$PWD/target/release/examples/router_bench"
 
 work=$(mktemp -d)

@@ -21,7 +21,7 @@
 #   ZDD_E2E_CONTEXT     admin kubeconfig context (default: minikube)
 #   ZDD_E2E_NAMESPACE   namespace to run in, created if missing (default: zdd-e2e)
 #   ZDD_E2E_RATE        probe rate in requests/s (default: 100)
-#   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weighted)
+#   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weight)
 #   ZDD_E2E_SKIP_IMAGE  1: do not rebuild the zdd-demo:dev image inside minikube
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,9 +105,9 @@ CASES="
 recreate|recreate|service|no
 rolling-update|rolling-update|service|yes
 blue-green|blue-green|service|yes
-canary-replicas|canary|service|yes
-canary-weighted-traefik|canary-weighted|traefik|yes
-canary-weighted-gateway-api|canary-weighted|gateway-api|yes
+canary-replicas|canary-replicas|service|yes
+canary-weight-traefik|canary-weight|traefik|yes
+canary-weight-gateway-api|canary-weight|gateway-api|yes
 blue-green-unmeasured|blue-green|service|unmeasured
 "
 

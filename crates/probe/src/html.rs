@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::outcome::FailureKind;
-use crate::{Event, Report, TimelineBucket};
+use crate::{EventMark, Report, TimelineBucket};
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 170.0;
@@ -37,7 +37,7 @@ height:10px;margin-right:4px}.bad{color:#b00}.good{color:#070}svg{display:block}
 svg text{font:11px system-ui,sans-serif;fill:#555}";
 
 /// One self-contained HTML page, one section per run (the demo puts five on one page).
-pub fn render_html(sections: &[(&str, &Report, &[Event])]) -> String {
+pub fn render_html(sections: &[(&str, &Report, &[EventMark])]) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -68,7 +68,7 @@ pub fn render_html(sections: &[(&str, &Report, &[Event])]) -> String {
     page
 }
 
-fn section(page: &mut String, title: &str, report: &Report, events: &[Event]) {
+fn section(page: &mut String, title: &str, report: &Report, events: &[EventMark]) {
     let _ = writeln!(page, "<section><h2>{}</h2>", escape(title));
     summary(page, report);
     let axis = Axis::for_report(report);
@@ -205,7 +205,7 @@ fn summary(page: &mut String, report: &Report) {
     );
 }
 
-fn outages_and_events(page: &mut String, report: &Report, events: &[Event]) {
+fn outages_and_events(page: &mut String, report: &Report, events: &[EventMark]) {
     if !report.outages.is_empty() {
         page.push_str("<h3>Outages</h3><table><tr><th>start</th><th>end</th><th>duration</th><th>failed</th><th>kinds</th></tr>");
         for outage in report.outages.iter().take(200) {
@@ -327,7 +327,7 @@ fn chart(
     page: &mut String,
     axis: &Axis,
     report: &Report,
-    events: &[Event],
+    events: &[EventMark],
     y_max: f64,
     unit: &str,
     plot: impl FnOnce(&mut String, &Axis, &YScale),
@@ -591,11 +591,11 @@ mod tests {
     fn the_page_is_self_contained_with_three_charts_per_section_and_events() {
         let report = sample();
         let events = [
-            Event {
+            EventMark {
                 t_s: 0.9,
                 label: "stop <v1>".into(),
             },
-            Event {
+            EventMark {
                 t_s: 1.5,
                 label: "v2 ready".into(),
             },
@@ -615,7 +615,7 @@ mod tests {
         assert!(page.contains("<title>v1</title>") && page.contains("<title>v2</title>"));
         assert!(page.contains("<title>refused</title>"));
         assert!(page.contains("outage 0.500 s"));
-        // Event markers: two lines in each of the first section's three charts.
+        // EventMark markers: two lines in each of the first section's three charts.
         assert_eq!(page.matches("stroke-dasharray").count(), 6);
     }
 

@@ -45,9 +45,10 @@ pub const RATE_PER_THREAD: u32 = 10_000;
 /// The width of the timeline buckets, and so the granularity of [`ProbeHandle::window`].
 pub const BUCKET: Duration = aggregate::BUCKET;
 
-/// A timestamped event to mark on the report's charts (`--events FILE`, JSON lines).
+/// An event marked on the report's charts at its time (`--events FILE`, JSON lines; other fields
+/// of a line, such as zdd's `kind`, are ignored).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
+pub struct EventMark {
     /// Seconds since the probe's time zero.
     pub t_s: f64,
     pub label: String,

@@ -1,15 +1,30 @@
-//! The `zdd` tool as a library: the CLI's commands, the strategy engine, the platforms and routers.
+//! The `zdd` tool as a library. Its modules form layers that depend downward only (a test,
+//! `architecture::layers_depend_downward_only`, holds them to it):
 //!
-//! Layout: `spec` (the rollout file) → `engine` (runs a strategy's steps) → `strategy` (one file per
-//! strategy) → `platform` (`local` | `kubernetes`) → `router` (the local platform's data plane).
+//! ```text
+//! cli, commands      the command line: one file per subcommand
+//! rollout            one whole run: deploy, traffic, strategy, rollback, status, summary
+//! strategy           one file per strategy, written in the engine's step API
+//! engine             the step API: scale, route, check the data plane, retire, pause
+//! platform           where replicas run: local (processes + a router) or kubernetes
+//! spec, events       the rollout file, and what happened during a run
+//! model, http_get,   plain data every layer shares; one small HTTP client; the lock policy
+//! sync
+//! ```
+//!
+//! docs/architecture.md walks one `zdd rollout` through them.
 
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod events;
+pub mod http_get;
+pub mod model;
 pub mod platform;
-pub mod router;
+pub mod rollout;
 pub mod spec;
 pub mod strategy;
+pub mod sync;
 
 /// Human-readable logs on stderr; `RUST_LOG` overrides the level; `LOG_FORMAT=json` for JSON.
 pub fn init_tracing(verbose: u8) {

@@ -5,7 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Run, event_labels, serve_spec, text, wait_with_deadline};
+use serde_json::json;
+use support::{Run, event_position, events, serve_spec, text, wait_with_deadline};
 
 #[test]
 fn blue_green_waits_for_promote_then_switches_without_dropping() {
@@ -56,17 +57,19 @@ fn blue_green_waits_for_promote_then_switches_without_dropping() {
     let result = run.read_json("out.json");
     assert_eq!(result["succeeded"], true);
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
-    let labels = event_labels(&result);
-    assert!(labels.contains(&"promoted"), "{labels:#?}");
+    let all = events(&result);
     assert!(
-        labels
-            .iter()
-            .any(|l| l.starts_with("selector switched to v2"))
+        event_position(&result, "promoted", json!({})).is_some(),
+        "{all:#?}"
+    );
+    let switched = json!({"routing": {"main": {"only": "v2"}, "preview": null}});
+    assert!(
+        event_position(&result, "routing_set", switched).is_some(),
+        "{all:#?}"
     );
     assert!(
-        labels
-            .iter()
-            .any(|l| l.starts_with("data plane: no request reached v1"))
+        event_position(&result, "drained", json!({"version": "v1"})).is_some(),
+        "{all:#?}"
     );
     assert!(result["by_version"]["v2"].as_u64().unwrap() > 0);
     run.assert_nothing_left();
@@ -99,12 +102,14 @@ fn abort_sends_traffic_back_to_the_old_version_and_exits_1() {
     );
     // Rolling back is a rollout too: no request dropped.
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
-    let labels = event_labels(&result);
-    assert!(labels.contains(&"rolled back to v1"), "{labels:#?}");
+    let all = events(&result);
     assert!(
-        labels
-            .iter()
-            .any(|l| l.starts_with("data plane: no request reached v2"))
+        event_position(&result, "rolled_back", json!({"version": "v1"})).is_some(),
+        "{all:#?}"
+    );
+    assert!(
+        event_position(&result, "drained", json!({"version": "v2"})).is_some(),
+        "{all:#?}"
     );
     run.assert_nothing_left();
     // The socket is gone with the rollout: a late command fails clearly.
@@ -138,14 +143,27 @@ fn abort_during_blue_green_preview_removes_the_preview_route() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let result = run.read_json("out.json");
     assert_eq!(result["failed"], 0, "{}", result["outages"]);
-    let labels = event_labels(&result);
-    let position = |wanted: &dyn Fn(&str) -> bool| labels.iter().position(|l| wanted(l));
-    let preview_removed = position(&|l| l.ends_with("preview removed"))
-        .unwrap_or_else(|| panic!("no preview removal: {labels:#?}"));
-    let rolled_back = position(&|l| l == "rolled back to v1")
-        .unwrap_or_else(|| panic!("no rollback: {labels:#?}"));
+    let all = events(&result);
+    let previewed = event_position(
+        &result,
+        "routing_set",
+        json!({"routing": {"main": {"only": "v1"}, "preview": "v2"}}),
+    )
+    .unwrap_or_else(|| panic!("no preview route: {all:#?}"));
+    let preview_removed = all
+        .iter()
+        .skip(previewed)
+        .position(|e| e["kind"] == "routing_set" && e["routing"]["preview"].is_null())
+        .map(|after| previewed + after)
+        .unwrap_or_else(|| panic!("no preview removal: {all:#?}"));
+    let scaled_down = event_position(&result, "scaled", json!({"version": "v2", "replicas": 0}))
+        .unwrap_or_else(|| panic!("v2 never scaled down: {all:#?}"));
     // The preview route is gone before v2 is scaled down, not left pointing at it.
-    assert!(preview_removed < rolled_back, "{labels:#?}");
+    assert!(preview_removed < scaled_down, "{all:#?}");
+    assert!(
+        event_position(&result, "rolled_back", json!({"version": "v1"})).is_some(),
+        "{all:#?}"
+    );
     // v2 served only the preview route: the main route's traffic never reached it.
     assert!(
         result["by_version"]["v2"].is_null() || result["by_version"]["v2"] == 0,

@@ -45,8 +45,8 @@ fn demo(router: &str) {
             "recreate",
             "rolling-update",
             "blue-green",
-            "canary",
-            "canary-weighted"
+            "canary-replicas",
+            "canary-weight"
         ]
     );
     for row in rows {
@@ -81,7 +81,7 @@ fn demo(router: &str) {
     }
     let html = std::fs::read_to_string(run.path().join("demo.html")).expect("demo.html");
     assert!(
-        html.contains("canary-weighted"),
+        html.contains("canary-weight"),
         "the HTML page lacks a strategy"
     );
     run.assert_nothing_left();

@@ -9,9 +9,10 @@ use fake_apiserver::store::{
 };
 use fake_apiserver::{FakeApiServer, FakeConfig, RecordedRequest};
 use serde_json::json;
-use zdd::engine::events::EventLog;
-use zdd::platform::kubernetes::{KubeRouter, KubernetesConfig, KubernetesPlatform};
-use zdd::platform::{Platform, ProbeSpec, Routing, TrafficAccess, TrafficPolicy, VersionTemplate};
+use zdd::events::{Event, EventLog};
+use zdd::model::{ProbeSpec, Routing, TrafficPolicy, VersionTemplate, Weights};
+use zdd::platform::kubernetes::{KubernetesConfig, KubernetesPlatform};
+use zdd::platform::{Platform, RouterKind, TrafficAccess};
 
 const NAMESPACE: &str = "zdd-test";
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,7 +24,7 @@ struct Cluster {
     events: EventLog,
 }
 
-async fn cluster(router: KubeRouter) -> Cluster {
+async fn cluster(router: RouterKind) -> Cluster {
     cluster_with(
         router,
         FakeConfig {
@@ -36,7 +37,7 @@ async fn cluster(router: KubeRouter) -> Cluster {
     .await
 }
 
-async fn cluster_with(router: KubeRouter, fake: FakeConfig) -> Cluster {
+async fn cluster_with(router: RouterKind, fake: FakeConfig) -> Cluster {
     let server = FakeApiServer::start(fake)
         .await
         .expect("fake apiserver starts");
@@ -74,12 +75,8 @@ impl Cluster {
             .collect()
     }
 
-    fn labels(&self) -> Vec<String> {
-        self.events
-            .snapshot()
-            .into_iter()
-            .map(|e| e.label)
-            .collect()
+    fn events(&self) -> Vec<Event> {
+        self.events.events()
     }
 }
 
@@ -167,7 +164,7 @@ fn index_of(requests: &[RecordedRequest], matches: impl Fn(&RecordedRequest) -> 
 
 #[tokio::test]
 async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let mut platform = c.connect().await;
 
     platform.scale(&template("v1"), 2).await.unwrap();
@@ -261,20 +258,20 @@ async fn blue_green_switches_the_selector_before_scaling_the_old_version_down() 
         2
     );
 
-    let labels = c.labels();
-    assert!(
-        labels.contains(&"service web selector switched to version v2".to_string()),
-        "{labels:?}"
-    );
-    assert!(
-        labels.contains(&"deployment web-v1 scaled to 0".to_string()),
-        "{labels:?}"
-    );
+    let selectors: Vec<_> = c
+        .writes_to("services", "web")
+        .iter()
+        .map(|r| r.json()["spec"]["selector"]["version"].clone())
+        .collect();
+    assert_eq!(selectors.last(), Some(&json!("v2")), "{selectors:?}");
+    let v1_replicas =
+        c.writes_to("deployments", "web-v1").last().unwrap().json()["spec"]["replicas"].clone();
+    assert_eq!(v1_replicas, json!(0));
 }
 
 #[tokio::test]
 async fn without_a_verify_url_the_main_route_is_unreachable_with_the_settle_delay() {
-    let mut c = cluster(KubeRouter::Service).await;
+    let mut c = cluster(RouterKind::Service).await;
     let platform = c.connect().await;
     assert_eq!(
         platform.traffic_access(),
@@ -295,7 +292,7 @@ async fn without_a_verify_url_the_main_route_is_unreachable_with_the_settle_dela
 
 #[tokio::test]
 async fn scaling_the_previewed_version_to_zero_deletes_the_preview_service() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let mut platform = c.connect().await;
     platform.scale(&template("v1"), 1).await.unwrap();
     platform.wait_ready("v1", 1, WAIT).await.unwrap();
@@ -337,10 +334,12 @@ async fn scaling_the_previewed_version_to_zero_deletes_the_preview_service() {
     let status = platform.status().await.unwrap();
     assert_eq!(status.routing, only("v1", None));
     assert!(
-        c.labels()
-            .contains(&"preview service web-preview deleted (v2 is scaled to 0)".to_string()),
+        c.events().contains(&Event::PreviewServiceDeleted {
+            service: "web-preview".into(),
+            version: "v2".into()
+        }),
         "{:?}",
-        c.labels()
+        c.events()
     );
     // Scaling v1 (not previewed) leaves the main Service alone and deletes nothing more.
     let writes = c.writes_to("services", "web-preview").len();
@@ -350,7 +349,7 @@ async fn scaling_the_previewed_version_to_zero_deletes_the_preview_service() {
 
 #[tokio::test]
 async fn deployment_carries_the_template() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let mut platform = c.connect().await;
     platform.scale(&template("v1"), 3).await.unwrap();
     let d = c
@@ -405,7 +404,7 @@ fn weight_sequence(
 
 #[tokio::test]
 async fn traefik_weights_are_set_in_order_before_the_scale_down() {
-    let c = cluster(KubeRouter::Traefik).await;
+    let c = cluster(RouterKind::Traefik).await;
     let mut platform = run_canary(&c).await;
 
     let sequence = weight_sequence(&c, "traefikservices", &|body| {
@@ -452,26 +451,33 @@ async fn traefik_weights_are_set_in_order_before_the_scale_down() {
     let status = platform.status().await.unwrap();
     assert_eq!(
         status.routing.main,
-        TrafficPolicy::Weighted(vec![("v1".into(), 0), ("v2".into(), 100)])
+        TrafficPolicy::Weighted(Weights(vec![("v1".into(), 0), ("v2".into(), 100)]))
     );
-    let labels = c.labels();
-    let weights: Vec<_> = labels
+    let weights: Vec<Vec<(String, u64)>> = c
+        .writes_to("traefikservices", "web")
         .iter()
-        .filter(|l| l.starts_with("weights set"))
+        .map(|r| {
+            r.json()["spec"]["weighted"]["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_owned(),
+                        s["weight"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|services| services.len() == 2)
         .collect();
-    assert_eq!(
-        weights,
-        [
-            "weights set: v1=90 v2=10",
-            "weights set: v1=50 v2=50",
-            "weights set: v1=0 v2=100"
-        ]
-    );
+    let pair = |v1: u64, v2: u64| vec![("web-v1".to_owned(), v1), ("web-v2".to_owned(), v2)];
+    assert_eq!(weights, [pair(90, 10), pair(50, 50), pair(0, 100)]);
 }
 
 #[tokio::test]
 async fn gateway_api_weights_go_to_httproute_backend_refs() {
-    let c = cluster(KubeRouter::GatewayApi).await;
+    let c = cluster(RouterKind::GatewayApi).await;
     run_canary(&c).await;
     let sequence = weight_sequence(&c, "httproutes", &|body| {
         let refs = body["spec"]["rules"][0]["backendRefs"]
@@ -502,7 +508,7 @@ async fn gateway_api_weights_go_to_httproute_backend_refs() {
 
 #[tokio::test]
 async fn a_version_that_never_becomes_ready_fails_at_the_progress_deadline() {
-    let mut c = cluster(KubeRouter::Service).await;
+    let mut c = cluster(RouterKind::Service).await;
     c.config.progress_deadline = Duration::from_secs(1);
     c.server.faults(|f| {
         f.never_ready.insert("v2".into());
@@ -535,7 +541,7 @@ async fn a_version_that_never_becomes_ready_fails_at_the_progress_deadline() {
 
 #[tokio::test]
 async fn wait_ready_times_out_with_the_state_it_saw() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     c.server.faults(|f| {
         f.never_ready.insert("v2".into());
     });
@@ -556,7 +562,7 @@ async fn wait_ready_times_out_with_the_state_it_saw() {
 
 #[tokio::test]
 async fn a_forbidden_patch_names_verb_object_namespace_context_and_what_was_changed() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let mut platform = c.connect().await;
     platform.scale(&template("v1"), 1).await.unwrap();
     c.server.faults(|f| {
@@ -585,7 +591,7 @@ async fn a_forbidden_patch_names_verb_object_namespace_context_and_what_was_chan
 
 #[tokio::test]
 async fn a_broken_watch_is_resumed_from_its_resource_version() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     c.server.faults(|f| {
         f.break_watch_once.insert("deployments".into());
     });
@@ -620,7 +626,7 @@ async fn a_broken_watch_is_resumed_from_its_resource_version() {
 
 #[tokio::test]
 async fn weights_need_a_router_and_versions_need_an_image() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let mut platform = c.connect().await;
     let err = platform
         .set_routing(&weighted(&[("v1", 90), ("v2", 10)]))
@@ -635,7 +641,7 @@ async fn weights_need_a_router_and_versions_need_an_image() {
 
 #[tokio::test]
 async fn an_unreachable_api_server_is_named_with_its_context() {
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let url = c.server.url();
     let dir = tempfile::tempdir().unwrap();
     // A kubeconfig for a server that is gone: bind a port, then free it.
@@ -661,7 +667,7 @@ async fn an_unreachable_api_server_is_named_with_its_context() {
 
 #[tokio::test]
 async fn a_missing_crd_is_reported_as_such() {
-    let c = cluster(KubeRouter::Traefik).await;
+    let c = cluster(RouterKind::Traefik).await;
     c.server.faults(|f| {
         f.unserved.insert("traefikservices".into());
     });
@@ -699,12 +705,12 @@ async fn the_rbac_role_grants_exactly_the_verbs_zdd_uses() {
 
     let mut used: BTreeSet<(String, String, String)> = BTreeSet::new();
     for router in [
-        KubeRouter::Service,
-        KubeRouter::Traefik,
-        KubeRouter::GatewayApi,
+        RouterKind::Service,
+        RouterKind::Traefik,
+        RouterKind::GatewayApi,
     ] {
         let c = cluster(router).await;
-        let mut platform = if router == KubeRouter::Service {
+        let mut platform = if router == RouterKind::Service {
             // Blue-green: selector, preview Service (created, then deleted), scale-down.
             let mut platform = c.connect().await;
             platform.scale(&template("v1"), 1).await.unwrap();
@@ -769,7 +775,7 @@ async fn https_clusters_go_through_rustls_with_one_crypto_provider() {
             let _ = socket.write_all(b"HTTP/1.1 400 not tls\r\n\r\n").await;
         }
     });
-    let c = cluster(KubeRouter::Service).await;
+    let c = cluster(RouterKind::Service).await;
     let text = c
         .server
         .kubeconfig(NAMESPACE)

@@ -291,12 +291,26 @@ impl Run {
             self.answers().len()
         );
         assert!(
-            self.events()
-                .iter()
-                .any(|e| e.starts_with("traffic: not measured")),
+            self.has_event("traffic_not_measured", json!({})),
             "{:?}",
             self.events()
         );
+    }
+
+    /// The events of the run's JSON result.
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.summary.as_ref().expect("summary")["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether an event of `kind` with (at least) these `fields` happened.
+    fn has_event(&self, kind: &str, fields: serde_json::Value) -> bool {
+        let fields = fields.as_object().expect("fields as an object").clone();
+        self.events()
+            .iter()
+            .any(|e| e["kind"] == kind && fields.iter().all(|(name, value)| e[name] == *value))
     }
 
     /// The last routing write before `version` was scaled to 0 took traffic away from it, and
@@ -344,20 +358,13 @@ impl Run {
             waited >= delay,
             "{version} scaled down {waited:?} after the routing change, expected at least {delay:?}"
         );
-        let label = format!(
-            "data plane not checked: waiting a fixed {} before scaling {version} down",
-            humantime::format_duration(delay)
-        );
-        assert!(self.events().contains(&label), "{:?}", self.events());
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.summary.as_ref().expect("summary")["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["label"].as_str().map(String::from))
-            .collect()
+        let events = &self.summary.as_ref().expect("summary")["events"];
+        let unchecked = events.as_array().into_iter().flatten().any(|e| {
+            e["kind"] == "drain_not_checked"
+                && e["version"] == version
+                && e["delay"].as_f64() == Some(delay.as_secs_f64())
+        });
+        assert!(unchecked, "{events:#}");
     }
 }
 
@@ -407,13 +414,8 @@ async fn blue_green_switches_the_selector_and_retires_v1_after_verification() {
         service["spec"]["selector"],
         json!({"app": "blue-green", "version": "v2"})
     );
-    assert!(
-        run.events()
-            .iter()
-            .any(|e| e == "service blue-green selector switched to version v2"),
-        "{:?}",
-        run.events()
-    );
+    let switched = json!({"routing": {"main": {"only": "v2"}, "preview": null}});
+    assert!(run.has_event("routing_set", switched), "{:?}", run.events());
 }
 
 #[tokio::test]
@@ -469,13 +471,13 @@ fn weights(run: &Run, resource: &str) -> Vec<Vec<(String, u64)>> {
 
 fn split(v1: u64, v2: u64) -> Vec<(String, u64)> {
     vec![
-        ("canary-weighted-v1".to_string(), v1),
-        ("canary-weighted-v2".to_string(), v2),
+        ("canary-weight-v1".to_string(), v1),
+        ("canary-weight-v2".to_string(), v2),
     ]
 }
 
 async fn weighted_canary(router: &str, resource: &str) {
-    let run = rollout("canary-weighted", router, |_| {}).await;
+    let run = rollout("canary-weight", router, |_| {}).await;
     run.assert_exit(0);
     run.assert_no_failed_answer();
     let sequence = weights(&run, resource);
@@ -510,7 +512,7 @@ async fn weighted_canary_on_gateway_api_sets_httproute_weights_in_order() {
 
 #[tokio::test]
 async fn canary_by_replicas_moves_replicas_and_keeps_serving() {
-    let run = rollout("canary", "service", |_| {}).await;
+    let run = rollout("canary-replicas", "service", |_| {}).await;
     run.assert_exit(0);
     run.assert_no_failed_answer();
     let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
@@ -558,7 +560,7 @@ async fn a_version_that_never_becomes_ready_is_rolled_back() {
 
 #[tokio::test]
 async fn a_failing_canary_exceeds_the_budget_and_traffic_goes_back_to_v1() {
-    let run = rollout("canary-weighted", "traefik", |f| {
+    let run = rollout("canary-weight", "traefik", |f| {
         f.failing_versions.insert("v2".into());
     })
     .await;
@@ -573,7 +575,7 @@ async fn a_failing_canary_exceeds_the_budget_and_traffic_goes_back_to_v1() {
     assert_eq!(weighted.first(), Some(&split(90, 10)), "{weighted:?}");
     // Back to the main Service alone (which selects v1 only or every ready replica, v2 has none).
     let last = weights(&run, "traefikservices").pop().unwrap();
-    assert_eq!(last, [("canary-weighted".to_string(), 1)]);
+    assert_eq!(last, [("canary-weight".to_string(), 1)]);
     let v2: Vec<i64> = run.scales("v2").into_iter().map(|(_, r)| r).collect();
     assert_eq!(v2.last(), Some(&0), "v2 scales: {v2:?}");
     // The failures came from v2 only, and stopped once v2 was out of the route.
@@ -690,8 +692,7 @@ async fn blue_green_checks_v2_through_the_preview_url_before_the_switch() {
         .count();
     assert!(before_switch >= 5, "{preview:?}");
     assert!(
-        run.events()
-            .contains(&"data plane: preview route answers from v2".to_string()),
+        run.has_event("preview_answers", json!({"version": "v2"})),
         "{:?}",
         run.events()
     );
@@ -711,9 +712,7 @@ async fn blue_green_without_a_preview_url_skips_the_preview_check_with_a_warning
         run.describe()
     );
     assert!(
-        run.events()
-            .iter()
-            .any(|e| e.contains("no preview route on this platform")),
+        run.has_event("preview_not_checked", json!({"version": "v2"})),
         "{:?}",
         run.events()
     );
@@ -754,14 +753,14 @@ async fn without_verify_url_rolling_update_completes_with_the_fixed_delay() {
 
 #[tokio::test]
 async fn without_verify_url_canary_by_replicas_completes_with_the_fixed_delay() {
-    let run = rollout_unmeasured("canary", "service").await;
+    let run = rollout_unmeasured("canary-replicas", "service").await;
     run.assert_unmeasured_success();
     run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
 }
 
 #[tokio::test]
 async fn without_verify_url_weighted_canary_completes_with_the_fixed_delay() {
-    let run = rollout_unmeasured("canary-weighted", "gateway-api").await;
+    let run = rollout_unmeasured("canary-weight", "gateway-api").await;
     run.assert_unmeasured_success();
     run.assert_scaled_down_after_fixed_delay("v1", SETTLE);
 }

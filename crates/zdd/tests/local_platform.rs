@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use router_support::*;
-use zdd::engine::events::EventLog;
+use zdd::events::{Event, EventLog};
+use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
+use zdd::platform::Platform;
 use zdd::platform::local::{LocalConfig, LocalPlatform};
-use zdd::platform::{
-    Platform, PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate,
-};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -36,13 +35,16 @@ async fn start_ready(
         .unwrap()
 }
 
-fn has_event(events: &EventLog, label: &str) -> bool {
-    events.snapshot().iter().any(|event| event.label == label)
+fn has_event(events: &EventLog, event: &Event) -> bool {
+    events.events().contains(event)
 }
 
-/// Waits (bounded) until the event `label` has been emitted.
-async fn wait_event(events: &EventLog, label: &str) {
-    eventually(label, READY_TIMEOUT, || async { has_event(events, label) }).await;
+/// Waits (bounded) until `event` has been emitted.
+async fn wait_event(events: &EventLog, event: &Event) {
+    eventually(&event.to_string(), READY_TIMEOUT, || async {
+        has_event(events, event)
+    })
+    .await;
 }
 
 /// Polls the platform's status (bounded) until `accept` holds; returns that status.
@@ -62,12 +64,12 @@ async fn wait_status(
     }
 }
 
-fn event_time(events: &EventLog, label: &str) -> Option<f64> {
+fn event_time(events: &EventLog, event: &Event) -> Option<f64> {
     events
         .snapshot()
         .iter()
-        .find(|event| event.label == label)
-        .map(|event| event.t_s)
+        .find(|record| record.event == *event)
+        .map(|record| record.t_s)
 }
 
 async fn pids(platform: &mut LocalPlatform) -> Vec<u32> {
@@ -103,7 +105,14 @@ async fn scale_up_and_down_follows_readiness() {
 
     let status = start_ready(&mut platform, &v1, 3).await;
     assert_eq!((status.desired, status.ready, status.running), (3, 3, 3));
-    wait_event(&events, "endpoints v1: [v1-1, v1-2, v1-3]").await;
+    wait_event(
+        &events,
+        &Event::EndpointsPublished {
+            version: "v1".into(),
+            pods: vec!["v1-1".into(), "v1-2".into(), "v1-3".into()],
+        },
+    )
+    .await;
 
     // Round robin reaches all three replicas.
     let mut pods = std::collections::BTreeSet::new();
@@ -120,15 +129,21 @@ async fn scale_up_and_down_follows_readiness() {
         .await
         .unwrap();
     assert_eq!((status.desired, status.ready, status.running), (1, 1, 1));
-    let labels: Vec<String> = events.snapshot().into_iter().map(|e| e.label).collect();
+    let all = events.events();
     assert!(
-        labels.iter().any(|l| l == "pod v1-3 terminating"),
-        "{labels:?}"
+        all.contains(&Event::PodTerminating { pod: "v1-3".into() }),
+        "{all:?}"
     );
-    assert!(labels.iter().any(|l| l == "pod v1-1 ready"), "{labels:?}");
     assert!(
-        labels.iter().any(|l| l.starts_with("endpoints v1: [v1-")),
-        "{labels:?}"
+        all.contains(&Event::PodReady { pod: "v1-1".into() }),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|e| matches!(
+            e,
+            Event::EndpointsPublished { version, pods } if version == "v1" && !pods.is_empty()
+        )),
+        "{all:?}"
     );
 
     let started = pids(&mut platform).await;
@@ -145,8 +160,15 @@ async fn propagation_delay_is_observable() {
     start_ready(&mut platform, &v1, 1).await;
     wait_routed_to(&platform.main_url(), "v1").await;
     // The router learnt about the replica no sooner than the delay after it became ready.
-    let ready = event_time(&events, "pod v1-1 ready").unwrap();
-    let published = event_time(&events, "endpoints v1: [v1-1]").unwrap();
+    let ready = event_time(&events, &Event::PodReady { pod: "v1-1".into() }).unwrap();
+    let published = event_time(
+        &events,
+        &Event::EndpointsPublished {
+            version: "v1".into(),
+            pods: vec!["v1-1".into()],
+        },
+    )
+    .unwrap();
     assert!(
         published - ready >= delay.as_secs_f64() - 0.01,
         "{ready} → {published}"
@@ -169,7 +191,10 @@ async fn propagation_delay_is_observable() {
         }
     })
     .await;
-    assert!(has_event(&events, "pod v1-1 terminating"));
+    assert!(has_event(
+        &events,
+        &Event::PodTerminating { pod: "v1-1".into() }
+    ));
     assert!(
         saw_refused.load(Ordering::Relaxed),
         "no request hit the exited replica: {:?}",
@@ -178,13 +203,15 @@ async fn propagation_delay_is_observable() {
     let exited = events
         .snapshot()
         .into_iter()
-        .find(|e| e.label.starts_with("pod v1-1 exited"))
+        .find(|r| matches!(&r.event, Event::PodExited { pod, .. } if pod == "v1-1"))
         .unwrap();
     let removed = events
         .snapshot()
         .iter()
         .rev()
-        .find(|e| e.label == "endpoints v1: []")
+        .find(|r| {
+            matches!(&r.event, Event::EndpointsPublished { version, pods } if version == "v1" && pods.is_empty())
+        })
         .unwrap()
         .t_s;
     assert!(removed > exited.t_s, "{exited:?} then removal at {removed}");
@@ -194,22 +221,18 @@ async fn propagation_delay_is_observable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weighted_split_and_preview_route() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut platform, events) = platform(&dir, Duration::ZERO).await;
+    let (mut platform, _events) = platform(&dir, Duration::ZERO).await;
     start_ready(&mut platform, &python_server("v1", dir.path()), 2).await;
     start_ready(&mut platform, &python_server("v2", dir.path()), 1).await;
     assert_eq!(platform.preview_url(), None);
 
     platform
         .set_routing(&Routing {
-            main: TrafficPolicy::Weighted(vec![("v1".into(), 75), ("v2".into(), 25)]),
+            main: TrafficPolicy::Weighted(Weights(vec![("v1".into(), 75), ("v2".into(), 25)])),
             preview: Some("v2".into()),
         })
         .await
         .unwrap();
-    assert!(has_event(
-        &events,
-        "routing: main=weighted(v1=75,v2=25) preview=v2"
-    ));
     wait_routed_to(&platform.main_url(), "v2").await;
     let mut v2 = 0;
     let total = 200;
@@ -263,7 +286,13 @@ async fn sigkilled_replica_is_restarted() {
         pod.restarts == 1 && pod.ready && pod.pid.is_some_and(|pid| pid != first)
     })
     .await;
-    assert!(has_event(&events, "pod v1-1 exited (signal SIGKILL)"));
+    assert!(has_event(
+        &events,
+        &Event::PodExited {
+            pod: "v1-1".into(),
+            how: "signal SIGKILL".into()
+        }
+    ));
     wait_routed_to(&platform.main_url(), "v1").await;
     let mut started = pids(&mut platform).await;
     started.push(first);
@@ -280,7 +309,11 @@ async fn failing_liveness_restarts_the_replica() {
     v1.liveness = Some(probe("/no-such-file"));
     v1.termination_grace_period = Duration::from_secs(1);
     platform.scale(&v1, 1).await.unwrap();
-    wait_event(&events, "pod v1-1 restarted (liveness)").await;
+    wait_event(
+        &events,
+        &Event::PodRestartedByLiveness { pod: "v1-1".into() },
+    )
+    .await;
     wait_status(&mut platform, "no restart counted", |status| {
         status.pods[0].restarts >= 1
     })
@@ -310,9 +343,15 @@ async fn termination_is_pre_stop_then_sigterm_then_sigkill_after_grace() {
         .wait_running_at_most("v1", 0, READY_TIMEOUT)
         .await
         .unwrap();
-    let terminating = event_time(&events, "pod v1-1 terminating").unwrap();
-    let killed = event_time(&events, "pod v1-1 exited (signal SIGKILL)")
-        .unwrap_or_else(|| panic!("not SIGKILLed: {:?}", events.snapshot()));
+    let terminating = event_time(&events, &Event::PodTerminating { pod: "v1-1".into() }).unwrap();
+    let killed = event_time(
+        &events,
+        &Event::PodExited {
+            pod: "v1-1".into(),
+            how: "signal SIGKILL".into(),
+        },
+    )
+    .unwrap_or_else(|| panic!("not SIGKILLed: {:?}", events.snapshot()));
     // The grace period counts from the start of preStop: SIGKILL comes 1 s after "terminating".
     assert!(killed - terminating >= 0.95, "{terminating} → {killed}");
     assert!(processes_in_groups(&started).is_empty());
@@ -373,7 +412,7 @@ async fn shutdown_stops_every_replica_and_the_router() {
 async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the_delay() {
     let dir = tempfile::tempdir().unwrap();
     let (mut platform, events) = platform(&dir, Duration::from_millis(500)).await;
-    let v1 = zdd::platform::VersionTemplate {
+    let v1 = zdd::model::VersionTemplate {
         name: "v1".into(),
         command: vec![env!("CARGO_BIN_EXE_zdd").into(), "serve".into()],
         image: None,
@@ -385,7 +424,14 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
         min_ready: Duration::ZERO,
     };
     start_ready(&mut platform, &v1, 2).await;
-    wait_event(&events, "endpoints v1: [v1-1, v1-2]").await;
+    wait_event(
+        &events,
+        &Event::EndpointsPublished {
+            version: "v1".into(),
+            pods: vec!["v1-1".into(), "v1-2".into()],
+        },
+    )
+    .await;
 
     let url = platform.main_url();
     let load = tokio::spawn(async move {
@@ -417,7 +463,13 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
     assert!(failures.is_empty(), "{failures:?}");
     assert!(answered > 50, "only {answered} answers");
     assert!(
-        has_event(&events, "pod v1-2 exited (code 0)"),
+        has_event(
+            &events,
+            &Event::PodExited {
+                pod: "v1-2".into(),
+                how: "code 0".into()
+            }
+        ),
         "{:?}",
         events.snapshot()
     );

@@ -59,12 +59,7 @@ fn a_sigkilled_replica_does_not_stop_the_rollout_and_its_failures_are_reported()
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| {
-            e["label"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("pod {pod} exited"))
-        })
+        .find(|e| e["kind"] == "pod_exited" && e["pod"] == pod.as_str())
         .unwrap_or_else(|| panic!("no exit event for {pod}"))["t_s"]
         .as_f64()
         .unwrap();

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zdd::engine::control::{Control, Interrupt, Phase};
-use zdd::engine::events::EventLog;
-use zdd::engine::{Engine, Outcome, RunOptions, TrafficView};
-use zdd::platform::{
-    Platform, PlatformStatus, Result, Routing, TrafficPolicy, VersionStatus, VersionTemplate,
-};
+use zdd::engine::traffic::TrafficView;
+use zdd::engine::{Engine, RunOptions};
+use zdd::events::{Event, EventLog};
+use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
+use zdd::platform::{Platform, Result};
+use zdd::rollout::{RunOutcome as Outcome, execute};
 use zdd::spec::Spec;
 use zdd_probe::WindowStats;
 
@@ -199,13 +200,13 @@ impl TrafficView for Fake {
                     .ready
                     .iter()
                     .filter(|(_, n)| **n > 0)
-                    .map(|(v, _)| v.clone())
+                    .map(|(v, _)| v.to_owned())
                     .collect(),
                 TrafficPolicy::Only(v) => vec![v.clone()],
                 TrafficPolicy::Weighted(weights) => weights
                     .iter()
                     .filter(|(_, w)| *w > 0)
-                    .map(|(v, _)| v.clone())
+                    .map(|(v, _)| v.to_owned())
                     .collect(),
             };
             for v in versions {
@@ -231,7 +232,7 @@ fn reaches(routing: &Routing, version: &str) -> bool {
     match &routing.main {
         TrafficPolicy::AllReady => true,
         TrafficPolicy::Only(v) => v == version,
-        TrafficPolicy::Weighted(w) => w.iter().any(|(v, w)| v == version && *w > 0),
+        TrafficPolicy::Weighted(w) => w.of(version) > 0,
     }
 }
 
@@ -242,7 +243,7 @@ fn spec(strategy: &str, replicas: u32) -> Spec {
     Spec::parse(&text, "fake.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn run(spec: &Spec, fake: &Fake, control: Control) -> (Outcome, Vec<String>) {
+async fn run(spec: &Spec, fake: &Fake, control: Control) -> (Outcome, Vec<Event>) {
     let mut platform = fake.clone();
     let events = EventLog::new(Instant::now());
     let mut engine = Engine::new(
@@ -253,14 +254,13 @@ async fn run(spec: &Spec, fake: &Fake, control: Control) -> (Outcome, Vec<String
         RunOptions::default(),
     );
     engine.attach_traffic(Arc::new(fake.clone()), Instant::now());
-    let outcome = engine.execute().await;
-    let labels = events.snapshot().into_iter().map(|e| e.label).collect();
-    (outcome, labels)
+    let outcome = execute(&mut engine).await;
+    (outcome, events.events())
 }
 
 /// Runs `strategy` from v1 (`replicas` of them, serving) to v2 on a fresh fake and asserts that
-/// it succeeded. Returns the fake (its calls and routings) and the event labels.
-async fn rollout_succeeds(strategy: &str, replicas: u32) -> (Fake, Vec<String>) {
+/// it succeeded. Returns the fake (its calls and routings) and the events.
+async fn rollout_succeeds(strategy: &str, replicas: u32) -> (Fake, Vec<Event>) {
     let fake = Fake::new("v1", replicas);
     let (outcome, events) = run(&spec(strategy, replicas), &fake, Control::new()).await;
     assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
@@ -300,7 +300,7 @@ fn assert_retired_safely(fake: &Fake, version: &str, window: Duration) {
         .rev()
         .take_while(|(_, r)| match &r.main {
             TrafficPolicy::Only(v) => v != version,
-            TrafficPolicy::Weighted(w) => w.iter().all(|(v, w)| v != version || *w == 0),
+            TrafficPolicy::Weighted(w) => w.of(version) == 0,
             TrafficPolicy::AllReady => false,
         })
         .last()
@@ -367,15 +367,17 @@ async fn blue_green_switches_then_checks_the_data_plane_before_scaling_down() {
         rollout_succeeds("  blueGreen: { autoPromote: true, previewChecks: 2 }", 3).await;
     assert_eq!(fake.routing().main, TrafficPolicy::Only("v2".into()));
     assert!(
-        events
-            .iter()
-            .any(|e| e.starts_with("selector switched to v2")),
+        events.iter().any(|e| matches!(
+            e,
+            Event::RoutingSet { routing } if routing.main == TrafficPolicy::Only("v2".into())
+        )),
         "{events:#?}"
     );
     assert!(
         events
             .iter()
-            .any(|e| e.starts_with("data plane: no request reached v1"))
+            .any(|e| matches!(e, Event::Drained { version, .. } if version == "v1")),
+        "{events:#?}"
     );
     assert_retired_safely(&fake, "v1", Duration::from_millis(300));
 }
@@ -416,7 +418,7 @@ async fn canary_by_weight_sets_weights_then_retires_the_old_version() {
         3,
     )
     .await;
-    let weights: Vec<Vec<(String, u32)>> = fake
+    let weights: Vec<Weights> = fake
         .state()
         .routing_history
         .iter()
@@ -425,7 +427,7 @@ async fn canary_by_weight_sets_weights_then_retires_the_old_version() {
             _ => None,
         })
         .collect();
-    let v2: Vec<u32> = weights.iter().map(|w| w[1].1).collect();
+    let v2: Vec<u32> = weights.iter().map(|w| w.of("v2")).collect();
     assert_eq!(v2, vec![20, 60, 100]);
     assert_eq!(fake.ready("v2"), 3);
     assert_retired_safely(&fake, "v1", Duration::from_millis(300));
@@ -470,7 +472,7 @@ async fn promote_continues_a_paused_blue_green() {
     let (outcome, events) = run(&spec, &fake, control).await;
     promoter.await.unwrap();
     assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
-    assert!(events.iter().any(|e| e == "promoted"));
+    assert!(events.contains(&Event::Promoted), "{events:#?}");
     assert_eq!(fake.routing().main, TrafficPolicy::Only("v2".into()));
 }
 
@@ -528,7 +530,7 @@ impl TrafficView for Switching {
 
 #[tokio::test]
 async fn the_data_plane_check_waits_for_a_whole_clean_window_not_a_fixed_delay() {
-    use zdd::engine::data_plane::verify_drained;
+    use zdd::engine::data_plane_check::verify_drained;
     use zdd::spec::DataPlaneCheck;
     let check = DataPlaneCheck {
         window: Duration::from_millis(300),

@@ -3,7 +3,7 @@
 mod router_support;
 
 use router_support::contract;
-use zdd::platform::local::RouterKind;
+use zdd::platform::RouterKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_inside_a_version_with_headers() {
@@ -48,7 +48,7 @@ async fn keep_alive_reuses_upstream_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closing_connections_causes_no_failure() {
     use std::sync::atomic::Ordering;
-    use zdd::router::{Route, RouteTable};
+    use zdd_router::{Route, RouteTable};
     let running = contract::start(RouterKind::Builtin).await;
     let (addr, accepted) = router_support::counting_upstream(true).await;
     let table = RouteTable {
@@ -152,16 +152,16 @@ async fn send(
 }
 
 /// A builtin router whose main route sends every request to `endpoints` (one version, v1).
-async fn builtin_routing_to(endpoints: Vec<zdd::router::Endpoint>) -> contract::Running {
+async fn builtin_routing_to(endpoints: Vec<zdd_router::Endpoint>) -> contract::Running {
     let running = contract::start(RouterKind::Builtin).await;
     running.router.apply(&table(endpoints)).await.unwrap();
     running
 }
 
-fn table(endpoints: Vec<zdd::router::Endpoint>) -> zdd::router::RouteTable {
-    zdd::router::RouteTable {
+fn table(endpoints: Vec<zdd_router::Endpoint>) -> zdd_router::RouteTable {
+    zdd_router::RouteTable {
         main: contract::always(vec![contract::backend("v1", 1, endpoints)]),
-        preview: zdd::router::Route::default(),
+        preview: zdd_router::Route::default(),
     }
 }
 
@@ -360,7 +360,7 @@ async fn scripted_upstream(script: fn(usize, usize) -> Step) -> Scripted {
     }
 }
 
-async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd::router::builtin::BuiltinRouter {
+async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd_router::BuiltinRouter {
     builtin_router_with_threads(addr, 1).await
 }
 
@@ -368,13 +368,11 @@ async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd::router::builtin:
 async fn builtin_router_with_threads(
     addr: std::net::SocketAddr,
     threads: usize,
-) -> zdd::router::builtin::BuiltinRouter {
-    let router = zdd::router::builtin::BuiltinRouter::start_with_threads(
-        "127.0.0.1:0".parse().unwrap(),
-        threads,
-    )
-    .await
-    .unwrap();
+) -> zdd_router::BuiltinRouter {
+    let router =
+        zdd_router::BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), threads)
+            .await
+            .unwrap();
     router.apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]));
     router
 }

@@ -7,9 +7,10 @@ mod router_support;
 use std::time::{Duration, Instant};
 
 use router_support::*;
-use zdd::engine::events::EventLog;
-use zdd::platform::local::{LocalConfig, LocalPlatform, RouterKind};
-use zdd::platform::{Platform, Routing, TrafficPolicy};
+use zdd::events::{Event, EventLog};
+use zdd::model::{Routing, TrafficPolicy};
+use zdd::platform::local::{LocalConfig, LocalPlatform};
+use zdd::platform::{Platform, RouterKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_inside_a_version_with_headers() {
@@ -68,10 +69,21 @@ async fn local_platform_on_traefik_routes_and_leaves_nothing() {
         .await
         .unwrap();
     let url = platform.main_url();
-    for published in ["endpoints v1: [v1-1, v1-2]", "endpoints v2: [v2-1]"] {
-        eventually(published, Duration::from_secs(20), || {
+    let published = [
+        Event::EndpointsPublished {
+            version: "v1".into(),
+            pods: vec!["v1-1".into(), "v1-2".into()],
+        },
+        Event::EndpointsPublished {
+            version: "v2".into(),
+            pods: vec!["v2-1".into()],
+        },
+    ];
+    for event in published {
+        eventually(&event.to_string(), Duration::from_secs(20), || {
             let events = events.clone();
-            async move { events.snapshot().iter().any(|e| e.label == published) }
+            let event = event.clone();
+            async move { events.events().contains(&event) }
         })
         .await;
     }

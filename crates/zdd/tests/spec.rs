@@ -85,8 +85,8 @@ fn every_example_parses() {
         kinds,
         [
             "blue-green",
-            "canary",
-            "canary-weighted",
+            "canary-replicas",
+            "canary-weight",
             "recreate",
             "rolling-update"
         ]
@@ -101,7 +101,7 @@ fn canary_steps_and_pauses_parse() {
     let spec = Spec::parse(&text, "x.yaml").expect("valid");
     assert_eq!(
         spec.strategy,
-        Strategy::CanaryWeighted {
+        Strategy::CanaryWeight {
             steps: vec![
                 CanaryStep::SetWeight(20),
                 CanaryStep::Pause(Some(Duration::from_secs(5))),

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::engine::control::{self, ControlCommand, ControlReply, RolloutStatus};
+use crate::engine::control::RolloutStatus;
+use crate::rollout::control_socket::{self, ControlCommand, ControlReply};
 
 #[derive(Debug, clap::Args)]
 pub struct ControlArgs {
@@ -36,12 +37,12 @@ pub struct StatusArgs {
 }
 
 async fn send(args: &ControlArgs, command: ControlCommand) -> anyhow::Result<ControlReply> {
-    control::send(&args.run_dir, command)
+    control_socket::send(&args.run_dir, command)
         .await
         .with_context(|| {
             format!(
                 "no rollout answers at {} (is `zdd rollout` running? see --run-dir)",
-                control::socket_path(&args.run_dir).display()
+                control_socket::socket_path(&args.run_dir).display()
             )
         })
 }

@@ -9,17 +9,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::rollout::{
-    Summary, forward_signals, prepare_run_dir, render_table, resolve_self_command, run_on,
-    write_outputs,
-};
 use crate::engine::RunOptions;
 use crate::engine::control::{Control, Interrupt};
-use crate::engine::events::EventLog;
-use crate::platform::local::{LocalConfig, LocalPlatform, RouterKind};
+use crate::platform::RouterKind;
+use crate::platform::local::{LocalConfig, LocalPlatform};
+use crate::rollout::run_on;
+use crate::rollout::session::{Session, forward_signals, resolve_self_command};
+use crate::rollout::summary::{Summary, render_table, write_outputs};
 use crate::spec::{CanaryStep, Spec, Strategy};
 
 /// The demo's strategies, in the order they run, with their specs.
@@ -36,10 +34,13 @@ pub const STRATEGIES: [(&str, &str); 5] = [
         "blue-green",
         include_str!("../../../../examples/blue-green.yaml"),
     ),
-    ("canary", include_str!("../../../../examples/canary.yaml")),
     (
-        "canary-weighted",
-        include_str!("../../../../examples/canary-weighted.yaml"),
+        "canary-replicas",
+        include_str!("../../../../examples/canary-replicas.yaml"),
+    ),
+    (
+        "canary-weight",
+        include_str!("../../../../examples/canary-weight.yaml"),
     ),
 ];
 
@@ -48,8 +49,12 @@ pub enum DemoStrategy {
     Recreate,
     RollingUpdate,
     BlueGreen,
-    Canary,
-    CanaryWeighted,
+    /// Canary by replicas (`trafficRouting: replicas`).
+    #[value(alias = "canary")]
+    CanaryReplicas,
+    /// Canary by weight (`trafficRouting: weight`).
+    #[value(alias = "canary-weighted")]
+    CanaryWeight,
 }
 
 impl DemoStrategy {
@@ -58,8 +63,8 @@ impl DemoStrategy {
             DemoStrategy::Recreate => "recreate",
             DemoStrategy::RollingUpdate => "rolling-update",
             DemoStrategy::BlueGreen => "blue-green",
-            DemoStrategy::Canary => "canary",
-            DemoStrategy::CanaryWeighted => "canary-weighted",
+            DemoStrategy::CanaryReplicas => "canary-replicas",
+            DemoStrategy::CanaryWeight => "canary-weight",
         }
     }
 }
@@ -69,7 +74,7 @@ pub struct DemoArgs {
     /// Strategies to run (default: all five, in this order).
     #[arg(value_enum)]
     pub strategies: Vec<DemoStrategy>,
-    /// The local data plane.
+    /// The local data plane: builtin or traefik.
     #[arg(long, value_enum, default_value_t = RouterKind::Builtin)]
     pub router: RouterKind,
     /// Requests per second through each rollout.
@@ -120,12 +125,12 @@ pub fn demo_spec(strategy: &str, args: &DemoArgs) -> anyhow::Result<Spec> {
             }
         };
         match &mut spec.strategy {
-            Strategy::Canary { steps } | Strategy::CanaryWeighted { steps } => shorten(steps),
+            Strategy::CanaryReplicas { steps } | Strategy::CanaryWeight { steps } => shorten(steps),
             _ => {}
         }
     }
     // The canary by replicas steps are written for 3 replicas; scale them to --replicas.
-    if let Strategy::Canary { steps } = &mut spec.strategy
+    if let Strategy::CanaryReplicas { steps } = &mut spec.strategy
         && spec.app.replicas != 3
     {
         let n = spec.app.replicas;
@@ -143,6 +148,13 @@ pub fn demo_spec(strategy: &str, args: &DemoArgs) -> anyhow::Result<Spec> {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !matches!(args.router, RouterKind::Builtin | RouterKind::Traefik) {
+        eprintln!(
+            "zdd: --router {} is a Kubernetes router; zdd demo runs locally: builtin or traefik",
+            args.router.name()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let strategies: Vec<&str> = if args.strategies.is_empty() {
         STRATEGIES.iter().map(|(name, _)| *name).collect()
     } else {
@@ -160,30 +172,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if control.interrupted().is_some() {
             break;
         }
-        let run_dir = args.run_dir.join(&spec.name);
-        prepare_run_dir(&run_dir)?;
-        // One control handle per strategy, fed by the one signal handler.
-        let strategy_control = Control::new();
-        let relay = relay_interrupts(control.clone(), strategy_control.clone());
-        let _server = crate::engine::control::serve(strategy_control.clone(), &run_dir)
-            .with_context(|| format!("cannot open the control socket in {}", run_dir.display()))?;
-        let events_file = std::fs::File::create(run_dir.join("events.jsonl"))
-            .with_context(|| format!("cannot write events in {}", run_dir.display()))?;
-        let events = EventLog::with_sink(Instant::now(), Box::new(events_file));
+        // One session (and control handle) per strategy, fed by the one signal handler.
+        let session = Session::open(&args.run_dir.join(&spec.name))?;
+        let relay = relay_interrupts(control.clone(), session.control.clone());
         let bar = progress_bar(spec);
-        let ticker = tick_progress(bar.clone(), strategy_control.clone());
+        let ticker = tick_progress(bar.clone(), session.control.clone());
 
-        let mut config = LocalConfig::new(&run_dir);
+        let mut config = LocalConfig::new(&session.run_dir);
         config.propagation_delay = spec.local.propagation_delay;
         config.router = args.router;
-        let mut platform = LocalPlatform::start(config, events.clone())
+        let mut platform = LocalPlatform::start(config, session.events.clone())
             .await
             .context("cannot start the local platform")?;
         let result = run_on(
             &mut platform,
             spec,
-            events,
-            strategy_control.clone(),
+            session.events.clone(),
+            session.control.clone(),
             RunOptions::default(),
         )
         .await;
@@ -211,9 +216,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         rows.len(),
         args.replicas,
         args.rate,
-        args.router
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_string()),
+        args.router.name(),
         started.elapsed().as_secs_f64()
     );
     let interrupted = control.interrupted().is_some() || rows.len() < specs.len();

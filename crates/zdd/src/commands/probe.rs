@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use zdd_probe::{Event, ProbeConfig, Report};
+use zdd_probe::{EventMark, ProbeConfig, Report};
 
 /// Exit code for bad input (the same as clap's for bad flags).
 const BAD_INPUT: u8 = 2;
@@ -155,7 +155,7 @@ fn verdict(report: &Report, max_failed: u64) -> ExitCode {
 
 /// Reads JSON-lines events; a missing file or a bad line is reported and skipped, since the chart
 /// is still worth having without them.
-fn read_events(path: &Path) -> Vec<Event> {
+fn read_events(path: &Path) -> Vec<EventMark> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) => {
@@ -166,7 +166,7 @@ fn read_events(path: &Path) -> Vec<Event> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .filter_map(|(i, line)| match serde_json::from_str::<Event>(line) {
+        .filter_map(|(i, line)| match serde_json::from_str::<EventMark>(line) {
             Ok(event) => Some(event),
             Err(err) => {
                 eprintln!(

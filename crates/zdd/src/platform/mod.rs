@@ -6,112 +6,42 @@
 //!   the endpoint controller (with a propagation delay), a router plays kube-proxy and the ingress.
 //! - `kubernetes`: a Deployment per version, a Service, and a TraefikService or HTTPRoute for weights.
 
+mod any;
 pub mod kubernetes;
 pub mod local;
 
-use std::collections::BTreeMap;
+pub use any::AnyPlatform;
+
 use std::future::Future;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
 
-/// One version of the app as a platform runs it. The engine builds it from the spec.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VersionTemplate {
-    /// Version name, for example `v1`. Becomes the `version` label / the `X-Zdd-Version` header.
-    pub name: String,
-    /// Local platform: the program and its arguments; `{port}` is replaced by the replica's port,
-    /// which is also given as `PORT` in the environment.
-    pub command: Vec<String>,
-    /// Kubernetes platform: the container image.
-    pub image: Option<String>,
-    /// Environment of every replica of this version.
-    pub env: BTreeMap<String, String>,
-    pub readiness: ProbeSpec,
-    pub liveness: Option<ProbeSpec>,
-    /// Sleep before SIGTERM when a replica is stopped (the `preStop` sleep action).
-    pub pre_stop_sleep: Duration,
-    /// From the start of preStop to SIGKILL.
-    pub termination_grace_period: Duration,
-    /// A new replica counts as available only after being ready this long (Deployment
-    /// `minReadySeconds`).
-    pub min_ready: Duration,
+/// The data plane that carries the traffic: the `--router` flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouterKind {
+    /// Local: zdd's own router (crates/router).
+    #[default]
+    Builtin,
+    /// Local: a real Traefik v3 through its file provider. Kubernetes: a `TraefikService`
+    /// (`traefik.io/v1alpha1`) with weighted services.
+    Traefik,
+    /// Kubernetes: only the Service (selectors and replica ratios, no weights).
+    Service,
+    /// Kubernetes: a Gateway API `HTTPRoute` with weighted `backendRefs`.
+    GatewayApi,
 }
 
-/// An HTTP probe with Kubernetes semantics.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProbeSpec {
-    pub path: String,
-    pub period: Duration,
-    pub timeout: Duration,
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
-    pub initial_delay: Duration,
-}
-
-/// Which replicas the main route sends traffic to.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum TrafficPolicy {
-    /// Every ready replica of every version, round robin: a Service that selects on `app` only
-    /// (recreate, rolling update, canary by replicas).
-    AllReady,
-    /// Only the named version: a Service selector on `version` (blue-green).
-    Only(String),
-    /// A weighted split between versions (TraefikService `weighted`, HTTPRoute `backendRefs`).
-    /// Weights are relative; within a version, round robin over its ready replicas.
-    Weighted(Vec<(String, u32)>),
-}
-
-/// What the data plane should do. Applied as a whole by [`Platform::set_routing`].
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Routing {
-    pub main: TrafficPolicy,
-    /// Blue-green's preview route: a second entry point that reaches only this version.
-    pub preview: Option<String>,
-}
-
-impl Default for Routing {
-    fn default() -> Self {
-        Routing {
-            main: TrafficPolicy::AllReady,
-            preview: None,
+impl RouterKind {
+    /// As the `--router` flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RouterKind::Builtin => "builtin",
+            RouterKind::Traefik => "traefik",
+            RouterKind::Service => "service",
+            RouterKind::GatewayApi => "gateway-api",
         }
     }
-}
-
-/// Replica counts of one version.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct VersionStatus {
-    pub name: String,
-    /// Replicas asked for.
-    pub desired: u32,
-    /// Replicas passing readiness (and past minReadySeconds where the platform knows it).
-    pub ready: u32,
-    /// Replicas that exist, ready or not, including those terminating.
-    pub running: u32,
-    pub terminating: u32,
-}
-
-/// One replica, for `zdd status` and for tests that kill a replica.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PodStatus {
-    pub name: String,
-    pub version: String,
-    /// Local platform: the child's process id.
-    pub pid: Option<u32>,
-    /// Local platform: the replica's own port.
-    pub port: Option<u16>,
-    pub ready: bool,
-    pub terminating: bool,
-    pub restarts: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PlatformStatus {
-    pub versions: Vec<VersionStatus>,
-    pub pods: Vec<PodStatus>,
-    pub routing: Routing,
 }
 
 /// How zdd itself can reach the main route: for the probe's traffic and the route checks.

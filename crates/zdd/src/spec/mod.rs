@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::platform::{ProbeSpec, VersionTemplate};
+use crate::model::{ProbeSpec, VersionTemplate};
 
 /// A validated rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,12 +101,14 @@ pub enum Strategy {
         /// Requests sent through the preview route; each must be answered by the new version.
         preview_checks: u32,
     },
-    /// Canary by replicas: both versions behind one route, steps set the replica counts.
-    Canary {
+    /// Canary by replicas (`trafficRouting: replicas`): both versions behind one route, steps
+    /// set the replica counts.
+    CanaryReplicas {
         steps: Vec<CanaryStep>,
     },
-    /// Canary by weight: steps set the share of traffic the new version gets.
-    CanaryWeighted {
+    /// Canary by weight (`trafficRouting: weight`): steps set the share of traffic the new
+    /// version gets.
+    CanaryWeight {
         steps: Vec<CanaryStep>,
     },
 }
@@ -118,8 +120,8 @@ impl Strategy {
             Strategy::Recreate => "recreate",
             Strategy::RollingUpdate { .. } => "rolling-update",
             Strategy::BlueGreen { .. } => "blue-green",
-            Strategy::Canary { .. } => "canary",
-            Strategy::CanaryWeighted { .. } => "canary-weighted",
+            Strategy::CanaryReplicas { .. } => "canary-replicas",
+            Strategy::CanaryWeight { .. } => "canary-weight",
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{
     AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
     Strategy, TrafficSpec, VersionSpec,
 };
-use crate::platform::ProbeSpec;
+use crate::model::ProbeSpec;
 
 type Env = BTreeMap<String, String>;
 
@@ -651,9 +651,9 @@ impl Validator<'_> {
                     steps.push(self.canary_step(step, &format!("{base}[{index}]"), by_weight)?);
                 }
                 Ok(if by_weight {
-                    Strategy::CanaryWeighted { steps }
+                    Strategy::CanaryWeight { steps }
                 } else {
-                    Strategy::Canary { steps }
+                    Strategy::CanaryReplicas { steps }
                 })
             }
         }

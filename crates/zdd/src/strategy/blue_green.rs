@@ -2,8 +2,9 @@
 //! through the preview route, then the main route switches to it at once (automatically or on
 //! `zdd promote`). The old version goes only after the data plane shows it gets no request.
 
-use crate::engine::{Engine, EngineError, Which};
-use crate::platform::{Platform, Routing, TrafficPolicy};
+use crate::engine::{Engine, EngineError, Retire, Which};
+use crate::model::{Routing, TrafficPolicy};
+use crate::platform::Platform;
 
 pub async fn run<P: Platform>(
     engine: &mut Engine<'_, P>,
@@ -11,14 +12,14 @@ pub async fn run<P: Platform>(
     preview_checks: u32,
 ) -> Result<(), EngineError> {
     let replicas = engine.replicas();
-    let new = engine.name(Which::To);
+    let new = engine.name(Which::New);
     let total = if auto_promote { 3 } else { 4 };
     let mut index = 0;
 
     let step = format!("deploy {new} ({replicas} replicas) beside the old version");
     engine.step_started(index, total, &step);
-    engine.scale(Which::To, replicas).await?;
-    engine.wait_ready(Which::To, replicas).await?;
+    engine.scale(Which::New, replicas).await?;
+    engine.wait_ready(Which::New, replicas).await?;
     engine.step_finished(index, total, &step);
     index += 1;
 
@@ -26,11 +27,9 @@ pub async fn run<P: Platform>(
     engine.step_started(index, total, &step);
     // The preview route reaching the new version also proves the router knows its endpoints,
     // so the switch below cannot send traffic to a version the data plane does not know yet.
-    let saved = engine.options.route_checks;
-    engine.options.route_checks = preview_checks.max(1);
-    let checked = engine.ensure_reachable(Which::To).await;
-    engine.options.route_checks = saved;
-    checked?;
+    engine
+        .ensure_reachable_in_a_row(Which::New, preview_checks)
+        .await?;
     engine.step_finished(index, total, &step);
     index += 1;
 
@@ -50,7 +49,7 @@ pub async fn run<P: Platform>(
             preview: None,
         })
         .await?;
-    engine.retire(Which::From).await?;
+    engine.retire(Which::Old, Retire::AfterDrainCheck).await?;
     engine.step_finished(index, total, &step);
     Ok(())
 }

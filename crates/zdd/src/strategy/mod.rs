@@ -3,19 +3,20 @@
 //! [`Engine::retire`], which checks the data plane first.
 
 pub mod blue_green;
-pub mod canary;
-pub mod canary_weighted;
+pub mod canary_replicas;
+pub mod canary_weight;
 pub mod recreate;
 pub mod rolling_update;
 mod steps;
 
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Which};
+use crate::model::{Routing, TrafficPolicy};
 use crate::platform::Platform;
 use crate::spec::Strategy;
 
 /// Runs the spec's strategy from the old version (deployed, serving) to the new one.
 pub async fn run<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineError> {
-    match engine.spec.strategy.clone() {
+    match engine.spec().strategy.clone() {
         Strategy::Recreate => recreate::run(engine).await,
         Strategy::RollingUpdate {
             max_surge,
@@ -31,7 +32,22 @@ pub async fn run<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineEr
             auto_promote,
             preview_checks,
         } => blue_green::run(engine, auto_promote, preview_checks).await,
-        Strategy::Canary { steps } => canary::run(engine, &steps).await,
-        Strategy::CanaryWeighted { steps } => canary_weighted::run(engine, &steps).await,
+        Strategy::CanaryReplicas { steps } => canary_replicas::run(engine, &steps).await,
+        Strategy::CanaryWeight { steps } => canary_weight::run(engine, &steps).await,
+    }
+}
+
+/// The main route before the first step: blue-green and canary by weight route by version from
+/// the start, the others send traffic to every ready replica (a Service selecting on `app` only).
+pub fn initial_routing<P: Platform>(engine: &Engine<'_, P>) -> Routing {
+    let main = match engine.spec().strategy {
+        Strategy::BlueGreen { .. } | Strategy::CanaryWeight { .. } => {
+            TrafficPolicy::Only(engine.name(Which::Old))
+        }
+        _ => TrafficPolicy::AllReady,
+    };
+    Routing {
+        main,
+        preview: None,
     }
 }

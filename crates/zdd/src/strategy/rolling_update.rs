@@ -4,7 +4,7 @@
 //! [`Engine::retire`]: the route then names only the new version, and the probe's traffic must
 //! show that none of it reaches the old one before they are stopped.
 
-use crate::engine::{Engine, EngineError, Which};
+use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::platform::Platform;
 
 pub async fn run<P: Platform>(
@@ -14,8 +14,8 @@ pub async fn run<P: Platform>(
 ) -> Result<(), EngineError> {
     let replicas = engine.replicas();
     let min_available = replicas.saturating_sub(max_unavailable);
-    let old_name = engine.name(Which::From);
-    let new_name = engine.name(Which::To);
+    let old_name = engine.name(Which::Old);
+    let new_name = engine.name(Which::New);
     let (mut old, mut new) = (replicas, 0u32);
     let mut index = 0;
     while old > 0 || new < replicas {
@@ -24,7 +24,7 @@ pub async fn run<P: Platform>(
         if new_target > new {
             let step = format!("scale {new_name} to {new_target}");
             engine.step_started(index, 0, &step);
-            engine.scale(Which::To, new_target).await?;
+            engine.scale(Which::New, new_target).await?;
             engine.step_finished(index, 0, &step);
             index += 1;
             new = new_target;
@@ -42,7 +42,7 @@ pub async fn run<P: Platform>(
         if removable == 0 {
             // Nothing may go yet: wait for one more new replica to become ready.
             if new_ready < new {
-                engine.wait_ready(Which::To, new_ready + 1).await?;
+                engine.wait_ready(Which::New, new_ready + 1).await?;
             } else {
                 // Counts in flux (a replica restarting): look again shortly.
                 engine
@@ -55,14 +55,14 @@ pub async fn run<P: Platform>(
         let step = format!("scale {old_name} to {old_target}");
         engine.step_started(index, 0, &step);
         if old_target == 0 {
-            engine.retire(Which::From).await?;
+            engine.retire(Which::Old, Retire::AfterDrainCheck).await?;
         } else {
-            engine.scale(Which::From, old_target).await?;
+            engine.scale(Which::Old, old_target).await?;
         }
         engine.step_finished(index, 0, &step);
         index += 1;
         old = old_target;
     }
-    engine.wait_ready(Which::To, replicas).await?;
+    engine.wait_ready(Which::New, replicas).await?;
     Ok(())
 }

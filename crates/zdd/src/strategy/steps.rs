@@ -51,7 +51,7 @@ pub(super) async fn run<P: Platform>(
         }
         engine.step_finished(index, total, &description);
     }
-    let description = canary.promote_description(&engine.name(Which::To), engine.replicas());
+    let description = canary.promote_description(&engine.name(Which::New), engine.replicas());
     engine.step_started(total - 1, total, &description);
     canary.promote(engine).await?;
     engine.step_finished(total - 1, total, &description);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use zdd::platform::{ProbeSpec, VersionTemplate};
+use zdd::model::{ProbeSpec, VersionTemplate};
 
 /// One answer: status, lower-case header names, body.
 #[derive(Debug)]
@@ -243,12 +243,13 @@ pub mod contract {
     use std::sync::Arc;
 
     use super::*;
-    use zdd::platform::local::RouterKind;
-    use zdd::platform::local::supervisor::ProcessGroups;
-    use zdd::router::{Backend, Endpoint, Matcher, Route, RouteTable, Router, Rule};
+    use zdd::platform::RouterKind;
+    use zdd::platform::local::process_groups::ProcessGroups;
+    use zdd::platform::local::routers::LocalRouter;
+    use zdd_router::{Backend, Endpoint, Matcher, Route, RouteTable, Rule};
 
     pub struct Running {
-        pub router: Router,
+        pub router: LocalRouter,
         pub groups: Arc<ProcessGroups>,
         pub dir: tempfile::TempDir,
     }
@@ -269,7 +270,7 @@ pub mod contract {
     pub async fn start(kind: RouterKind) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let groups = Arc::new(ProcessGroups::new());
-        let router = Router::start(
+        let router = LocalRouter::start(
             kind,
             "127.0.0.1:0".parse().unwrap(),
             dir.path(),

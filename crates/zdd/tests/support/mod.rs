@@ -218,12 +218,23 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
-/// The labels of a JSON result's events, in order.
-pub fn event_labels(result: &serde_json::Value) -> Vec<&str> {
-    result["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|e| e["label"].as_str().expect("a label"))
-        .collect()
+/// A JSON result's events, in order.
+pub fn events(result: &serde_json::Value) -> &[serde_json::Value] {
+    result["events"].as_array().expect("events")
+}
+
+/// Where the first event of `kind` whose fields include `fields` is in a JSON result's events.
+pub fn event_position(
+    result: &serde_json::Value,
+    kind: &str,
+    fields: serde_json::Value,
+) -> Option<usize> {
+    events(result).iter().position(|e| {
+        e["kind"] == kind
+            && fields
+                .as_object()
+                .expect("fields as an object")
+                .iter()
+                .all(|(name, value)| e[name] == *value)
+    })
 }

@@ -30,23 +30,11 @@ use error::Target;
 use objects::{Backends, FIELD_MANAGER};
 use wait::{Check, WaitEnd, watch_until};
 
-use crate::engine::events::EventLog;
-use crate::platform::{
-    Platform, PlatformError, PlatformStatus, PodStatus, Result, Routing, TrafficAccess,
-    TrafficPolicy, VersionStatus, VersionTemplate,
+use crate::events::{Event, EventLog};
+use crate::model::{
+    PlatformStatus, PodStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights,
 };
-
-/// How weighted traffic is expressed in the cluster.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum KubeRouter {
-    /// Only the Service: weights are not available (selectors and replica ratios are).
-    #[default]
-    Service,
-    /// A Traefik `TraefikService` (`traefik.io/v1alpha1`) with `weighted` services.
-    Traefik,
-    /// A Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`) with weighted `backendRefs`.
-    GatewayApi,
-}
+use crate::platform::{Platform, PlatformError, Result, RouterKind, TrafficAccess};
 
 /// Where and what to deploy. Build it with [`KubernetesConfig::new`] and change what differs.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +51,7 @@ pub struct KubernetesConfig {
     pub container_port: u16,
     /// The port the Services expose.
     pub service_port: u16,
-    pub router: KubeRouter,
+    pub router: RouterKind,
     /// A URL that reaches the main route from where zdd runs (ingress, `minikube service --url`,
     /// port-forward). The engine checks the data plane through it before scaling a version down.
     pub verify_url: Option<String>,
@@ -90,7 +78,7 @@ impl KubernetesConfig {
             app: app.into(),
             container_port: 8080,
             service_port: 80,
-            router: KubeRouter::Service,
+            router: RouterKind::Service,
             verify_url: None,
             settle_delay: Duration::from_secs(10),
             gateway: "zdd-gateway".into(),
@@ -127,6 +115,13 @@ pub struct KubernetesPlatform {
 impl KubernetesPlatform {
     /// Connects to the cluster (kubeconfig context or in-cluster config) and checks that it answers.
     pub async fn connect(config: KubernetesConfig, events: EventLog) -> Result<Self> {
+        if config.router == RouterKind::Builtin {
+            return Err(PlatformError::Other(
+                "router builtin runs only on the local platform; kubernetes: service, traefik or \
+                 gateway-api"
+                    .into(),
+            ));
+        }
         let (kube_config, context) =
             load_config(config.kubeconfig.as_deref(), config.context.as_deref()).await?;
         let namespace = config
@@ -171,15 +166,20 @@ impl KubernetesPlatform {
         self.config.verify_url.as_deref()
     }
 
-    /// Deletes the preview Service (a 404 is fine: it is already gone).
-    async fn delete_preview_service(&mut self, why: &str) -> Result<()> {
+    /// Deletes the preview Service (a 404 is fine: it is already gone). `version`: the version it
+    /// selected, when it goes because that version is scaled to 0.
+    async fn delete_preview_service(&mut self, version: Option<&str>) -> Result<()> {
         let preview_name = objects::preview_service_name(&self.config.app);
         let api: Api<Service> = self.api();
         match api.delete(&preview_name, &DeleteParams::default()).await {
             Ok(_) => {
                 self.applied.push(format!("Service {preview_name} deleted"));
-                self.events
-                    .emit(format!("preview service {preview_name} deleted{why}"));
+                if let Some(version) = version {
+                    self.events.emit(Event::PreviewServiceDeleted {
+                        service: preview_name,
+                        version: version.to_owned(),
+                    });
+                }
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -299,8 +299,8 @@ impl KubernetesPlatform {
     async fn apply_backends(&mut self, backends: &Backends) -> Result<()> {
         let app = self.config.app.clone();
         match self.config.router {
-            KubeRouter::Service => Ok(()),
-            KubeRouter::Traefik => {
+            RouterKind::Service | RouterKind::Builtin => Ok(()),
+            RouterKind::Traefik => {
                 let api = self.dynamic_api(
                     "traefik.io",
                     "v1alpha1",
@@ -313,10 +313,7 @@ impl KubernetesPlatform {
                     TRAEFIK_SERVICES,
                     &app,
                     &object,
-                    format!(
-                        "TraefikService {app} weights {}",
-                        describe_backends(backends)
-                    ),
+                    format!("TraefikService {app} weights {}", backends),
                 )
                 .await?;
                 let api =
@@ -332,7 +329,7 @@ impl KubernetesPlatform {
                 .await?;
                 Ok(())
             }
-            KubeRouter::GatewayApi => {
+            RouterKind::GatewayApi => {
                 let api =
                     self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
                 let object = objects::http_route(&self.config, backends);
@@ -341,7 +338,7 @@ impl KubernetesPlatform {
                     HTTP_ROUTES,
                     &app,
                     &object,
-                    format!("HTTPRoute {app} weights {}", describe_backends(backends)),
+                    format!("HTTPRoute {app} weights {}", backends),
                 )
                 .await?;
                 Ok(())
@@ -351,8 +348,8 @@ impl KubernetesPlatform {
 
     async fn read_backends(&self) -> Result<Option<Backends>> {
         let (api, resource) = match self.config.router {
-            KubeRouter::Service => return Ok(None),
-            KubeRouter::Traefik => (
+            RouterKind::Service | RouterKind::Builtin => return Ok(None),
+            RouterKind::Traefik => (
                 self.dynamic_api(
                     "traefik.io",
                     "v1alpha1",
@@ -361,7 +358,7 @@ impl KubernetesPlatform {
                 ),
                 TRAEFIK_SERVICES,
             ),
-            KubeRouter::GatewayApi => (
+            RouterKind::GatewayApi => (
                 self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
                 HTTP_ROUTES,
             ),
@@ -418,14 +415,6 @@ async fn load_config(
         .await
         .map_err(|e| config_error(&current, e.to_string()))?;
     Ok((config, current))
-}
-
-fn describe_backends(backends: &Backends) -> String {
-    backends
-        .iter()
-        .map(|(name, weight)| format!("{name}={weight}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn version_status(version: &str, deployment: &Deployment) -> VersionStatus {
@@ -512,8 +501,7 @@ impl Platform for KubernetesPlatform {
         if replicas == 0 && previewed {
             // A rollback during blue-green's preview: the preview Service must not outlive the
             // version it shows (it would select no pod, or the new version again on a retry).
-            let why = format!(" ({} is scaled to 0)", version.name);
-            self.delete_preview_service(&why).await?;
+            self.delete_preview_service(Some(&version.name)).await?;
             if let Some(routing) = self.routing.as_mut() {
                 routing.preview = None;
             }
@@ -529,8 +517,6 @@ impl Platform for KubernetesPlatform {
             format!("Deployment {name} scaled to {replicas}"),
         )
         .await?;
-        self.events
-            .emit(format!("deployment {name} scaled to {replicas}"));
         Ok(())
     }
 
@@ -561,10 +547,11 @@ impl Platform for KubernetesPlatform {
                 let status = version_status(version, d);
                 if last_ready != Some(status.ready) {
                     last_ready = Some(status.ready);
-                    events.emit(format!(
-                        "{version}: {}/{} replicas ready",
-                        status.ready, status.desired
-                    ));
+                    events.emit(Event::ReplicasReady {
+                        version: version.to_owned(),
+                        ready: status.ready,
+                        desired: status.desired,
+                    });
                 }
                 let observed = d
                     .status
@@ -631,9 +618,11 @@ impl Platform for KubernetesPlatform {
         .await;
         match end {
             WaitEnd::Done(endpoints) => {
-                self.events.emit(format!(
-                    "{version}: {endpoints} ready endpoints in service {service}"
-                ));
+                self.events.emit(Event::ServiceEndpointsReady {
+                    version: version.to_owned(),
+                    service: service.clone(),
+                    endpoints,
+                });
                 Ok(status)
             }
             WaitEnd::Failed(detail) | WaitEnd::TimedOut(detail) => Err(PlatformError::Timeout {
@@ -687,9 +676,11 @@ impl Platform for KubernetesPlatform {
                 let mut status = self.deployment_status(version).await?;
                 status.running = pods;
                 status.terminating = terminating;
-                self.events.emit(format!(
-                    "{version}: {pods} pods left (at most {running} wanted)"
-                ));
+                self.events.emit(Event::PodsLeft {
+                    version: version.to_owned(),
+                    pods,
+                    wanted: running,
+                });
                 Ok(status)
             }
             WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
@@ -727,39 +718,29 @@ impl Platform for KubernetesPlatform {
             };
             let api: Api<Service> = self.api();
             self.apply(&api, SERVICES, &app, &object, what).await?;
-            self.events.emit(match selected {
-                Some(v) => format!("service {app} selector switched to version {v}"),
-                None => format!("service {app} selector switched to all versions"),
-            });
         }
 
         // Weights: one Service per version behind the TraefikService / HTTPRoute; otherwise the
         // router sends everything to the main Service.
         let backends: Backends = match &routing.main {
             TrafficPolicy::Weighted(weights) => {
-                if self.config.router == KubeRouter::Service {
+                if self.config.router == RouterKind::Service {
                     return Err(KubeError::WeightsNeedRouter.into());
                 }
-                for (version, _) in weights {
+                for (version, _) in weights.iter() {
                     self.ensure_version_service(version).await?;
                 }
                 weights
                     .iter()
-                    .map(|(version, weight)| {
-                        (objects::version_service_name(&app, version), *weight)
-                    })
+                    .map(|(version, weight)| (objects::version_service_name(&app, version), weight))
                     .collect()
             }
-            _ => vec![(app.clone(), 1)],
+            _ => Weights(vec![(app.clone(), 1)]),
         };
         let previous_main = previous.as_ref().map(|r| &r.main);
         let weights_changed = previous_main != Some(&routing.main);
-        if self.config.router != KubeRouter::Service && weights_changed {
+        if self.config.router != RouterKind::Service && weights_changed {
             self.apply_backends(&backends).await?;
-            if let TrafficPolicy::Weighted(weights) = &routing.main {
-                let text: Vec<String> = weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
-                self.events.emit(format!("weights set: {}", text.join(" ")));
-            }
         }
 
         // The preview Service: blue-green's second entry point.
@@ -778,10 +759,8 @@ impl Platform for KubernetesPlatform {
                         format!("Service {preview_name} selects version={version}"),
                     )
                     .await?;
-                    self.events
-                        .emit(format!("preview service {preview_name} selects {version}"));
                 }
-                None => self.delete_preview_service("").await?,
+                None => self.delete_preview_service(None).await?,
             }
         }
         self.routing = Some(routing.clone());
@@ -835,11 +814,11 @@ impl Platform for KubernetesPlatform {
         let weighted: Vec<(String, u32)> = backends
             .iter()
             .filter_map(|(service, weight)| {
-                Some((service.strip_prefix(&prefix)?.to_string(), *weight))
+                Some((service.strip_prefix(&prefix)?.to_string(), weight))
             })
             .collect();
-        let main = if !weighted.is_empty() && weighted.len() == backends.len() {
-            TrafficPolicy::Weighted(weighted)
+        let main = if !weighted.is_empty() && weighted.len() == backends.0.len() {
+            TrafficPolicy::Weighted(Weights(weighted))
         } else {
             match selector_version(main) {
                 Some(version) => TrafficPolicy::Only(version),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::KubernetesConfig;
-use crate::platform::{ProbeSpec, VersionTemplate};
+use crate::model::{ProbeSpec, VersionTemplate, Weights};
 
 /// The field manager of every apply (`kubectl get -o yaml --show-managed-fields` shows it).
 pub const FIELD_MANAGER: &str = "zdd";
@@ -127,8 +127,8 @@ pub fn service(config: &KubernetesConfig, name: &str, version: Option<&str>) -> 
     })
 }
 
-/// The backends of the main route, in order: `(Service name, weight)`.
-pub type Backends = Vec<(String, u32)>;
+/// The backends of the main route, in order: Service names and their weights.
+pub type Backends = Weights;
 
 /// TraefikService `<app>` with `weighted` services.
 pub fn traefik_service(config: &KubernetesConfig, backends: &Backends) -> Value {
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn weighted_objects_keep_backend_order_and_read_back() {
         let config = KubernetesConfig::new("web");
-        let backends = vec![("web-v1".to_string(), 90), ("web-v2".to_string(), 10)];
+        let backends = Weights(vec![("web-v1".to_string(), 90), ("web-v2".to_string(), 10)]);
         let ts = traefik_service(&config, &backends);
         assert_eq!(ts["spec"]["weighted"]["services"][1]["name"], "web-v2");
         assert_eq!(backends_of(&ts), backends);

@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::engine::events::EventLog;
+use crate::events::{Event, EventLog};
 
 /// What a check concludes from the current objects.
 pub enum Check<T> {
@@ -76,7 +76,9 @@ where
                     return WaitEnd::Broken(fatal);
                 }
                 tracing::warn!("watch of {what} broke ({err}); resuming");
-                events.emit(format!("watch of {what} broke, resuming"));
+                events.emit(Event::WatchResumed {
+                    what: what.to_owned(),
+                });
                 continue;
             }
             Ok(watcher::Event::Init) => {

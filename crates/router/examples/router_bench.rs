@@ -1,12 +1,11 @@
 //! The builtin router on its own, for `bench/router.sh`: listens on `--listen` and sends every
 //! request to `--backend` (one endpoint, version `bench`), until killed.
 //!
-//! `cargo run --release -p zdd --example router_bench -- --listen 127.0.0.1:8080 --backend 127.0.0.1:8081 --threads 1`
+//! `cargo run --release -p zdd-router --example router_bench -- --listen 127.0.0.1:8080 --backend 127.0.0.1:8081 --threads 1`
 
 use std::net::SocketAddr;
 
-use zdd::router::builtin::BuiltinRouter;
-use zdd::router::{Backend, Endpoint, Matcher, Route, RouteTable, Rule};
+use zdd_router::{Backend, BuiltinRouter, Endpoint, Route, RouteTable};
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip_while(|arg| arg != name);
@@ -29,20 +28,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let router = BuiltinRouter::start_with_threads(listen, threads).await?;
         router.apply(&RouteTable {
-            main: Route {
-                rules: vec![Rule {
-                    matcher: Matcher::Always,
-                    backends: vec![Backend {
-                        name: "bench".into(),
-                        weight: 1,
-                        endpoints: vec![Endpoint {
-                            pod: "bench-1".into(),
-                            version: "bench".into(),
-                            addr: backend,
-                        }],
-                    }],
+            main: Route::always(vec![Backend {
+                name: "bench".into(),
+                weight: 1,
+                endpoints: vec![Endpoint {
+                    pod: "bench-1".into(),
+                    version: "bench".into(),
+                    addr: backend,
                 }],
-            },
+            }]),
             preview: Route::default(),
         });
         eprintln!("router_bench: http://{} -> {backend}", router.addrs().main);

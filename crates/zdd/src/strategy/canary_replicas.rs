@@ -4,7 +4,7 @@
 //! the last step the new version gets all replicas and the old one is retired (data-plane check).
 
 use super::steps::{self, Canary};
-use crate::engine::{Engine, EngineError, Which};
+use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::platform::Platform;
 use crate::spec::CanaryStep;
 
@@ -61,20 +61,20 @@ impl ByReplicas {
         to_target: u32,
     ) -> Result<(), EngineError> {
         for (which, current, target) in [
-            (Which::To, self.to, to_target),
-            (Which::From, self.from, from_target),
+            (Which::New, self.to, to_target),
+            (Which::Old, self.from, from_target),
         ] {
             if target > current {
                 steps::grow(engine, which, target).await?;
             }
         }
         for (which, current, target) in [
-            (Which::From, self.from, from_target),
-            (Which::To, self.to, to_target),
+            (Which::Old, self.from, from_target),
+            (Which::New, self.to, to_target),
         ] {
             if target < current {
                 if target == 0 {
-                    engine.retire(which).await?;
+                    engine.retire(which, Retire::AfterDrainCheck).await?;
                 } else {
                     engine.scale(which, target).await?;
                 }

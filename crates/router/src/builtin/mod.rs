@@ -1,0 +1,251 @@
+//! zdd's own router: an HTTP/1.1 reverse proxy on loopback, kube-proxy's and the ingress's part.
+//!
+//! Hot path:
+//! - each worker is an OS thread with a current-thread tokio runtime: a request never crosses
+//!   threads, so no cross-thread wake-up (futex) is paid for it; several workers share the ports
+//!   with `SO_REUSEPORT` (thread per core);
+//! - the route table sits behind an [`ArcSwap`] (a lock-free load per request); backends and
+//!   endpoints are picked with atomic counters, per request;
+//! - each client connection keeps the upstream connections it used (one per endpoint, a few at
+//!   most) and reuses the one to the endpoint just picked: no pool lock, no pool checkout. Only a
+//!   connection's first request to an endpoint goes to the worker's shared pool (or connects);
+//! - the `Host` fallback and the `X-Zdd-*` header values are prepared when the table is applied;
+//! - after a request a worker keeps polling its sockets for [`BUSY_POLL`] instead of sleeping at
+//!   once: waking a thread that sleeps costs tens of microseconds on a virtual machine, more than
+//!   the proxying itself (HAProxy's `busy-polling`, bounded here to the moments after traffic).
+//!
+//! No retries: a refused upstream is a 502, no endpoint a 503 (kube-proxy and Traefik do not
+//! retry either, so the failures a rollout causes stay visible). The one exception is a reused
+//! idle upstream connection that turns out closed before the request went out on it (the
+//! upstream closed it meanwhile): that request was never sent, so it goes on a new connection.
+
+mod busy_poll;
+mod proxy;
+mod table;
+mod upstream;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::{RouteTable, RouterAddrs, RouterError};
+use busy_poll::BusyPoll;
+use proxy::{ClientConnection, serve_client};
+use table::{CompiledTable, EntryPoint, compile};
+use upstream::Pool;
+
+pub use busy_poll::BUSY_POLL;
+pub use table::{POD_HEADER, VERSION_HEADER};
+
+/// One `write` of a copied buffer instead of a `writev` of the head and the body: cheaper for
+/// small messages, which is what a proxy mostly moves.
+const WRITEV: bool = false;
+/// Listen backlog of each entry point.
+const BACKLOG: u32 = 1024;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data are plain collections of connections: usable after a panic elsewhere.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What every worker shares.
+struct Shared {
+    table: ArcSwap<CompiledTable>,
+}
+
+/// What the tasks of one worker thread share.
+#[derive(Default)]
+struct WorkerState {
+    pool: Pool,
+    busy: BusyPoll,
+}
+
+/// A worker thread: its runtime's end closes its listeners and connections.
+struct Worker {
+    done: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The running builtin router.
+pub struct BuiltinRouter {
+    shared: Arc<Shared>,
+    addrs: RouterAddrs,
+    stop: CancellationToken,
+    workers: Vec<Worker>,
+}
+
+impl BuiltinRouter {
+    /// Binds the main entry point on `listen` and the preview one on an OS-picked port of the
+    /// same loopback address, and starts serving on one worker thread (503 until the first
+    /// [`BuiltinRouter::apply`]).
+    pub async fn start(listen: SocketAddr) -> Result<BuiltinRouter, RouterError> {
+        Self::start_with_threads(listen, 1).await
+    }
+
+    /// [`BuiltinRouter::start`] with `threads` workers (at least 1), each with its own listeners
+    /// on the same ports (`SO_REUSEPORT`: the kernel spreads the connections).
+    pub async fn start_with_threads(
+        listen: SocketAddr,
+        threads: usize,
+    ) -> Result<BuiltinRouter, RouterError> {
+        let threads = threads.max(1);
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(compile(&RouteTable::default())),
+        });
+        let stop = CancellationToken::new();
+        let mut router = BuiltinRouter {
+            shared,
+            addrs: RouterAddrs {
+                main: listen,
+                preview: SocketAddr::new(listen.ip(), 0),
+            },
+            stop,
+            workers: Vec::with_capacity(threads),
+        };
+        // The first worker binds (picking the ports when asked to), the others join its ports.
+        for index in 0..threads {
+            let (bound, addrs) = oneshot::channel();
+            let (done_tx, done) = oneshot::channel();
+            let shared = router.shared.clone();
+            let stop = router.stop.clone();
+            let wanted = router.addrs;
+            let thread = std::thread::Builder::new()
+                .name(format!("zdd-router-{index}"))
+                .spawn(move || {
+                    run_worker(wanted, threads > 1, shared, stop, bound);
+                    let _ = done_tx.send(());
+                })?;
+            router.workers.push(Worker { done, thread });
+            router.addrs = addrs
+                .await
+                .map_err(|_| RouterError::Other("router worker ended at start".into()))??;
+        }
+        Ok(router)
+    }
+
+    pub fn addrs(&self) -> RouterAddrs {
+        self.addrs
+    }
+
+    /// Takes effect for the next request (requests in flight finish where they were sent).
+    pub fn apply(&self, table: &RouteTable) {
+        self.shared.table.store(Arc::new(compile(table)));
+    }
+
+    /// Closes the listeners and every client and upstream connection.
+    pub async fn shutdown(&mut self) {
+        self.stop.cancel();
+        for worker in self.workers.drain(..) {
+            let _ = worker.done.await;
+            let _ = worker.thread.join();
+        }
+    }
+}
+
+impl Drop for BuiltinRouter {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// One worker's whole life: binds `wanted` (reports the bound addresses through `bound`), then
+/// serves both entry points until `stop`.
+fn run_worker(
+    wanted: RouterAddrs,
+    reuse_port: bool,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    bound: oneshot::Sender<io::Result<RouterAddrs>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = bound.send(Err(err));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = (|| {
+            let main = bind(wanted.main, reuse_port)?;
+            let preview = bind(wanted.preview, reuse_port)?;
+            let addrs = RouterAddrs {
+                main: main.local_addr()?,
+                preview: preview.local_addr()?,
+            };
+            io::Result::Ok((main, preview, addrs))
+        })();
+        let (main, preview) = match listeners {
+            Ok((main, preview, addrs)) => {
+                let _ = bound.send(Ok(addrs));
+                (main, preview)
+            }
+            Err(err) => {
+                let _ = bound.send(Err(err));
+                return;
+            }
+        };
+        let worker = Arc::new(WorkerState::default());
+        let busy_poll = {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.busy.run().await })
+        };
+        tokio::join!(
+            serve(main, EntryPoint::Main, &shared, &worker, &stop),
+            serve(preview, EntryPoint::Preview, &shared, &worker, &stop),
+        );
+        busy_poll.abort();
+    });
+    // Dropping the runtime drops every connection task: the sockets close.
+    drop(runtime);
+}
+
+async fn serve(
+    listener: TcpListener,
+    entry: EntryPoint,
+    shared: &Arc<Shared>,
+    worker: &Arc<WorkerState>,
+    stop: &CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let client = Arc::new(ClientConnection::new(entry, shared.clone(), worker.clone()));
+                    tokio::spawn(serve_client(stream, client));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("router accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! What happened during a run, typed, on the same clock as the probe's samples, so a report can
+//! say which step caused which failures.
+//!
+//! Each [`Event`] has one human line ([`Display`](std::fmt::Display)) and a `kind` in JSON. The
+//! events file (`events.jsonl`) and the JSON results hold one [`Record`] per event:
+//! `{"t_s": 1.25, "kind": "scaled", "label": "scale v2 to 3", "version": "v2", "replicas": 3}`;
+//! the HTML report reads `t_s` and `label` (docs/probe-report.md). Code and tests match the
+//! variants, never the wording.
+//!
+//! The engine and the run log what they do; a platform logs only what the engine cannot see
+//! (its replicas' lives, the endpoints it published, the watches it resumed).
+
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Serialize, Serializer};
+
+use crate::model::Routing;
+use crate::sync::lock;
+
+/// Something that happened in a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    // The run.
+    /// The old version is being deployed before the rollout starts.
+    Deploying {
+        version: String,
+        replicas: u32,
+    },
+    /// The probe's traffic started.
+    TrafficStarted {
+        rate: u32,
+        url: String,
+    },
+    /// No traffic: the main route is not reachable from here.
+    TrafficNotMeasured {
+        #[serde(serialize_with = "seconds")]
+        settle_delay: Duration,
+    },
+    RolloutStarted {
+        from: String,
+        to: String,
+        strategy: String,
+    },
+    RolloutSucceeded,
+    /// Ctrl-C or SIGTERM: stopped at once, no rollback.
+    RolloutInterrupted {
+        signal: String,
+    },
+    /// A step failed, `zdd abort` or the budget: the rollback starts.
+    RolloutFailed {
+        reason: String,
+    },
+    RolledBack {
+        version: String,
+    },
+    RollbackFailed {
+        reason: String,
+    },
+    TrafficStopped {
+        total: u64,
+        failed: u64,
+    },
+
+    // The engine's steps.
+    StepStarted {
+        step: String,
+    },
+    StepFinished {
+        step: String,
+    },
+    Scaled {
+        version: String,
+        replicas: u32,
+    },
+    RoutingSet {
+        routing: Routing,
+    },
+    Paused,
+    Promoted,
+    /// A version answered through the preview route, as many times in a row as asked.
+    PreviewAnswers {
+        version: String,
+    },
+    /// The platform has no preview route zdd can reach: the check was skipped.
+    PreviewNotChecked {
+        version: String,
+    },
+    /// The main route answers from this version.
+    MainServes {
+        version: String,
+    },
+    /// The main route is not reachable from here: not checked.
+    MainNotChecked {
+        version: String,
+    },
+    /// The data-plane check passed: no request reached `version` for a whole window.
+    Drained {
+        version: String,
+        #[serde(serialize_with = "seconds")]
+        window: Duration,
+        requests: u64,
+        #[serde(serialize_with = "seconds")]
+        waited: Duration,
+    },
+    /// No traffic to check with: a fixed delay instead.
+    DrainNotChecked {
+        version: String,
+        #[serde(serialize_with = "seconds")]
+        delay: Duration,
+    },
+    /// The data-plane check failed during a rollback: the version goes anyway.
+    DrainCheckFailed {
+        version: String,
+        reason: String,
+    },
+
+    // What only a platform sees.
+    PodStarted {
+        pod: String,
+    },
+    PodReady {
+        pod: String,
+    },
+    PodUnready {
+        pod: String,
+    },
+    PodTerminating {
+        pod: String,
+    },
+    /// `how`: `code 0`, `signal SIGKILL`, ...
+    PodExited {
+        pod: String,
+        how: String,
+    },
+    PodFailedToStart {
+        pod: String,
+        error: String,
+    },
+    /// Liveness failed: the process is stopped and started again.
+    PodRestartedByLiveness {
+        pod: String,
+    },
+    /// The router now serves these ready replicas of `version` (local endpoint controller).
+    EndpointsPublished {
+        version: String,
+        pods: Vec<String>,
+    },
+    EndpointsNotApplied {
+        error: String,
+    },
+    /// Kubernetes: the Deployment reports this many ready replicas.
+    ReplicasReady {
+        version: String,
+        ready: u32,
+        desired: u32,
+    },
+    /// Kubernetes: the version's Service has this many ready endpoints.
+    ServiceEndpointsReady {
+        version: String,
+        service: String,
+        endpoints: usize,
+    },
+    /// Kubernetes: pods of `version` left, at most `wanted`.
+    PodsLeft {
+        version: String,
+        pods: u32,
+        wanted: u32,
+    },
+    /// Kubernetes: the preview Service is gone with the version it selected.
+    PreviewServiceDeleted {
+        service: String,
+        version: String,
+    },
+    /// Kubernetes: a watch broke and resumed from its last resourceVersion.
+    WatchResumed {
+        what: String,
+    },
+    PlatformShutDown,
+}
+
+fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let human = |d: &Duration| humantime::format_duration(*d).to_string();
+        match self {
+            Event::Deploying { version, replicas } => {
+                write!(f, "deploying {version} ({replicas} replicas)")
+            }
+            Event::TrafficStarted { rate, url } => write!(f, "traffic: {rate} requests/s to {url}"),
+            Event::TrafficNotMeasured { settle_delay } => write!(
+                f,
+                "traffic: not measured (main route not reachable from here); fixed {} before \
+                 each scale-down",
+                human(settle_delay)
+            ),
+            Event::RolloutStarted { from, to, strategy } => {
+                write!(f, "rollout {from} → {to} ({strategy}) started")
+            }
+            Event::RolloutSucceeded => f.write_str("rollout succeeded"),
+            Event::RolloutInterrupted { signal } => write!(f, "rollout interrupted by {signal}"),
+            Event::RolloutFailed { reason } => write!(f, "rollout failed: {reason}; rolling back"),
+            Event::RolledBack { version } => write!(f, "rolled back to {version}"),
+            Event::RollbackFailed { reason } => write!(f, "rollback failed: {reason}"),
+            Event::TrafficStopped { total, failed } => {
+                write!(f, "traffic stopped: {total} requests, {failed} failed")
+            }
+            Event::StepStarted { step } => write!(f, "{step} started"),
+            Event::StepFinished { step } => write!(f, "{step} finished"),
+            Event::Scaled { version, replicas } => write!(f, "scale {version} to {replicas}"),
+            Event::RoutingSet { routing } => write!(f, "routing: {routing}"),
+            Event::Paused => f.write_str("paused until zdd promote"),
+            Event::Promoted => f.write_str("promoted"),
+            Event::PreviewAnswers { version } => {
+                write!(f, "data plane: preview route answers from {version}")
+            }
+            Event::PreviewNotChecked { version } => write!(
+                f,
+                "no preview route reachable from here: not checked that {version} is reachable"
+            ),
+            Event::MainServes { version } => write!(f, "{version} serves the main route"),
+            Event::MainNotChecked { version } => write!(
+                f,
+                "main route not checked (not reachable from here): {version} is ready"
+            ),
+            Event::Drained {
+                version,
+                window,
+                requests,
+                waited,
+            } => write!(
+                f,
+                "data plane: no request reached {version} for {} ({requests} requests, checked \
+                 in {:.1}s)",
+                human(window),
+                waited.as_secs_f64()
+            ),
+            Event::DrainNotChecked { version, delay } => write!(
+                f,
+                "data plane not checked: waiting a fixed {} before scaling {version} down",
+                human(delay)
+            ),
+            Event::DrainCheckFailed { version, reason } => {
+                write!(
+                    f,
+                    "data plane check failed ({reason}); scaling {version} down anyway"
+                )
+            }
+            Event::PodStarted { pod } => write!(f, "pod {pod} started"),
+            Event::PodReady { pod } => write!(f, "pod {pod} ready"),
+            Event::PodUnready { pod } => write!(f, "pod {pod} unready"),
+            Event::PodTerminating { pod } => write!(f, "pod {pod} terminating"),
+            Event::PodExited { pod, how } => write!(f, "pod {pod} exited ({how})"),
+            Event::PodFailedToStart { pod, error } => {
+                write!(f, "pod {pod} failed to start: {error}")
+            }
+            Event::PodRestartedByLiveness { pod } => write!(f, "pod {pod} restarted (liveness)"),
+            Event::EndpointsPublished { version, pods } => {
+                write!(f, "endpoints {version}: [{}]", pods.join(", "))
+            }
+            Event::EndpointsNotApplied { error } => write!(f, "endpoints not applied: {error}"),
+            Event::ReplicasReady {
+                version,
+                ready,
+                desired,
+            } => write!(f, "{version}: {ready}/{desired} replicas ready"),
+            Event::ServiceEndpointsReady {
+                version,
+                service,
+                endpoints,
+            } => write!(
+                f,
+                "{version}: {endpoints} ready endpoints in service {service}"
+            ),
+            Event::PodsLeft {
+                version,
+                pods,
+                wanted,
+            } => write!(f, "{version}: {pods} pods left (at most {wanted} wanted)"),
+            Event::PreviewServiceDeleted { service, version } => {
+                write!(f, "preview service {service} deleted with {version}")
+            }
+            Event::WatchResumed { what } => write!(f, "watch of {what} broke, resumed"),
+            Event::PlatformShutDown => f.write_str("platform shut down"),
+        }
+    }
+}
+
+/// One event at its time: seconds since the run's time zero (the probe's too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub t_s: f64,
+    pub event: Event,
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            t_s: f64,
+            label: String,
+            #[serde(flatten)]
+            event: &'a Event,
+        }
+        Line {
+            t_s: self.t_s,
+            label: self.event.to_string(),
+            event: &self.event,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Record {
+    /// The mark this event leaves on a probe report's charts.
+    pub fn mark(&self) -> zdd_probe::EventMark {
+        zdd_probe::EventMark {
+            t_s: self.t_s,
+            label: self.event.to_string(),
+        }
+    }
+}
+
+/// A cheap-to-clone handle that records events. Every part of a run (engine, platform) holds one;
+/// they share `origin`, which is also the probe's time zero.
+#[derive(Clone)]
+pub struct EventLog {
+    origin: Instant,
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    records: Vec<Record>,
+    /// One JSON line per record (the events file).
+    sink: Option<Box<dyn Write + Send>>,
+}
+
+impl EventLog {
+    pub fn new(origin: Instant) -> Self {
+        EventLog {
+            origin,
+            inner: Arc::new(Mutex::new(Inner {
+                records: Vec::new(),
+                sink: None,
+            })),
+        }
+    }
+
+    /// Also writes every record as a JSON line to `sink`.
+    pub fn with_sink(origin: Instant, sink: Box<dyn Write + Send>) -> Self {
+        let log = Self::new(origin);
+        lock(&log.inner).sink = Some(sink);
+        log
+    }
+
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Records `event` at the current time.
+    pub fn emit(&self, event: Event) {
+        let record = Record {
+            t_s: self.origin.elapsed().as_secs_f64(),
+            event,
+        };
+        tracing::info!(t_s = format!("{:.3}", record.t_s), "{}", record.event);
+        let mut inner = lock(&self.inner);
+        if let (Some(sink), Ok(line)) = (inner.sink.as_mut(), serde_json::to_string(&record)) {
+            // An unwritable events file must not stop a rollout; the records stay in memory.
+            let _ = writeln!(sink, "{line}").and_then(|_| sink.flush());
+        }
+        inner.records.push(record);
+    }
+
+    /// Every record so far, oldest first.
+    pub fn snapshot(&self) -> Vec<Record> {
+        lock(&self.inner).records.clone()
+    }
+
+    /// The events so far, oldest first, without their times.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.inner)
+            .records
+            .iter()
+            .map(|record| record.event.clone())
+            .collect()
+    }
+}

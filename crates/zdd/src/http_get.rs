@@ -1,0 +1,106 @@
+//! zdd's one small HTTP client for checks that look at one answer at a time: the kubelet's
+//! probes, the data-plane checks through a route, Traefik's served configuration. A fresh
+//! connection per request (`Connection: close`), so a check never rides on a connection to an
+//! endpoint the router no longer picks.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The most of an answer that is read; the rest is not needed by any check.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// An answer's status and headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// 2xx or 3xx, what the kubelet and a route check count as success.
+    pub fn is_success(&self) -> bool {
+        (200..400).contains(&self.status)
+    }
+}
+
+/// `GET url` (`http://host:port/path`) with `User-Agent: user_agent`, answered within `timeout`.
+pub async fn get(url: &str, user_agent: &str, timeout: Duration) -> io::Result<Answer> {
+    match tokio::time::timeout(timeout, exchange(url, user_agent)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {}", humantime::format_duration(timeout)),
+        )),
+    }
+}
+
+async fn exchange(url: &str, user_agent: &str) -> io::Result<Answer> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|err| invalid(format!("bad URL {url}: {err}")))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid(format!("no host in {url}")))?;
+    let port = authority.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut stream = TcpStream::connect((authority.host(), port)).await?;
+    let _ = stream.set_nodelay(true);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\nAccept: */*\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let read = stream.read(&mut buffer).await?;
+        if read == 0 || raw.len() >= MAX_ANSWER {
+            break;
+        }
+        raw.extend_from_slice(&buffer[..read]);
+    }
+    parse_head(&raw)
+}
+
+fn parse_head(raw: &[u8]) -> io::Result<Answer> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the connection closed before a whole answer head",
+            ));
+        }
+        Err(err) => return Err(invalid(format!("not an HTTP answer: {err}"))),
+    }
+    Ok(Answer {
+        status: response.code.unwrap_or_default(),
+        headers: response
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).trim().to_string(),
+                )
+            })
+            .collect(),
+    })
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}

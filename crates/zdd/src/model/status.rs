@@ -1,0 +1,40 @@
+//! What exists right now: replica counts per version, the replicas themselves, the routing.
+
+use serde::{Deserialize, Serialize};
+
+use super::Routing;
+
+/// Replica counts of one version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionStatus {
+    pub name: String,
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Replicas passing readiness (and past minReadySeconds where the platform knows it).
+    pub ready: u32,
+    /// Replicas that exist, ready or not, including those terminating.
+    pub running: u32,
+    pub terminating: u32,
+}
+
+/// One replica, for `zdd status` and for tests that kill a replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PodStatus {
+    pub name: String,
+    pub version: String,
+    /// Local platform: the child's process id.
+    pub pid: Option<u32>,
+    /// Local platform: the replica's own port.
+    pub port: Option<u16>,
+    pub ready: bool,
+    pub terminating: bool,
+    pub restarts: u32,
+}
+
+/// A platform's view of the whole app.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlatformStatus {
+    pub versions: Vec<VersionStatus>,
+    pub pods: Vec<PodStatus>,
+    pub routing: Routing,
+}

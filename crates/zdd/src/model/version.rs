@@ -1,0 +1,38 @@
+//! One version of the app, as every platform runs it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One version of the app as a platform runs it. The engine builds it from the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionTemplate {
+    /// Version name, for example `v1`. Becomes the `version` label / the `X-Zdd-Version` header.
+    pub name: String,
+    /// Local platform: the program and its arguments; `{port}` is replaced by the replica's port,
+    /// which is also given as `PORT` in the environment.
+    pub command: Vec<String>,
+    /// Kubernetes platform: the container image.
+    pub image: Option<String>,
+    /// Environment of every replica of this version.
+    pub env: BTreeMap<String, String>,
+    pub readiness: ProbeSpec,
+    pub liveness: Option<ProbeSpec>,
+    /// Sleep before SIGTERM when a replica is stopped (the `preStop` sleep action).
+    pub pre_stop_sleep: Duration,
+    /// From the start of preStop to SIGKILL.
+    pub termination_grace_period: Duration,
+    /// A new replica counts as available only after being ready this long (Deployment
+    /// `minReadySeconds`).
+    pub min_ready: Duration,
+}
+
+/// An HTTP probe with Kubernetes semantics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeSpec {
+    pub path: String,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub initial_delay: Duration,
+}

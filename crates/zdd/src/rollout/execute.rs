@@ -1,0 +1,111 @@
+//! The strategy's steps, and the rollback when one fails: on an interrupt other than a signal
+//! (`zdd abort`, the budget) or a failed step, all traffic goes back to the old version and the
+//! new one is taken down.
+
+use crate::engine::control::{Interrupt, Phase};
+use crate::engine::{Engine, EngineError, Retire, Which};
+use crate::events::Event;
+use crate::model::{Routing, TrafficPolicy};
+use crate::platform::Platform;
+use crate::strategy;
+
+use super::RunOutcome;
+
+/// Runs the strategy; on an interrupt (other than a signal) or a failed step, rolls back.
+pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
+    let control = engine.control().clone();
+    let events = engine.events().clone();
+    control.update(|s| s.phase = Phase::Progressing);
+    events.emit(Event::RolloutStarted {
+        from: engine.name(Which::Old),
+        to: engine.name(Which::New),
+        strategy: engine.spec().strategy.kind().to_string(),
+    });
+    let initial = strategy::initial_routing(engine);
+    let result = match engine.set_routing(initial).await {
+        Ok(()) => strategy::run(engine).await,
+        Err(err) => Err(err),
+    };
+    // The old version's replicas finish their termination before the run ends.
+    let result = match result {
+        Ok(()) => engine.wait_running_at_most(Which::Old, 0).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => {
+            events.emit(Event::RolloutSucceeded);
+            control.update(|s| {
+                s.phase = Phase::Succeeded;
+                s.step = None;
+            });
+            RunOutcome::Succeeded
+        }
+        Err(EngineError::Interrupted(Interrupt::Signal { name })) => {
+            events.emit(Event::RolloutInterrupted {
+                signal: name.clone(),
+            });
+            control.update(|s| s.phase = Phase::Interrupted);
+            RunOutcome::Interrupted(name)
+        }
+        Err(err) => {
+            let why = err.to_string();
+            events.emit(Event::RolloutFailed {
+                reason: why.clone(),
+            });
+            match rollback(engine).await {
+                Ok(()) => {
+                    control.update(|s| {
+                        s.phase = Phase::RolledBack;
+                        s.message = Some(why.clone());
+                    });
+                    RunOutcome::RolledBack(why)
+                }
+                Err(rollback) => {
+                    let both = format!("{why}; rollback failed: {rollback}");
+                    events.emit(Event::RollbackFailed {
+                        reason: rollback.to_string(),
+                    });
+                    control.update(|s| {
+                        s.phase = Phase::Failed;
+                        s.message = Some(both.clone());
+                    });
+                    RunOutcome::Failed(both)
+                }
+            }
+        }
+    }
+}
+
+/// All traffic back to the old version, the new one taken down.
+async fn rollback<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineError> {
+    engine.stop_guarding();
+    engine.control().update(|s| s.phase = Phase::RollingBack);
+    let replicas = engine.replicas();
+    engine.scale(Which::Old, replicas).await?;
+    engine.wait_ready(Which::Old, replicas).await?;
+    if engine.main_reaches(Which::New) {
+        engine.ensure_reachable(Which::Old).await?;
+        engine
+            .set_routing(Routing {
+                main: TrafficPolicy::Only(engine.name(Which::Old)),
+                preview: None,
+            })
+            .await?;
+    } else if engine.routing().preview.is_some() {
+        // Aborted during blue-green's preview: the preview route must not outlive the version.
+        engine
+            .set_routing(Routing {
+                main: engine.routing().main.clone(),
+                preview: None,
+            })
+            .await?;
+    }
+    engine
+        .retire(Which::New, Retire::EvenIfStillReached)
+        .await?;
+    engine.wait_running_at_most(Which::New, 0).await?;
+    engine.events().emit(Event::RolledBack {
+        version: engine.name(Which::Old),
+    });
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! What a command sets up around a run: the spec's own program, the run directory with its events
+//! file and control socket, and Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::control_socket::{self, ControlServer};
+use crate::engine::control::{Control, Interrupt};
+use crate::events::EventLog;
+use crate::spec::Spec;
+
+/// A run directory in use: its events file and its control socket (closed on drop).
+pub struct Session {
+    pub run_dir: PathBuf,
+    pub events: EventLog,
+    pub control: Control,
+    _server: ControlServer,
+}
+
+impl Session {
+    /// Creates `run_dir` (and points `<parent>/current` at it), starts the events file
+    /// (`events.jsonl`, time zero now) and serves the control socket.
+    pub fn open(run_dir: &Path) -> anyhow::Result<Session> {
+        prepare_run_dir(run_dir)?;
+        let events_file = std::fs::File::create(run_dir.join("events.jsonl"))
+            .with_context(|| format!("cannot write events in {}", run_dir.display()))?;
+        let events = EventLog::with_sink(Instant::now(), Box::new(events_file));
+        let control = Control::new();
+        let server = control_socket::serve(control.clone(), run_dir)
+            .with_context(|| format!("cannot open the control socket in {}", run_dir.display()))?;
+        Ok(Session {
+            run_dir: run_dir.to_path_buf(),
+            events,
+            control,
+            _server: server,
+        })
+    }
+}
+
+/// `zdd` as a spec's program means this very binary, so specs run on a machine without `zdd` on
+/// PATH (and `zdd demo` needs no second binary).
+pub fn resolve_self_command(spec: &mut Spec) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the zdd binary")?;
+    let exe = exe.to_string_lossy().to_string();
+    let commands = std::iter::once(&mut spec.app.command)
+        .chain(spec.from.command.iter_mut())
+        .chain(spec.to.command.iter_mut());
+    for command in commands {
+        if command.first().is_some_and(|program| program == "zdd") {
+            command[0] = exe.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Creates the run directory and points `<parent>/current` at it.
+pub fn prepare_run_dir(run_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
+    if let (Some(parent), Some(name)) = (run_dir.parent(), run_dir.file_name()) {
+        let link = parent.join("current");
+        if name != "current" {
+            let _ = std::fs::remove_file(&link);
+            // Best effort: `zdd promote --run-dir` works without it.
+            let _ = std::os::unix::fs::symlink(name, &link);
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C and SIGTERM interrupt the rollout (no rollback; the platform is shut down). A second
+/// signal exits at once; the replicas die with zdd (`PR_SET_PDEATHSIG`).
+pub fn forward_signals(control: Control) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(tokio::spawn(async move {
+        for _ in 0..2 {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            if control
+                .interrupted()
+                .is_some_and(|i| matches!(i, Interrupt::Signal { .. }))
+            {
+                eprintln!("zdd: second {name}, exiting now");
+                std::process::exit(1);
+            }
+            eprintln!("zdd: {name}: stopping the traffic and the replicas");
+            control.interrupt(Interrupt::Signal { name: name.into() });
+        }
+    }))
+}

@@ -1,0 +1,45 @@
+//! Keeps `zdd status` current while a run goes on: elapsed time and the probe's counts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zdd_probe::ProbeHandle;
+
+use crate::engine::control::Control;
+
+/// Refreshes the run's status every 200 ms (elapsed time and, with traffic, the probe's counts),
+/// until stopped or dropped.
+pub(super) struct StatusTicker(tokio::task::JoinHandle<()>);
+
+impl StatusTicker {
+    pub(super) fn start(control: Control, probe: Option<Arc<ProbeHandle>>) -> StatusTicker {
+        let started = Instant::now();
+        StatusTicker(tokio::spawn(async move {
+            loop {
+                let progress = probe.as_ref().map(|probe| probe.progress());
+                control.update(|s| {
+                    s.elapsed_s = started.elapsed().as_secs_f64();
+                    if let Some(progress) = progress {
+                        s.sent = progress.sent;
+                        s.ok = progress.ok;
+                        s.failed = progress.failed;
+                        s.by_version = progress.by_version;
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }))
+    }
+
+    /// Stops the ticker and waits until its task (and its share of the probe) is gone.
+    pub(super) async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for StatusTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

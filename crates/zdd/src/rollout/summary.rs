@@ -1,0 +1,164 @@
+//! What a run comes to: one [`Summary`] per rollout, the table `zdd demo` and `zdd rollout` print,
+//! and the JSON and HTML files they write.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::RunResult;
+use crate::events::{Event, Record};
+use crate::spec::Spec;
+
+/// One line of the summary table (and one object of `--json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub strategy: String,
+    pub name: String,
+    pub outcome: String,
+    /// False when zdd could not reach the main route (Kubernetes without `--verify-url`): no
+    /// request was sent, the counts below are zeros and the failure budget was not checked.
+    pub traffic_measured: bool,
+    pub succeeded: bool,
+    pub within_budget: bool,
+    /// From the first step to the end of the rollout.
+    pub duration_s: f64,
+    pub total: u64,
+    pub failed: u64,
+    pub longest_outage_s: f64,
+    pub p99_ms: f64,
+    pub by_version: std::collections::BTreeMap<String, u64>,
+    pub failed_by_kind: std::collections::BTreeMap<String, u64>,
+    pub outages: Vec<zdd_probe::Outage>,
+    pub report: zdd_probe::Report,
+    pub events: Vec<Record>,
+}
+
+impl Summary {
+    pub fn new(spec: &Spec, result: &RunResult) -> Self {
+        let report = &result.report;
+        let within_budget = spec
+            .budget
+            .max_failed
+            .is_none_or(|max| report.failed <= max);
+        Summary {
+            strategy: spec.strategy.kind().to_string(),
+            name: spec.name.clone(),
+            outcome: result.outcome.to_string(),
+            traffic_measured: result.traffic_measured,
+            succeeded: result.outcome.succeeded(),
+            within_budget,
+            duration_s: rollout_duration(&result.events),
+            total: report.total,
+            failed: report.failed,
+            longest_outage_s: report.longest_outage_s,
+            p99_ms: report.latency_ms.p99,
+            by_version: report.by_version.clone(),
+            failed_by_kind: report.failed_by_kind.clone(),
+            outages: report.outages.clone(),
+            report: report.clone(),
+            events: result.events.clone(),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.succeeded && self.within_budget
+    }
+}
+
+/// Seconds from the rollout's start to its end (succeeded, rolled back, rollback failed or
+/// interrupted).
+fn rollout_duration(records: &[Record]) -> f64 {
+    let start = records
+        .iter()
+        .find(|r| matches!(r.event, Event::RolloutStarted { .. }));
+    let end = records.iter().rev().find(|r| {
+        matches!(
+            r.event,
+            Event::RolloutSucceeded
+                | Event::RolledBack { .. }
+                | Event::RollbackFailed { .. }
+                | Event::RolloutInterrupted { .. }
+        )
+    });
+    match (start, end) {
+        (Some(start), Some(end)) => (end.t_s - start.t_s).max(0.0),
+        _ => 0.0,
+    }
+}
+
+/// The Markdown table `zdd demo` and `zdd rollout` print.
+pub fn render_table(rows: &[Summary]) -> String {
+    let mut out = String::from(
+        "| strategy | duration | requests | failed | longest outage | p99 | result |\n\
+         |---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for row in rows {
+        let result = if row.passed() {
+            "ok".to_string()
+        } else if !row.succeeded {
+            row.outcome.clone()
+        } else {
+            "over budget".to_string()
+        };
+        if !row.traffic_measured {
+            out.push_str(&format!(
+                "| {} | {:.1} s | not measured | not measured | not measured | not measured | {} |\n",
+                row.strategy, row.duration_s, result
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "| {} | {:.1} s | {} | {} | {:.2} s | {:.1} ms | {} |\n",
+            row.strategy,
+            row.duration_s,
+            row.total,
+            row.failed,
+            row.longest_outage_s,
+            row.p99_ms,
+            result
+        ));
+    }
+    out
+}
+
+pub fn write_outputs(
+    rows: &[Summary],
+    json: Option<&Path>,
+    html: Option<&Path>,
+    as_array: bool,
+) -> anyhow::Result<()> {
+    if let Some(path) = json {
+        let text = if as_array || rows.len() != 1 {
+            serde_json::to_string_pretty(rows)?
+        } else {
+            serde_json::to_string_pretty(&rows[0])?
+        };
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = html {
+        let titles: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                if r.name == r.strategy {
+                    format!("{}: {}", r.strategy, r.outcome)
+                } else {
+                    format!("{} ({}): {}", r.name, r.strategy, r.outcome)
+                }
+            })
+            .collect();
+        let marks: Vec<Vec<zdd_probe::EventMark>> = rows
+            .iter()
+            .map(|r| r.events.iter().map(Record::mark).collect())
+            .collect();
+        let sections: Vec<(&str, &zdd_probe::Report, &[zdd_probe::EventMark])> = rows
+            .iter()
+            .zip(&titles)
+            .zip(&marks)
+            .map(|((r, t), marks)| (t.as_str(), &r.report, marks.as_slice()))
+            .collect();
+        std::fs::write(path, zdd_probe::render_html(&sections))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
