@@ -121,7 +121,7 @@ pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Rout
     // Around the whole router (not `Router::layer`, which wraps each route): one wrapper per
     // request instead of one per route, and it covers 404s too.
     SetResponseHeaderLayer::overriding(HeaderName::from_static(VERSION_HEADER), version)
-        .layer(lifecycle.router(routes))
+        .layer(lifecycle.with_probe_routes(routes))
 }
 
 #[derive(Serialize)]

@@ -27,7 +27,7 @@
 //!     lifecycle.listen_for_signals().expect("signal handlers");
 //!
 //!     let app = Router::new().route("/", get(|| async { "hello" }));
-//!     let app = lifecycle.router(app); // adds /healthz, /readyz, /metrics and request metrics
+//!     let app = lifecycle.with_probe_routes(app); // adds /healthz, /readyz, /metrics and request metrics
 //!
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
 //!     let warm_up = lifecycle.clone();
@@ -43,7 +43,7 @@
 mod config;
 mod error;
 pub mod metrics;
-mod router;
+mod routes;
 mod serve;
 mod state;
 
@@ -53,6 +53,6 @@ pub use config::{
 };
 pub use error::{ConfigError, ServeError};
 pub use metrics::Metrics;
-pub use router::{RequestMetrics, RequestMetricsFuture, RequestMetricsLayer};
+pub use routes::{RequestMetrics, RequestMetricsFuture, RequestMetricsLayer};
 pub use serve::{DrainOutcome, DrainReport, HttpApp};
 pub use state::{Lifecycle, State};

@@ -61,7 +61,7 @@ pub(crate) struct Shared {
 
 /// A cheap, cloneable handle on the lifecycle of one service.
 ///
-/// Create it first, [`router`](Self::router) your app through it, call
+/// Create it first, pass your app through [`with_probe_routes`](Self::with_probe_routes), call
 /// [`mark_ready`](Self::mark_ready) when warm-up is done and [`serve`](Self::serve) it.
 #[derive(Clone)]
 pub struct Lifecycle {

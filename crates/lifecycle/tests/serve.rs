@@ -35,7 +35,7 @@ async fn start(
     let lifecycle = Lifecycle::new(config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = lifecycle.router(app());
+    let router = lifecycle.with_probe_routes(app());
     let serving = lifecycle.clone();
     let server = tokio::spawn(async move { serving.serve(listener, router).await });
     (lifecycle, address, server)

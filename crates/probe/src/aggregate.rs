@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::WindowStats;
-use crate::outcome::{FailureKind, Outcome};
+use crate::outcome::{FailureKind, RequestOutcome};
 use crate::report::{Latency, Outage, Report, TimelineBucket};
 
 /// Width of a timeline bucket.
@@ -43,7 +43,7 @@ pub(crate) struct Completion {
     pub seq: u64,
     /// Scheduled send time, since time zero.
     pub scheduled: Duration,
-    pub outcome: Outcome,
+    pub outcome: RequestOutcome,
     /// From the scheduled send time to the end of the answer.
     pub latency: Duration,
 }
@@ -109,7 +109,7 @@ impl Aggregator {
         }
         let latency_us = (completion.latency.as_micros() as u64).max(1);
         let answered = match &completion.outcome {
-            Outcome::Ok { version } => {
+            RequestOutcome::Ok { version } => {
                 self.ok += 1;
                 let id = self.version_id(version.as_deref());
                 self.by_version[usize::from(id)] += 1;
@@ -121,7 +121,7 @@ impl Aggregator {
                 }
                 true
             }
-            Outcome::Failed { kind, answered } => {
+            RequestOutcome::Failed { kind, answered } => {
                 self.failed[kind.index()] += 1;
                 self.buckets[slot].failed[kind.index()] += 1;
                 *answered
@@ -134,8 +134,8 @@ impl Aggregator {
             }
         }
         let failure = match completion.outcome {
-            Outcome::Ok { .. } => None,
-            Outcome::Failed { kind, .. } => Some(kind),
+            RequestOutcome::Ok { .. } => None,
+            RequestOutcome::Failed { kind, .. } => Some(kind),
         };
         self.outages
             .record(completion.seq, completion.scheduled, failure);
@@ -445,7 +445,7 @@ mod tests {
         Completion {
             seq,
             scheduled: MS(at_ms),
-            outcome: Outcome::Ok {
+            outcome: RequestOutcome::Ok {
                 version: Some(version.into()),
             },
             latency: MS(1),
@@ -456,7 +456,7 @@ mod tests {
         Completion {
             seq,
             scheduled: MS(at_ms),
-            outcome: Outcome::failed(kind),
+            outcome: RequestOutcome::failed(kind),
             latency: MS(1),
         }
     }

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::ProbeError;
-use crate::outcome::{FailureKind, Outcome};
+use crate::outcome::{FailureKind, RequestOutcome};
 
 /// Bodies are read to the end (to keep the connection reusable) but only this much is kept to look
 /// for a JSON `version` field.
@@ -245,19 +245,19 @@ impl Client {
         slot: &mut Option<Connection>,
         fresh: bool,
         expired: impl Future<Output = ()>,
-    ) -> Outcome {
+    ) -> RequestOutcome {
         let work = async {
             if fresh {
                 let mut connection = match self.connect().await {
                     Ok(connection) => connection,
-                    Err(kind) => return Outcome::failed(kind),
+                    Err(kind) => return RequestOutcome::failed(kind),
                 };
                 self.exchange(&mut connection).await
             } else {
                 if slot.as_mut().is_none_or(|c| !c.still_idle()) {
                     match self.connect().await {
                         Ok(connection) => *slot = Some(connection),
-                        Err(kind) => return Outcome::failed(kind),
+                        Err(kind) => return RequestOutcome::failed(kind),
                     }
                 }
                 let connection = slot.as_mut().expect("just filled");
@@ -276,12 +276,12 @@ impl Client {
         finished.unwrap_or_else(|| {
             // Mid-request: the connection's state is unknown, do not reuse it.
             *slot = None;
-            Outcome::failed(FailureKind::Timeout)
+            RequestOutcome::failed(FailureKind::Timeout)
         })
     }
 
     /// One request and its answer; marks the connection closed when it cannot be reused.
-    async fn exchange(&self, connection: &mut Connection) -> Outcome {
+    async fn exchange(&self, connection: &mut Connection) -> RequestOutcome {
         match self.try_exchange(connection).await {
             Ok((outcome, reusable)) => {
                 connection.closed |= !reusable;
@@ -289,7 +289,7 @@ impl Client {
             }
             Err(err) => {
                 connection.closed = true;
-                Outcome::failed(err.kind())
+                RequestOutcome::failed(err.kind())
             }
         }
     }
@@ -297,7 +297,7 @@ impl Client {
     async fn try_exchange(
         &self,
         connection: &mut Connection,
-    ) -> Result<(Outcome, bool), ExchangeError> {
+    ) -> Result<(RequestOutcome, bool), ExchangeError> {
         connection
             .stream
             .write_all(&self.request)
@@ -350,11 +350,11 @@ impl Client {
         // Bytes after the response (nobody asked for them) make the connection unusable too.
         let reusable = reusable && complete && connection.unread().is_empty();
         let outcome = match FailureKind::from_status(head.status) {
-            Some(kind) => Outcome::Failed {
+            Some(kind) => RequestOutcome::Failed {
                 kind,
                 answered: true,
             },
-            None => Outcome::Ok {
+            None => RequestOutcome::Ok {
                 version: head
                     .version
                     .or_else(|| kept.as_deref().and_then(json_version))
@@ -603,8 +603,8 @@ mod tests {
         (client, server)
     }
 
-    fn ok(version: &str) -> Outcome {
-        Outcome::Ok {
+    fn ok(version: &str) -> RequestOutcome {
+        RequestOutcome::Ok {
             version: Some(version.into()),
         }
     }
@@ -625,7 +625,7 @@ mod tests {
         assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v2"));
         assert_eq!(
             client.execute(&mut slot, false, pending()).await,
-            Outcome::Failed {
+            RequestOutcome::Failed {
                 kind: FailureKind::Http5xx,
                 answered: true
             }
@@ -755,7 +755,7 @@ mod tests {
         assert!(slot.is_some(), "one connection for the first four");
         assert_eq!(
             client.execute(&mut slot, false, pending()).await,
-            Outcome::failed(FailureKind::Other)
+            RequestOutcome::failed(FailureKind::Other)
         );
         assert!(slot.is_none());
         server.await.unwrap();
@@ -803,7 +803,7 @@ mod tests {
             let mut slot = None;
             assert_eq!(
                 client.execute(&mut slot, false, pending()).await,
-                Outcome::failed(FailureKind::Other),
+                RequestOutcome::failed(FailureKind::Other),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -824,7 +824,7 @@ mod tests {
             let mut slot = None;
             assert_eq!(
                 client.execute(&mut slot, false, pending()).await,
-                Outcome::failed(FailureKind::Reset),
+                RequestOutcome::failed(FailureKind::Reset),
                 "{}",
                 String::from_utf8_lossy(response)
             );
@@ -839,7 +839,7 @@ mod tests {
         let mut slot = None;
         assert_eq!(
             client.execute(&mut slot, false, pending()).await,
-            Outcome::failed(FailureKind::Reset)
+            RequestOutcome::failed(FailureKind::Reset)
         );
         assert!(slot.is_none());
         server.await.unwrap();
@@ -847,7 +847,7 @@ mod tests {
         let (client, server) = canned(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
         assert_eq!(
             client.execute(&mut slot, false, pending()).await,
-            Outcome::failed(FailureKind::Other)
+            RequestOutcome::failed(FailureKind::Other)
         );
         server.await.unwrap();
     }

@@ -82,16 +82,16 @@ impl std::fmt::Display for FailureKind {
 
 /// How one request ended.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Outcome {
+pub(crate) enum RequestOutcome {
     /// 2xx or 3xx; the version that answered, when it said.
     Ok { version: Option<String> },
     /// `answered`: an HTTP response arrived (its latency is meaningful).
     Failed { kind: FailureKind, answered: bool },
 }
 
-impl Outcome {
+impl RequestOutcome {
     pub(crate) fn failed(kind: FailureKind) -> Self {
-        Outcome::Failed {
+        RequestOutcome::Failed {
             kind,
             answered: false,
         }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Shared;
 use crate::aggregate::Completion;
 use crate::client::{self, Client};
-use crate::outcome::{FailureKind, Outcome};
+use crate::outcome::{FailureKind, RequestOutcome};
 use crate::schedule::Claim;
 
 /// Buffered outcomes reach the shared aggregator within about this long.
@@ -349,7 +349,7 @@ async fn run_slot(worker: Arc<Worker>) {
             worker.record(Completion {
                 seq,
                 scheduled: since_zero,
-                outcome: Outcome::failed(FailureKind::Saturated),
+                outcome: RequestOutcome::failed(FailureKind::Saturated),
                 latency: Duration::ZERO,
             });
             continue;

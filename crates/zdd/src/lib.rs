@@ -14,6 +14,8 @@
 //!
 //! docs/architecture.md walks one `zdd rollout` through them.
 
+#[cfg(test)]
+mod architecture;
 pub mod cli;
 pub mod commands;
 pub mod engine;

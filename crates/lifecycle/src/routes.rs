@@ -19,7 +19,7 @@ impl Lifecycle {
     ///
     /// [`serve`](Self::serve) counts the app's requests in the metrics (not the probes'); when
     /// you serve the router some other way, add [`layer`](Self::layer) to count them.
-    pub fn router(&self, app: Router) -> Router {
+    pub fn with_probe_routes(&self, app: Router) -> Router {
         let config = self.config();
         let mut probes = Router::new();
         for path in std::iter::once(&config.liveness_path).chain(&config.liveness_aliases) {
