@@ -1,4 +1,4 @@
-//! The local platform's routers (kube-proxy's and the ingress's part), one file each; both serve
+//! The local platform's routers (kube-proxy's and the ingress's part), one module each; both serve
 //! the same [`RouteTable`] and pass the same contract tests.
 //! - builtin: zdd's own router, the `zdd-router` crate, run in this process;
 //! - [`traefik`]: a real Traefik v3 process through its file provider.

@@ -15,22 +15,25 @@
 //! the builtin router. With more pods than slots ([`POD_SLOTS`]) the extra pods are reached
 //! directly, without the two headers.
 
-use std::collections::BTreeMap;
+mod config;
+mod slots;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use zdd_router::{Endpoint, Matcher, Route, RouteTable, RouterAddrs};
+use zdd_router::{RouteTable, RouterAddrs};
 
 use crate::http_get;
 use crate::platform::PlatformError;
 use crate::platform::local::ports::pick_port;
 use crate::platform::local::process_groups::ProcessGroups;
 use crate::sync::lock;
+use config::dynamic_config;
+use slots::{Slots, slot_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraefikError {
@@ -109,26 +112,6 @@ fn log_tail(path: &Path) -> String {
         .copied()
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// How long a pod's slot router outlives the pod's removal from the endpoints. A request Traefik
-/// already sent to the slot must still find its router there (else Traefik answers 404), the way
-/// Kubernetes keeps terminating endpoints around for a while.
-const SLOT_LINGER: Duration = Duration::from_secs(5);
-
-/// A pod's slot, and what its slot router needs after the pod left the endpoints.
-#[derive(Clone)]
-struct SlotEntry {
-    slot: usize,
-    endpoint: Endpoint,
-    /// When the pod left the endpoints; `None` while it is in them.
-    removed_at: Option<Instant>,
-}
-
-/// Which pod uses which slot; kept across configurations so a pod keeps its slot.
-#[derive(Default)]
-struct Slots {
-    by_pod: BTreeMap<String, SlotEntry>,
 }
 
 pub struct TraefikRouter {
@@ -235,10 +218,10 @@ impl TraefikRouter {
             generation: AtomicU64::new(0),
             applying: tokio::sync::Mutex::new(()),
         };
-        router.write_config(&router.config(&RouteTable::default(), 0))?;
+        router.write_config(&RouteTable::default(), 0)?;
         let child = groups.spawn(&mut command)?;
         router.pid = child.id();
-        *router.child.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        *lock(&router.child) = Some(child);
         tracing::info!(binary = %binary.display(), "traefik started: {}", router.addrs);
         if let Err(err) = router.wait_generation(0).await {
             router.shutdown().await;
@@ -255,18 +238,13 @@ impl TraefikRouter {
     pub async fn apply(&self, table: &RouteTable) -> Result<(), TraefikError> {
         let _one_at_a_time = self.applying.lock().await;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let config = self.config(table, generation);
-        self.write_config(&config)?;
+        self.write_config(table, generation)?;
         self.wait_generation(generation).await
     }
 
     /// SIGTERM, then SIGKILL after 5 s; reaps Traefik.
     pub async fn shutdown(&mut self) {
-        let child = self
-            .child
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let child = lock(&self.child).take();
         let (Some(mut child), Some(pid)) = (child, self.pid.take()) else {
             return;
         };
@@ -281,11 +259,15 @@ impl TraefikRouter {
         self.groups.release(pid);
     }
 
-    fn write_config(&self, config: &Value) -> Result<(), TraefikError> {
+    /// Writes the dynamic configuration for `table`, marked with `generation`, giving its pods
+    /// their slots.
+    fn write_config(&self, table: &RouteTable, generation: u64) -> Result<(), TraefikError> {
+        let slots = lock(&self.slots).assign(table);
+        let config = dynamic_config(table, &slots, &self.slot_addrs, generation);
         // YAML is a superset of JSON: Traefik reads this `.yaml` file as it is. The temporary file's
         // extension is one the file provider ignores.
         let temporary = self.dynamic_dir.join(".dynamic.tmp");
-        let text = serde_json::to_string_pretty(config)
+        let text = serde_json::to_string_pretty(&config)
             .map_err(|err| TraefikError::Other(err.to_string()))?;
         std::fs::write(&temporary, text)?;
         std::fs::rename(&temporary, self.dynamic_dir.join(DYNAMIC_FILE))?;
@@ -318,198 +300,6 @@ impl TraefikRouter {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// Gives every endpoint in `table` a pod slot (keeping existing ones); a slot whose pod left
-    /// stays taken for [`SLOT_LINGER`], then is freed.
-    fn assign_slots(&self, table: &RouteTable) -> BTreeMap<String, SlotEntry> {
-        let mut slots = lock(&self.slots);
-        let endpoints: BTreeMap<&str, &Endpoint> = [&table.main, &table.preview]
-            .iter()
-            .flat_map(|route| route.rules.iter())
-            .flat_map(|rule| rule.backends.iter())
-            .flat_map(|backend| backend.endpoints.iter())
-            .map(|endpoint| (endpoint.pod.as_str(), endpoint))
-            .collect();
-        let now = Instant::now();
-        slots.by_pod.retain(|pod, entry| {
-            if endpoints.contains_key(pod.as_str()) {
-                entry.removed_at = None;
-            } else if entry.removed_at.is_none() {
-                entry.removed_at = Some(now);
-            }
-            entry
-                .removed_at
-                .is_none_or(|removed| now.duration_since(removed) < SLOT_LINGER)
-        });
-        for (pod, endpoint) in &endpoints {
-            if let Some(entry) = slots.by_pod.get_mut(*pod) {
-                entry.endpoint = (*endpoint).clone();
-                continue;
-            }
-            let used: Vec<usize> = slots.by_pod.values().map(|entry| entry.slot).collect();
-            match (0..POD_SLOTS).find(|slot| !used.contains(slot)) {
-                Some(free) => {
-                    let entry = SlotEntry {
-                        slot: free,
-                        endpoint: (*endpoint).clone(),
-                        removed_at: None,
-                    };
-                    slots.by_pod.insert((*pod).to_owned(), entry);
-                }
-                None => tracing::warn!(pod, "no free traefik pod slot: no X-Zdd-* headers"),
-            }
-        }
-        slots.by_pod.clone()
-    }
-
-    /// The dynamic configuration for `table`.
-    fn config(&self, table: &RouteTable, generation: u64) -> Value {
-        let slots = self.assign_slots(table);
-        let slot_of: BTreeMap<String, usize> = slots
-            .iter()
-            .map(|(pod, entry)| (pod.clone(), entry.slot))
-            .collect();
-        let mut routers = serde_json::Map::new();
-        let mut services = serde_json::Map::new();
-        let mut middlewares = serde_json::Map::new();
-
-        for (entry_point, route) in [("web", &table.main), ("preview", &table.preview)] {
-            add_route(
-                entry_point,
-                route,
-                &slot_of,
-                &self.slot_addrs,
-                &mut routers,
-                &mut services,
-            );
-        }
-        // Pod slots: one entry point each, whose router sets the pod's headers. Slots of pods
-        // that just left stay (SLOT_LINGER), so requests already sent to them still arrive.
-        for entry in slots.values() {
-            let endpoint = &entry.endpoint;
-            let name = slot_name(entry.slot);
-            routers.insert(
-                name.clone(),
-                json!({
-                    "entryPoints": [name],
-                    "rule": "PathPrefix(`/`)",
-                    "middlewares": [format!("{name}-headers")],
-                    "service": name,
-                }),
-            );
-            middlewares.insert(
-                format!("{name}-headers"),
-                json!({"headers": {"customResponseHeaders": {
-                    "X-Zdd-Version": endpoint.version,
-                    "X-Zdd-Pod": endpoint.pod,
-                }}}),
-            );
-            services.insert(
-                name,
-                json!({"loadBalancer": {"servers": [{"url": format!("http://{}", endpoint.addr)}]}}),
-            );
-        }
-        // The API on its loopback entry point, each answer marked with this configuration's
-        // generation (see the module's documentation).
-        routers.insert(
-            "zdd-api".into(),
-            json!({
-                "entryPoints": ["traefik"],
-                "rule": "PathPrefix(`/api`)",
-                "middlewares": ["zdd-generation"],
-                "service": "api@internal",
-            }),
-        );
-        middlewares.insert(
-            "zdd-generation".into(),
-            json!({"headers": {"customResponseHeaders": {"X-Zdd-Generation": generation.to_string()}}}),
-        );
-        // Traefik refuses an empty section ("cannot be a standalone element"): leave it out.
-        let mut http = serde_json::Map::new();
-        for (section, entries) in [
-            ("routers", routers),
-            ("services", services),
-            ("middlewares", middlewares),
-        ] {
-            if !entries.is_empty() {
-                http.insert(section.into(), Value::Object(entries));
-            }
-        }
-        json!({ "http": http })
-    }
-}
-
-fn slot_name(slot: usize) -> String {
-    format!("pod{slot:02}")
-}
-
-fn traefik_rule(matcher: &Matcher) -> String {
-    match matcher {
-        Matcher::Always => "PathPrefix(`/`)".to_owned(),
-        Matcher::Header { name, value } => {
-            format!(
-                "Header(`{}`, `{}`)",
-                name.replace('`', ""),
-                value.replace('`', "")
-            )
-        }
-    }
-}
-
-/// One router per rule (earlier rules get higher priorities), one weighted service per rule, one
-/// load-balancer service per backend whose servers are the pod slots.
-fn add_route(
-    entry_point: &str,
-    route: &Route,
-    slots: &BTreeMap<String, usize>,
-    slot_addrs: &[SocketAddr],
-    routers: &mut serde_json::Map<String, Value>,
-    services: &mut serde_json::Map<String, Value>,
-) {
-    let rules = route.rules.len();
-    for (index, rule) in route.rules.iter().enumerate() {
-        let name = format!("{entry_point}-{index}");
-        let mut children = Vec::new();
-        for backend in &rule.backends {
-            let backend_name = format!("{name}-{}", backend.name);
-            let servers: Vec<Value> = backend
-                .endpoints
-                .iter()
-                .map(|endpoint| {
-                    let addr = slots
-                        .get(&endpoint.pod)
-                        .and_then(|slot| slot_addrs.get(*slot))
-                        .copied()
-                        .unwrap_or(endpoint.addr);
-                    json!({"url": format!("http://{addr}")})
-                })
-                .collect();
-            // No servers: Traefik answers 503 "no available server", as the builtin router does.
-            services.insert(
-                backend_name.clone(),
-                json!({"loadBalancer": {"servers": servers}}),
-            );
-            if backend.weight > 0 {
-                children.push(json!({"name": backend_name, "weight": backend.weight}));
-            }
-        }
-        let service = if children.is_empty() {
-            // Every weight 0: nothing may get traffic.
-            json!({"loadBalancer": {"servers": []}})
-        } else {
-            json!({"weighted": {"services": children}})
-        };
-        services.insert(name.clone(), service);
-        routers.insert(
-            name.clone(),
-            json!({
-                "entryPoints": [entry_point],
-                "rule": traefik_rule(&rule.matcher),
-                "priority": (rules - index) * 10,
-                "service": name,
-            }),
-        );
     }
 }
 

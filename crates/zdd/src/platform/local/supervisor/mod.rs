@@ -1,0 +1,353 @@
+//! The kubelet's part: the replica set, every version's replicas, scaled, counted and stopped.
+//!
+//! Each replica ("pod") is one tokio task that owns its child process (`pod`): it spawns the
+//! command in a process group of its own, runs the readiness and liveness probes with Kubernetes
+//! semantics (`probes`), restarts the process when it exits by itself or fails liveness, and runs
+//! the termination sequence (`termination`: preStop sleep, SIGTERM to the group, SIGKILL when the
+//! grace period that started with preStop ends) when the replica is scaled away.
+
+mod pod;
+mod probes;
+mod termination;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zdd_router::Endpoint;
+
+use super::ports::pick_port;
+use super::process_groups::ProcessGroups;
+use crate::events::{Event, EventLog};
+use crate::model::{PodStatus, VersionStatus, VersionTemplate};
+use crate::platform::{PlatformError, Result};
+use crate::sync::lock;
+use pod::run_pod;
+pub use termination::END_OF_RUN_GRACE;
+
+/// One replica.
+struct Pod {
+    name: String,
+    version: String,
+    port: u16,
+    template: Arc<VersionTemplate>,
+    created: Instant,
+    state: Mutex<PodState>,
+    /// Cancelled when the replica must stop.
+    stop: CancellationToken,
+    /// Set with `stop` when the whole platform ends: skip the preStop sleep.
+    fast_stop: AtomicBool,
+    /// Cancelled when the whole platform ends: a termination under way gives way to the
+    /// end-of-run stop (see `termination`).
+    end_of_run: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct PodState {
+    pid: Option<u32>,
+    /// When readiness last turned true; `None` = not ready.
+    ready_since: Option<Instant>,
+    terminating: bool,
+    restarts: u32,
+}
+
+impl Pod {
+    fn is_ready(&self) -> bool {
+        let state = lock(&self.state);
+        state.ready_since.is_some() && !state.terminating
+    }
+
+    fn is_terminating(&self) -> bool {
+        lock(&self.state).terminating
+    }
+}
+
+struct VersionEntry {
+    name: String,
+    desired: u32,
+    next_index: u32,
+}
+
+#[derive(Default)]
+struct State {
+    versions: Vec<VersionEntry>,
+    pods: Vec<Arc<Pod>>,
+}
+
+struct Shared {
+    run_dir: PathBuf,
+    events: EventLog,
+    groups: Arc<ProcessGroups>,
+    state: Mutex<State>,
+    /// Bumped on every change the endpoint controller must see (ready, terminating, gone).
+    changes: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// The replicas of every version. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+impl Supervisor {
+    pub fn new(run_dir: PathBuf, events: EventLog, groups: Arc<ProcessGroups>) -> Result<Self> {
+        std::fs::create_dir_all(run_dir.join("pods"))?;
+        Ok(Supervisor {
+            shared: Arc::new(Shared {
+                run_dir,
+                events,
+                groups,
+                state: Mutex::new(State::default()),
+                changes: watch::channel(0).0,
+            }),
+        })
+    }
+
+    /// Notified on every readiness, termination or removal of a replica.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Sets the desired replica count of `template`'s version: starts new replicas or stops the
+    /// surplus (unready ones first, then the newest, like a ReplicaSet).
+    pub fn scale(&self, template: &VersionTemplate, replicas: u32) -> Result<()> {
+        if template.command.is_empty() {
+            return Err(PlatformError::Other(format!(
+                "version {}: no command to run",
+                template.name
+            )));
+        }
+        let template = Arc::new(template.clone());
+        let mut started = Vec::new();
+        let mut stopping = Vec::new();
+        {
+            let mut state = lock(&self.shared.state);
+            let index = match state.versions.iter().position(|v| v.name == template.name) {
+                Some(index) => index,
+                None => {
+                    state.versions.push(VersionEntry {
+                        name: template.name.clone(),
+                        desired: 0,
+                        next_index: 1,
+                    });
+                    state.versions.len() - 1
+                }
+            };
+            state.versions[index].desired = replicas;
+            let mut active: Vec<Arc<Pod>> = state
+                .pods
+                .iter()
+                .filter(|pod| pod.version == template.name && !pod.is_terminating())
+                .cloned()
+                .collect();
+            let wanted = replicas as usize;
+            if active.len() < wanted {
+                for _ in active.len()..wanted {
+                    let entry = &mut state.versions[index];
+                    let name = format!("{}-{}", entry.name, entry.next_index);
+                    entry.next_index += 1;
+                    let pod = Arc::new(Pod {
+                        name,
+                        version: template.name.clone(),
+                        port: free_port()?,
+                        template: template.clone(),
+                        created: Instant::now(),
+                        state: Mutex::new(PodState::default()),
+                        stop: CancellationToken::new(),
+                        fast_stop: AtomicBool::new(false),
+                        end_of_run: CancellationToken::new(),
+                        task: Mutex::new(None),
+                    });
+                    state.pods.push(pod.clone());
+                    started.push(pod);
+                }
+            } else if active.len() > wanted {
+                // Unready before ready, then newest first.
+                let surplus = active.len() - wanted;
+                active.sort_by_key(|pod| (pod.is_ready(), std::cmp::Reverse(pod.created)));
+                stopping.extend(active.into_iter().take(surplus));
+            }
+        }
+        for pod in started {
+            let task = tokio::spawn(run_pod(self.shared.clone(), pod.clone()));
+            *lock(&pod.task) = Some(task);
+        }
+        for pod in &stopping {
+            self.begin_termination(pod, false);
+        }
+        Ok(())
+    }
+
+    fn begin_termination(&self, pod: &Pod, fast: bool) {
+        {
+            let mut state = lock(&pod.state);
+            if state.terminating {
+                if fast {
+                    pod.fast_stop.store(true, Ordering::SeqCst);
+                }
+                return;
+            }
+            state.terminating = true;
+        }
+        pod.fast_stop.store(fast, Ordering::SeqCst);
+        self.shared.events.emit(Event::PodTerminating {
+            pod: pod.name.clone(),
+        });
+        pod.stop.cancel();
+        self.shared.changed();
+    }
+
+    /// Counts of one version (zeros for a version never scaled).
+    pub fn version_status(&self, version: &str) -> VersionStatus {
+        let state = lock(&self.shared.state);
+        let desired = state
+            .versions
+            .iter()
+            .find(|v| v.name == version)
+            .map_or(0, |v| v.desired);
+        count(&state, version, desired)
+    }
+
+    pub fn statuses(&self) -> (Vec<VersionStatus>, Vec<PodStatus>) {
+        let state = lock(&self.shared.state);
+        let versions = state
+            .versions
+            .iter()
+            .map(|v| count(&state, &v.name, v.desired))
+            .collect();
+        let pods = state
+            .pods
+            .iter()
+            .map(|pod| {
+                let pod_state = lock(&pod.state);
+                PodStatus {
+                    name: pod.name.clone(),
+                    version: pod.version.clone(),
+                    pid: pod_state.pid,
+                    port: Some(pod.port),
+                    ready: pod_state.ready_since.is_some() && !pod_state.terminating,
+                    terminating: pod_state.terminating,
+                    restarts: pod_state.restarts,
+                }
+            })
+            .collect();
+        (versions, pods)
+    }
+
+    /// The endpoint controller's view: the ready, non-terminating replicas of every version that
+    /// was ever scaled (an empty list for a version with none).
+    pub fn ready_endpoints(&self) -> BTreeMap<String, Vec<Endpoint>> {
+        let state = lock(&self.shared.state);
+        let mut endpoints: BTreeMap<String, Vec<Endpoint>> = state
+            .versions
+            .iter()
+            .map(|v| (v.name.clone(), Vec::new()))
+            .collect();
+        for pod in state.pods.iter().filter(|pod| pod.is_ready()) {
+            endpoints
+                .entry(pod.version.clone())
+                .or_default()
+                .push(Endpoint {
+                    pod: pod.name.clone(),
+                    version: pod.version.clone(),
+                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pod.port)),
+                });
+        }
+        endpoints
+    }
+
+    /// Longest termination grace period of any replica.
+    pub fn longest_grace_period(&self) -> Duration {
+        let state = lock(&self.shared.state);
+        state
+            .pods
+            .iter()
+            .map(|pod| pod.template.termination_grace_period)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// How long [`Supervisor::shutdown`] lets any replica run before SIGKILL.
+    pub fn end_of_run_grace(&self) -> Duration {
+        self.longest_grace_period().min(END_OF_RUN_GRACE)
+    }
+
+    /// Stops every replica for the end of the run, when no request can reach them any more: no
+    /// preStop, no drain (SIGTERM, again every 100 ms, SIGKILL after [`END_OF_RUN_GRACE`] or the
+    /// grace period if shorter; a termination already under way switches to this too), and waits
+    /// for them, at most `bound`; whatever is left then is SIGKILLed.
+    pub async fn shutdown(&self, bound: Duration) {
+        let pods: Vec<Arc<Pod>> = lock(&self.shared.state).pods.clone();
+        for pod in &pods {
+            self.begin_termination(pod, true);
+            pod.end_of_run.cancel();
+        }
+        let tasks: Vec<JoinHandle<()>> = pods
+            .iter()
+            .filter_map(|pod| lock(&pod.task).take())
+            .collect();
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(bound, all).await.is_err() {
+            tracing::warn!("replicas still running after {bound:?}: killing them");
+        }
+        self.abort_all();
+        // Only the replicas' groups: the router's process is stopped after this, by its owner.
+        for pod in &pods {
+            if let Some(pid) = lock(&pod.state).pid {
+                self.shared.groups.signal(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Aborts every replica's task (no restart can happen after this); the processes themselves
+    /// are left to [`ProcessGroups::kill_all`].
+    pub fn abort_all(&self) {
+        self.shared.groups.close();
+        let pods: Vec<Arc<Pod>> = lock(&self.shared.state).pods.clone();
+        for pod in pods {
+            if let Some(task) = lock(&pod.task).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+fn count(state: &State, version: &str, desired: u32) -> VersionStatus {
+    let mut status = VersionStatus {
+        name: version.to_owned(),
+        desired,
+        ..VersionStatus::default()
+    };
+    for pod in state.pods.iter().filter(|pod| pod.version == version) {
+        let pod_state = lock(&pod.state);
+        status.running += 1;
+        if pod_state.terminating {
+            status.terminating += 1;
+        } else if pod_state
+            .ready_since
+            .is_some_and(|since| since.elapsed() >= pod.template.min_ready)
+        {
+            status.ready += 1;
+        }
+    }
+    status
+}
+
+/// A free loopback port for a new replica; it keeps it across restarts, like a pod its IP.
+fn free_port() -> Result<u16> {
+    Ok(pick_port(Ipv4Addr::LOCALHOST.into())?)
+}
