@@ -7,6 +7,7 @@
 //! value they are about. Every error is one [`SpecError`]: `file:line:column: field.path: message`.
 
 mod raw;
+mod wording;
 
 use std::collections::BTreeMap;
 use std::fmt;

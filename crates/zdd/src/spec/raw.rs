@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::wording;
 use super::{
     AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
     Strategy, TrafficSpec, VersionSpec,
@@ -72,7 +73,8 @@ struct RawProbe {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawPreStop {
-    sleep: Spanned<String>,
+    #[serde(default)]
+    sleep: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,10 +171,15 @@ struct RawSetReplicas {
 #[serde(untagged)]
 enum RawPause {
     Short(String),
-    Long {
-        #[serde(default)]
-        duration: Option<String>,
-    },
+    Long(RawPauseLong),
+}
+
+/// An untagged variant refuses unknown keys only when its own type does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPauseLong {
+    #[serde(default)]
+    duration: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,8 +194,19 @@ struct RawTraffic {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawBudget {
-    /// `null`: no limit.
-    max_failed: Option<u64>,
+    /// Absent: the default (0); `null`: no limit.
+    #[serde(default, deserialize_with = "present")]
+    max_failed: Option<Option<u64>>,
+}
+
+/// For a field where `null` means something: `Some(None)` when written as `null`, `None` when
+/// absent (with `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,29 +249,19 @@ fn serde_error(file: &str, field_path: &str, err: &serde_saphyr::Error) -> SpecE
     // serde-saphyr renders "error: line L column C: message"; keep only the message.
     let text = err.without_snippet().to_string();
     let first_line = text.lines().next().unwrap_or_default();
-    let mut message = match first_line.strip_prefix("error: line ") {
-        Some(rest) => rest
-            .split_once(": ")
-            .map_or(rest, |(_, msg)| msg)
-            .to_string(),
-        None => first_line.to_string(),
+    let message = match first_line.strip_prefix("error: line ") {
+        Some(rest) => rest.split_once(": ").map_or(rest, |(_, msg)| msg),
+        None => first_line,
     };
-    if message.contains("expected end of mapping after enum variant value") {
-        message = "give exactly one strategy (recreate, rollingUpdate, blueGreen or canary)".into();
-    }
-    if message.contains("did not match any variant of untagged enum RawIntOrPercent") {
-        message = "expected a count (1) or a percentage (\"25%\")".into();
-    }
-    if message.contains("did not match any variant of untagged enum RawPause") {
-        message = "expected a duration (5s), { duration: 5s } or {} (until zdd promote)".into();
-    }
     // `Spanned<T>` adds a `.value` level to the path that the file does not have.
     let path = field_path.replace(".value", "");
+    let path = if path == "." { String::new() } else { path };
+    let (path, message) = wording::in_users_words(&path, message);
     SpecError {
         file: file.to_string(),
         line,
         column,
-        path: if path == "." { String::new() } else { path },
+        path,
         message,
     }
 }
@@ -390,7 +398,11 @@ impl Validator<'_> {
             }
         };
         let budget = BudgetSpec {
-            max_failed: raw.budget.as_ref().map_or(Some(0), |b| b.max_failed),
+            max_failed: raw
+                .budget
+                .as_ref()
+                .and_then(|b| b.max_failed)
+                .unwrap_or(Some(0)),
         };
         let local = LocalSpec {
             propagation_delay: match &raw.local {
@@ -486,27 +498,28 @@ impl Validator<'_> {
                 },
             )?),
         };
-        let pre_stop_sleep = match &app.pre_stop {
-            None => Duration::ZERO,
-            Some(pre_stop) => self.duration(&pre_stop.sleep, "app.preStop.sleep")?,
-        };
+        let pre_stop = app.pre_stop.as_ref().and_then(|p| p.sleep.as_ref());
+        let pre_stop_sleep =
+            self.duration_or(&pre_stop.cloned(), "app.preStop.sleep", Duration::ZERO)?;
         let termination_grace_period = self.duration_or(
             &app.termination_grace_period,
             "app.terminationGracePeriod",
             Duration::from_secs(30),
         )?;
-        if let Some(grace) = &app.termination_grace_period
-            && termination_grace_period <= pre_stop_sleep
-        {
-            return Err(self.error(
-                grace,
-                "app.terminationGracePeriod",
-                format!(
-                    "{} must be longer than preStop.sleep ({}): it counts from the start of preStop",
-                    grace.value,
-                    humantime::format_duration(pre_stop_sleep)
-                ),
-            ));
+        // Checked on the values in force, defaults included: a preStop sleep longer than the
+        // default grace period is as wrong as one longer than a written one.
+        if !pre_stop_sleep.is_zero() && termination_grace_period <= pre_stop_sleep {
+            let message = format!(
+                "the grace period ({}) must be longer than the preStop sleep ({}): it counts from \
+                 the start of preStop; raise terminationGracePeriod or shorten the sleep",
+                humantime::format_duration(termination_grace_period),
+                humantime::format_duration(pre_stop_sleep)
+            );
+            return Err(match (&app.termination_grace_period, pre_stop) {
+                (Some(grace), _) => self.error(grace, "app.terminationGracePeriod", message),
+                (None, Some(sleep)) => self.error(sleep, "app.preStop.sleep", message),
+                (None, None) => unreachable!("a non-zero sleep was written"),
+            });
         }
         Ok(AppSpec {
             command,
@@ -709,7 +722,7 @@ impl Validator<'_> {
                 let path = format!("{path}.pause");
                 let text = match &pause.value {
                     RawPause::Short(text) => Some(text.clone()),
-                    RawPause::Long { duration } => duration.clone(),
+                    RawPause::Long(RawPauseLong { duration }) => duration.clone(),
                 };
                 match text {
                     None => Ok(CanaryStep::Pause(None)),
