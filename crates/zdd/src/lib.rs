@@ -28,7 +28,8 @@ pub mod spec;
 pub mod strategy;
 pub mod sync;
 
-/// Human-readable logs on stderr; `RUST_LOG` overrides the level; `LOG_FORMAT=json` for JSON.
+/// Human-readable logs on stderr (coloured only on a terminal without `NO_COLOR`); `RUST_LOG`
+/// overrides the level; `LOG_FORMAT=json` for JSON.
 pub fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -39,6 +40,7 @@ pub fn init_tracing(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(zdd_demo::colour_on_stderr())
         .with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
