@@ -1,9 +1,7 @@
 //! The router contract for the builtin router, as the local platform runs it. Its own tests (edge
 //! cases, connection reuse, its threads) are the router crate's: `crates/router/tests`.
 
-mod router_support;
-
-use router_support::contract;
+use crate::router_contract as contract;
 use zdd::platform::RouterKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
