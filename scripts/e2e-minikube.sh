@@ -11,7 +11,7 @@
 # `minikube service --url` started beforehand could not.
 #
 # CI does NOT run this script: no Kubernetes API server can run on the CI machines. CI tests the
-# same code against crates/fake-apiserver (crates/zdd/tests/kubernetes_*.rs). See
+# same code against crates/fake-apiserver (crates/zdd/tests/it/kubernetes_*.rs). See
 # docs/kubernetes.md.
 #
 # Needs: minikube (running, Linux: the node IP must be reachable), kubectl, cargo, python3, and

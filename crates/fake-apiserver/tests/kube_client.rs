@@ -11,6 +11,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, Wat
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use zdd_test_support::poll::eventually;
 
 const NS: &str = "fake-test";
 
@@ -49,14 +50,8 @@ fn deployment(name: &str, version: &str, replicas: i32) -> serde_json::Value {
     })
 }
 
-/// Polls `check` every 20 ms until it holds or 20 s pass.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How long a condition may take to hold.
+const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Creates one Service per `(name, version)` and returns the Service API.
 async fn create_services(client: &Client, services: &[(&str, &str)]) -> Api<Service> {
@@ -269,7 +264,7 @@ async fn the_deployment_controller_reports_status_endpoints_and_the_progress_dea
     create_services(&client, &[("web", "v1")]).await;
     let api = apply_deployments(&client, &[("web-v1", "v1", 2), ("web-v2", "v2", 1)]).await;
 
-    eventually("web-v1 available", async || {
+    eventually("web-v1 available", PATIENCE, async || {
         let d = api.get("web-v1").await.unwrap();
         let s = d.status.unwrap_or_default();
         s.available_replicas == Some(2) && s.observed_generation == d.metadata.generation
@@ -286,7 +281,7 @@ async fn the_deployment_controller_reports_status_endpoints_and_the_progress_dea
         .count();
     assert_eq!(ready, 2);
 
-    eventually("web-v2 past its progress deadline", async || {
+    eventually("web-v2 past its progress deadline", PATIENCE, async || {
         let d = api.get("web-v2").await.unwrap();
         d.status
             .and_then(|s| s.conditions)
@@ -311,7 +306,7 @@ async fn the_deployment_controller_reports_status_endpoints_and_the_progress_dea
             .replicas,
         Some(0)
     );
-    eventually("web-v1 has no pods", async || {
+    eventually("web-v1 has no pods", PATIENCE, async || {
         let d = server.object(DEPLOYMENTS, NS, "web-v1").unwrap();
         d["status"]["replicas"] == 0 && d["status"]["terminatingReplicas"] == 0
     })
@@ -338,7 +333,7 @@ async fn the_data_plane_splits_by_weight_exactly() {
     server.put(fake_apiserver::store::TRAEFIK_SERVICES, NS, route);
     let url = server.data_plane_url(NS, "web");
     let http = http_client();
-    eventually("both versions serve", async || {
+    eventually("both versions serve", PATIENCE, async || {
         let ok = |name: &str| {
             server
                 .object(ENDPOINT_SLICES, NS, &format!("{name}-fake"))
@@ -392,9 +387,11 @@ async fn a_lagging_data_plane_drops_requests_when_pods_go_before_it_catches_up()
             .map(|v| v.to_str().unwrap().to_string());
         (response.status().as_u16(), version)
     };
-    eventually("v1 serves through the lagging data plane", async || {
-        get().await == (200, Some("v1".into()))
-    })
+    eventually(
+        "v1 serves through the lagging data plane",
+        PATIENCE,
+        async || get().await == (200, Some("v1".into())),
+    )
     .await;
 
     let switch = json!({"spec": {"selector": {"app": "web", "version": "v2"}}});
@@ -404,7 +401,7 @@ async fn a_lagging_data_plane_drops_requests_when_pods_go_before_it_catches_up()
         .unwrap();
     scale_to_zero(&api, "web-v1").await;
     let mut seen = Vec::new();
-    eventually("v2 serves", async || {
+    eventually("v2 serves", PATIENCE, async || {
         let answer = get().await;
         seen.push(answer.0);
         answer == (200, Some("v2".into()))

@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use zdd_lifecycle::{DrainOutcome, DrainReport, Lifecycle, LifecycleConfig, ServeError, State};
+use zdd_test_support::poll::eventually;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -129,11 +130,10 @@ async fn timeout_reports_the_requests_cut_off() {
     lifecycle.mark_ready();
     let (mut sender, _driver) = h2_connect(address).await;
     let slow = tokio::spawn(async move { h2_get(&mut sender, "/slow").await });
-    let deadline = Instant::now() + PATIENCE;
-    while lifecycle.metrics().in_flight() < 1 {
-        assert!(Instant::now() < deadline, "the slow request never arrived");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the slow request arrives", PATIENCE, async || {
+        lifecycle.metrics().in_flight() >= 1
+    })
+    .await;
 
     lifecycle.request_shutdown();
     let report = tokio::time::timeout(PATIENCE, server)

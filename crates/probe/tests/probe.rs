@@ -1,17 +1,16 @@
 //! The probe against real servers on loopback: restarts, 500s, versions, timeouts, saturation and
 //! connection reuse.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{TestServer, VersionIn, wait_until};
 use zdd_probe::{ProbeConfig, Report, render_text, start};
+use zdd_test_support::poll::eventually;
+use zdd_test_support::upstream::{TestServer, VersionIn};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 fn config(server: &TestServer, rate: u32, duration: Option<Duration>) -> ProbeConfig {
-    let mut config = ProbeConfig::new(server.url());
+    let mut config = ProbeConfig::new(server.url().parse().unwrap());
     config.rate = rate;
     config.duration = duration;
     config
@@ -39,14 +38,20 @@ async fn a_server_restart_is_one_outage_of_refused_connections() {
     let mut server = TestServer::start(&["v1"]).await;
     let probe = start(config(&server, 200, Some(Duration::from_secs(30)))).unwrap();
     let began = Instant::now();
-    wait_until("traffic flows", WAIT, || probe.window(began).ok >= 100).await;
+    eventually("traffic flows", WAIT, async || {
+        probe.window(began).ok >= 100
+    })
+    .await;
 
     let down = Instant::now();
     server.stop().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.restart().await;
     let up = Instant::now();
-    wait_until("traffic flows again", WAIT, || probe.window(up).ok >= 100).await;
+    eventually("traffic flows again", WAIT, async || {
+        probe.window(up).ok >= 100
+    })
+    .await;
     probe.stop();
     let report = probe.finish().await;
     let text = render_text(&report);
@@ -71,13 +76,16 @@ async fn a_stretch_of_500s_is_an_outage_of_http_5xx() {
     let server = TestServer::start(&["v1"]).await;
     let probe = start(config(&server, 200, Some(Duration::from_secs(30)))).unwrap();
     let began = Instant::now();
-    wait_until("traffic flows", WAIT, || probe.window(began).ok >= 100).await;
+    eventually("traffic flows", WAIT, async || {
+        probe.window(began).ok >= 100
+    })
+    .await;
 
     server.set_status(500);
     tokio::time::sleep(Duration::from_secs(1)).await;
     server.set_status(200);
     let healed = Instant::now();
-    wait_until("traffic flows again", WAIT, || {
+    eventually("traffic flows again", WAIT, async || {
         probe.window(healed).ok >= 100
     })
     .await;
@@ -150,11 +158,11 @@ async fn window_sees_only_requests_scheduled_since_the_instant() {
     let server = TestServer::start(&["v1"]).await;
     let probe = start(config(&server, 200, Some(Duration::from_secs(30)))).unwrap();
     let began = Instant::now();
-    wait_until("v1 answers", WAIT, || probe.window(began).ok >= 50).await;
+    eventually("v1 answers", WAIT, async || probe.window(began).ok >= 50).await;
 
     server.set_versions(&["v2"]);
     let switched = Instant::now();
-    wait_until("v2 answers", WAIT, || {
+    eventually("v2 answers", WAIT, async || {
         probe
             .window(switched)
             .by_version
@@ -297,7 +305,7 @@ async fn times_count_from_a_shared_origin() {
 async fn dropping_the_handle_stops_the_traffic() {
     let server = TestServer::start(&["v1"]).await;
     let probe = start(config(&server, 200, None)).unwrap();
-    wait_until("traffic flows", WAIT, || server.requests() >= 50).await;
+    eventually("traffic flows", WAIT, async || server.requests() >= 50).await;
     assert!(probe.is_scheduling());
     drop(probe);
     // The workers notice the stop at once; give them ample time on a busy machine.

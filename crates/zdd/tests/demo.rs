@@ -1,13 +1,14 @@
 //! `zdd demo`: the five strategies from v1 to v2 of the reference service with 3 replicas at
 //! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
 //! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
-
-mod support;
+//!
+//! A test binary of its own, not a module of `it`: cargo runs test binaries one after the other, so
+//! a demo runs with no other test beside it, as with [`ONE_DEMO`] no other demo.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{Run, text, wait_with_deadline};
+use zdd_test_support::run::{Run, text, wait_with_deadline};
 
 /// One demo at a time: each runs up to 30 processes and 200 requests/s on a 2-core machine.
 static ONE_DEMO: Mutex<()> = Mutex::new(());
@@ -16,7 +17,7 @@ fn demo(router: &str) {
     let _one = ONE_DEMO
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let run = Run::new(&format!("demo-{router}"));
+    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), &format!("demo-{router}"));
     let child = run.spawn(&[
         "demo",
         "--router",

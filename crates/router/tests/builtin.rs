@@ -1,81 +1,111 @@
-//! The builtin router against tiny upstreams on loopback.
+//! The builtin router on its own, against tiny upstreams on loopback: connection reuse, bodies,
+//! edge cases a scripted upstream writes byte for byte, shutdown, idle threads. The contract it
+//! shares with Traefik runs in zdd's tests, where the local platform runs both.
 
-mod router_support;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use router_support::contract;
-use zdd::platform::RouterKind;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use zdd_router::{Backend, BuiltinRouter, Endpoint, Route, RouteTable};
+use zdd_test_support::http::get;
+use zdd_test_support::poll::eventually;
+use zdd_test_support::process::{run_in_own_process, thread_cpu_ticks};
+use zdd_test_support::upstream::{Step, TestServer, scripted_upstream};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_robin_inside_a_version_with_headers() {
-    contract::round_robin_inside_a_version_with_headers(RouterKind::Builtin).await;
+fn endpoint(pod: &str, addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        pod: pod.into(),
+        version: "v1".into(),
+        addr,
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weighted_split_between_versions() {
-    contract::weighted_split_between_versions(RouterKind::Builtin).await;
+/// A builtin router with `threads` workers whose main route sends every request to `endpoints`
+/// (one version, v1).
+async fn router_with(threads: usize, endpoints: Vec<Endpoint>) -> BuiltinRouter {
+    let router = BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), threads)
+        .await
+        .unwrap();
+    router.apply(&RouteTable {
+        main: Route::always(vec![Backend {
+            name: "v1".into(),
+            weight: 1,
+            endpoints,
+        }]),
+        preview: Route::default(),
+    });
+    router
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preview_route_and_failures() {
-    contract::preview_route_and_failures(RouterKind::Builtin).await;
+/// A builtin router (one worker) whose main route sends every request to `addr` (pod v1-1).
+async fn router_to(addr: SocketAddr) -> BuiltinRouter {
+    router_with(1, vec![endpoint("v1-1", addr)]).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn header_rule_goes_first() {
-    contract::header_rule_goes_first(RouterKind::Builtin).await;
+fn main_url(router: &BuiltinRouter) -> String {
+    format!("http://{}", router.addrs().main)
 }
 
 /// A client's keep-alive connection reuses the router's upstream connection instead of opening
 /// one per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_reuses_upstream_connections() {
-    use std::sync::atomic::Ordering;
-    let (addr, accepted) = router_support::counting_upstream(false).await;
-    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
+    let upstream = TestServer::answering("counted").await;
+    let mut router = router_to(upstream.addr).await;
     // One client connection (a pooling client may open a second one when its first is not back
     // in its pool yet; the router then rightly opens a second upstream connection too).
-    let mut client = client_connection(running.router.addrs().main).await;
+    let mut client = client_connection(router.addrs().main).await;
     for _ in 0..50 {
         let (status, _, body) = send(&mut client, "GET", Vec::new()).await;
         assert_eq!((status, body.as_slice()), (200, b"counted".as_slice()));
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    running.stop().await;
+    assert_eq!(upstream.connections(), 1);
+    router.shutdown().await;
 }
 
 /// A replica that closes every connection after its answer (as a draining one does) costs no
 /// failed request: the next request goes on a new upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closing_connections_causes_no_failure() {
-    use std::sync::atomic::Ordering;
-    use zdd_router::{Route, RouteTable};
-    let running = contract::start(RouterKind::Builtin).await;
-    let (addr, accepted) = router_support::counting_upstream(true).await;
-    let table = RouteTable {
-        main: contract::always(vec![contract::backend(
-            "v1",
-            1,
-            vec![contract::endpoint("v1-1", "v1", addr)],
-        )]),
-        preview: Route::default(),
-    };
-    running.router.apply(&table).await.unwrap();
-    let statuses = router_support::keep_alive_statuses(&running.main(), 30).await;
+    let upstream = TestServer::answering("counted").await;
+    upstream
+        .behaviour
+        .connection_close
+        .store(true, Ordering::SeqCst);
+    let mut router = router_to(upstream.addr).await;
+    let statuses = keep_alive_statuses(&main_url(&router), 30).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(accepted.load(Ordering::SeqCst), 30);
-    running.stop().await;
+    assert_eq!(upstream.connections(), 30);
+    router.shutdown().await;
+}
+
+/// `count` GETs on one keep-alive connection; the statuses, in order.
+async fn keep_alive_statuses(url: &str, count: usize) -> Vec<u16> {
+    use hyper_util::client::legacy::Client;
+    let client: Client<_, http_body_util::Empty<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build_http();
+    let mut statuses = Vec::new();
+    for _ in 0..count {
+        let response = client.get(url.parse().unwrap()).await.unwrap();
+        statuses.push(response.status().as_u16());
+        // Read the body so the connection is free for the next request.
+        response.into_body().collect().await.unwrap();
+    }
+    statuses
 }
 
 /// An upstream that answers with the request's body (streamed back, so chunked) and reports the
 /// `Host` it got in `X-Seen-Host`; counts its connections.
-async fn echo_upstream() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+async fn echo_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -101,9 +131,7 @@ async fn echo_upstream() -> (
 }
 
 /// One client connection to `addr` (HTTP/1.1 keep-alive).
-async fn client_connection(
-    addr: std::net::SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+async fn client_connection(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -115,25 +143,21 @@ async fn client_connection(
 
 /// A request on `sender`; status, `X-Zdd-Pod` and body.
 async fn send(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    sender: &mut SendRequest<Full<Bytes>>,
     method: &str,
     body: Vec<u8>,
 ) -> (u16, String, Vec<u8>) {
-    use http_body_util::BodyExt;
     sender.ready().await.unwrap();
     let request = hyper::Request::builder()
         .method(method)
         .uri("/echo")
         .header(hyper::header::HOST, "router.test")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let response = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        sender.send_request(request),
-    )
-    .await
-    .expect("answer within 5 s")
-    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
     let status = response.status().as_u16();
     let pod = response
         .headers()
@@ -151,27 +175,13 @@ async fn send(
     (status, pod, body)
 }
 
-/// A builtin router whose main route sends every request to `endpoints` (one version, v1).
-async fn builtin_routing_to(endpoints: Vec<zdd_router::Endpoint>) -> contract::Running {
-    let running = contract::start(RouterKind::Builtin).await;
-    running.router.apply(&table(endpoints)).await.unwrap();
-    running
-}
-
-fn table(endpoints: Vec<zdd_router::Endpoint>) -> zdd_router::RouteTable {
-    zdd_router::RouteTable {
-        main: contract::always(vec![contract::backend("v1", 1, endpoints)]),
-        preview: zdd_router::Route::default(),
-    }
-}
-
 /// Request bodies go up and answer bodies come down whole, on a reused upstream connection, and
 /// the client's `Host` is forwarded as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_answer_bodies_stream_through() {
     let (addr, accepted) = echo_upstream().await;
-    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
-    let mut client = client_connection(running.router.addrs().main).await;
+    let mut router = router_to(addr).await;
+    let mut client = client_connection(router.addrs().main).await;
     for size in [0usize, 3, 100_000, 1_000_000] {
         let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         let (status, pod, echoed) = send(&mut client, "POST", body.clone()).await;
@@ -182,8 +192,8 @@ async fn request_and_answer_bodies_stream_through() {
             echoed.len()
         );
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-    running.stop().await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    router.shutdown().await;
 }
 
 /// An HTTP/1.0 request without `Host` reaches the upstream (spoken to in HTTP/1.1, which needs a
@@ -192,38 +202,30 @@ async fn request_and_answer_bodies_stream_through() {
 async fn http10_request_without_host_gets_the_endpoints_address() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (addr, _) = echo_upstream().await;
-    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
-    let mut stream = tokio::net::TcpStream::connect(running.router.addrs().main)
+    let mut router = router_to(addr).await;
+    let mut stream = tokio::net::TcpStream::connect(router.addrs().main)
         .await
         .unwrap();
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut raw = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        stream.read_to_end(&mut raw),
-    )
-    .await
-    .expect("the router closes an HTTP/1.0 connection after its answer")
-    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .expect("the router closes an HTTP/1.0 connection after its answer")
+        .unwrap();
     let text = String::from_utf8_lossy(&raw).to_lowercase();
     assert!(text.starts_with("http/1.0 200"), "{text}");
     assert!(text.contains(&format!("x-seen-host: {addr}")), "{text}");
-    running.stop().await;
+    router.shutdown().await;
 }
 
 /// The endpoint is chosen per request even on one client connection (round robin goes on), and
 /// that connection keeps one upstream connection per endpoint instead of opening new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_per_request_on_one_client_connection() {
-    use std::sync::atomic::Ordering;
     let (first, first_accepted) = echo_upstream().await;
     let (second, second_accepted) = echo_upstream().await;
-    let running = builtin_routing_to(vec![
-        contract::endpoint("v1-1", "v1", first),
-        contract::endpoint("v1-2", "v1", second),
-    ])
-    .await;
-    let mut client = client_connection(running.router.addrs().main).await;
+    let mut router = router_with(1, vec![endpoint("v1-1", first), endpoint("v1-2", second)]).await;
+    let mut client = client_connection(router.addrs().main).await;
     let mut pods = Vec::new();
     for _ in 0..40 {
         let (status, pod, _) = send(&mut client, "GET", Vec::new()).await;
@@ -236,7 +238,7 @@ async fn round_robin_per_request_on_one_client_connection() {
     );
     assert_eq!(first_accepted.load(Ordering::SeqCst), 1);
     assert_eq!(second_accepted.load(Ordering::SeqCst), 1);
-    running.stop().await;
+    router.shutdown().await;
 }
 
 /// Client connections that come one after the other reuse the upstream connections the earlier
@@ -244,150 +246,48 @@ async fn round_robin_per_request_on_one_client_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_client_connections_reuse_idle_upstream_connections() {
     let (addr, accepted) = echo_upstream().await;
-    let running = builtin_routing_to(vec![contract::endpoint("v1-1", "v1", addr)]).await;
+    let mut router = router_to(addr).await;
     const CLIENTS: usize = 20;
     for _ in 0..CLIENTS {
-        let answer = router_support::get(&running.main()).await.unwrap();
+        let answer = get(&main_url(&router)).await.unwrap();
         assert_eq!(answer.status, 200);
     }
-    let opened = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let opened = accepted.load(Ordering::SeqCst);
     // Each `get` closes its connection before the next starts; the router may not have noticed
     // every close in time on a busy machine, so only most must be reused.
     assert!(
         opened <= CLIENTS / 2,
         "{opened} upstream connections for {CLIENTS} clients"
     );
-    running.stop().await;
+    router.shutdown().await;
 }
 
 /// Several workers share the entry points (SO_REUSEPORT) and serve the same table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_workers_share_the_ports() {
-    let addr = router_support::upstream("shared").await;
-    let mut router = builtin_router_with_threads(addr, 3).await;
-    let main = format!("http://{}", router.addrs().main);
+    let upstream = TestServer::answering("shared").await;
+    let mut router = router_with(3, vec![endpoint("v1-1", upstream.addr)]).await;
+    let main = main_url(&router);
     for _ in 0..30 {
-        let answer = router_support::get(&main).await.unwrap();
+        let answer = get(&main).await.unwrap();
         assert_eq!((answer.status, answer.body.as_str()), (200, "shared"));
     }
     router.shutdown().await;
-    assert!(
-        router_support::get(&main).await.is_err(),
-        "still answering after shutdown"
-    );
+    assert!(get(&main).await.is_err(), "still answering after shutdown");
 }
 
 // ---- Edge cases: a scripted upstream writes the exact bytes each case needs. ----
 
-/// What a scripted upstream does with request `request` (from 0) on its connection `connection`
-/// (from 0, in accept order).
-enum Step {
-    /// Writes these bytes, then reads the next request.
-    Answer(&'static [u8]),
-    /// Writes these bytes (maybe none), then closes.
-    AnswerAndClose(&'static [u8]),
-    /// Writes these bytes, then nothing more until the router closes the connection.
-    AnswerAndHold(&'static [u8]),
-}
-
 const FRESH: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh";
 
-struct Scripted {
-    addr: std::net::SocketAddr,
-    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Connections the router closed (or that ended with a scripted close).
-    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-async fn scripted_upstream(script: fn(usize, usize) -> Step) -> Scripted {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let ended = Arc::new(AtomicUsize::new(0));
-    let (accepted_count, ended_count) = (accepted.clone(), ended.clone());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let connection = accepted_count.fetch_add(1, Ordering::SeqCst);
-            let ended = ended_count.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                for request in 0.. {
-                    // One request head (the tests send no bodies).
-                    let head_end = loop {
-                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break at + 4;
-                        }
-                        match stream.read(&mut chunk).await {
-                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                            _ => {
-                                ended.fetch_add(1, Ordering::SeqCst);
-                                return;
-                            }
-                        }
-                    };
-                    buf.drain(..head_end);
-                    match script(connection, request) {
-                        Step::Answer(bytes) => {
-                            if stream.write_all(bytes).await.is_err() {
-                                ended.fetch_add(1, Ordering::SeqCst);
-                                return;
-                            }
-                        }
-                        Step::AnswerAndClose(bytes) => {
-                            let _ = stream.write_all(bytes).await;
-                            ended.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                        Step::AnswerAndHold(bytes) => {
-                            let _ = stream.write_all(bytes).await;
-                            while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
-                            ended.fetch_add(1, Ordering::SeqCst);
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    Scripted {
-        addr,
-        accepted,
-        ended,
-    }
-}
-
-async fn builtin_router_for(addr: std::net::SocketAddr) -> zdd_router::BuiltinRouter {
-    builtin_router_with_threads(addr, 1).await
-}
-
-/// A builtin router with `threads` workers whose main route sends every request to `addr`.
-async fn builtin_router_with_threads(
-    addr: std::net::SocketAddr,
-    threads: usize,
-) -> zdd_router::BuiltinRouter {
-    let router =
-        zdd_router::BuiltinRouter::start_with_threads("127.0.0.1:0".parse().unwrap(), threads)
-            .await
-            .unwrap();
-    router.apply(&table(vec![contract::endpoint("v1-1", "v1", addr)]));
-    router
-}
-
 /// A GET on `sender`: the status and the whole body, or the error that cut the body short.
-async fn get_body(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-) -> (u16, Result<Vec<u8>, hyper::Error>) {
-    use http_body_util::BodyExt;
+async fn get_body(sender: &mut SendRequest<Full<Bytes>>) -> (u16, Result<Vec<u8>, hyper::Error>) {
     let exchange = async {
         sender.ready().await.unwrap();
         let request = hyper::Request::builder()
             .uri("/")
             .header(hyper::header::HOST, "router.test")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .body(Full::new(Bytes::new()))
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
@@ -398,7 +298,7 @@ async fn get_body(
             .map(|body| body.to_bytes().to_vec());
         (status, body)
     };
-    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+    tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .expect("an answer (or its end) within 5 s")
 }
@@ -414,7 +314,7 @@ async fn an_answer_the_upstream_cuts_short_reaches_the_client_cut_short() {
     };
     for script in [length, chunked] {
         let upstream = scripted_upstream(script).await;
-        let mut router = builtin_router_for(upstream.addr).await;
+        let mut router = router_to(upstream.addr).await;
         let mut client = client_connection(router.addrs().main).await;
         let (status, body) = get_body(&mut client).await;
         assert_eq!(status, 200, "the head went out before the body broke");
@@ -428,14 +328,13 @@ async fn an_answer_the_upstream_cuts_short_reaches_the_client_cut_short() {
 /// goes on a new upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_closing_instead_of_answering_is_a_502() {
-    use std::sync::atomic::Ordering;
     let upstream = scripted_upstream(|connection, request| match (connection, request) {
         (0, 0) => Step::Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"),
         (0, _) => Step::AnswerAndClose(b""),
         _ => Step::Answer(FRESH),
     })
     .await;
-    let mut router = builtin_router_for(upstream.addr).await;
+    let mut router = router_to(upstream.addr).await;
     let mut client = client_connection(router.addrs().main).await;
     let (status, body) = get_body(&mut client).await;
     assert_eq!((status, body.unwrap()), (200, b"first".to_vec()));
@@ -459,7 +358,7 @@ async fn bytes_after_an_upstream_answer_never_answer_the_next_request() {
         _ => Step::Answer(FRESH),
     })
     .await;
-    let mut router = builtin_router_for(upstream.addr).await;
+    let mut router = router_to(upstream.addr).await;
     let mut client = client_connection(router.addrs().main).await;
     let (status, body) = get_body(&mut client).await;
     assert_eq!((status, body.unwrap()), (200, b"ok".to_vec()));
@@ -475,13 +374,12 @@ async fn bytes_after_an_upstream_answer_never_answer_the_next_request() {
 /// answer that never comes, or get the rest of the old one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_read_upstream_connection_is_closed_not_reused() {
-    use std::sync::atomic::Ordering;
     let upstream = scripted_upstream(|connection, _| match connection {
         0 => Step::AnswerAndHold(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"),
         _ => Step::Answer(FRESH),
     })
     .await;
-    let mut router = builtin_router_for(upstream.addr).await;
+    let mut router = router_to(upstream.addr).await;
     {
         let stream = tokio::net::TcpStream::connect(router.addrs().main)
             .await
@@ -494,7 +392,7 @@ async fn a_half_read_upstream_connection_is_closed_not_reused() {
         let request = hyper::Request::builder()
             .uri("/")
             .header(hyper::header::HOST, "router.test")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .body(Full::new(Bytes::new()))
             .unwrap();
         let response = sender.send_request(request).await.unwrap();
         assert_eq!(response.status(), 200);
@@ -506,9 +404,9 @@ async fn a_half_read_upstream_connection_is_closed_not_reused() {
         let (status, body) = get_body(&mut client).await;
         assert_eq!((status, body.unwrap()), (200, b"fresh".to_vec()));
     }
-    router_support::eventually(
+    eventually(
         "the router closes the half-read upstream connection",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || async { upstream.ended.load(Ordering::SeqCst) >= 1 },
     )
     .await;
@@ -519,9 +417,8 @@ async fn a_half_read_upstream_connection_is_closed_not_reused() {
 /// the router held (idle keep-alive ones included) is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_client_and_upstream_connection() {
-    use std::sync::atomic::Ordering;
     let upstream = scripted_upstream(|_, _| Step::Answer(FRESH)).await;
-    let mut router = builtin_router_for(upstream.addr).await;
+    let mut router = router_to(upstream.addr).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = client_connection(router.addrs().main).await;
@@ -534,39 +431,18 @@ async fn shutdown_closes_every_client_and_upstream_connection() {
     let accepted = upstream.accepted.load(Ordering::SeqCst);
     assert!(accepted >= 1);
     router.shutdown().await;
-    router_support::eventually(
+    eventually(
         "every upstream connection closed",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || async { upstream.ended.load(Ordering::SeqCst) == accepted },
     )
     .await;
-    router_support::eventually(
+    eventually(
         "every client connection closed",
-        std::time::Duration::from_secs(5),
+        Duration::from_secs(5),
         || async { clients.iter().all(|client| client.is_closed()) },
     )
     .await;
-}
-
-/// CPU time (user + system, in clock ticks) of this process's threads named `zdd-router-*`.
-fn router_thread_ticks() -> std::collections::HashMap<String, u64> {
-    let mut ticks = std::collections::HashMap::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let path = task.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !name.starts_with("zdd-router") {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        // Fields after the `(comm)`: state is the 3rd field, utime and stime the 14th and 15th.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let used = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks.insert(task.file_name().to_string_lossy().into_owned(), used);
-    }
-    ticks
 }
 
 /// The busy polling after traffic is bounded: an idle router's threads sleep. Measured in a
@@ -574,33 +450,14 @@ fn router_thread_ticks() -> std::collections::HashMap<String, u64> {
 /// be busy in this one).
 #[test]
 fn an_idle_router_spends_no_cpu() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "idle_router_cpu_in_a_process_of_its_own",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && text.contains("1 passed"),
-        "{text}"
-    );
+    run_in_own_process(module_path!(), "idle_router_cpu_in_a_process_of_its_own");
 }
 
 #[ignore = "run by an_idle_router_spends_no_cpu in a process of its own"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_router_cpu_in_a_process_of_its_own() {
     let upstream = scripted_upstream(|_, _| Step::Answer(FRESH)).await;
-    let mut router = builtin_router_with_threads(upstream.addr, 2).await;
+    let mut router = router_with(2, vec![endpoint("v1-1", upstream.addr)]).await;
     // Traffic on kept-open client connections (likely on both threads), then nothing.
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -611,10 +468,10 @@ async fn idle_router_cpu_in_a_process_of_its_own() {
         }
         clients.push(client);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let start = router_thread_ticks();
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let end = router_thread_ticks();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = thread_cpu_ticks("zdd-router");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let end = thread_cpu_ticks("zdd-router");
     assert_eq!(start.len(), 2, "the router's threads: {start:?}");
     // A thread spinning for the whole second uses about 100 ticks.
     let used: Vec<u64> = start.iter().map(|(tid, t)| end[tid] - t).collect();
@@ -636,10 +493,8 @@ async fn headers_named_by_connection_are_not_forwarded() {
         )
     })
     .await;
-    let mut router = builtin_router_for(upstream.addr).await;
-    let answer = router_support::get(&format!("http://{}", router.addrs().main))
-        .await
-        .unwrap();
+    let mut router = router_to(upstream.addr).await;
+    let answer = get(&main_url(&router)).await.unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "fresh"));
     assert_eq!(answer.header("x-end"), Some("kept"));
     assert_eq!(answer.header("x-hop"), None, "{:?}", answer.headers);

@@ -1,11 +1,11 @@
 //! The reference service's endpoints, warm-up and robustness, on the real binary (issue 2,
 //! points 5 and 6, and the endpoint contract the probe and the platforms rely on).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Connection, Demo, eventually, get};
+use crate::support::{Demo, PATIENCE};
+use zdd_test_support::http::blocking::{Connection, get};
+use zdd_test_support::poll::wait_for;
 
 /// Point 5: `/readyz` answers 503 during `STARTUP_DELAY` and 200 after it; liveness holds.
 #[test]
@@ -13,7 +13,9 @@ fn unready_during_startup_delay_then_ready() {
     let startup_delay = Duration::from_millis(2500);
     let demo = Demo::start(&[("STARTUP_DELAY", "2500ms")]);
 
-    let first = eventually("the service answers", || get(demo.address, "/readyz").ok());
+    let first = wait_for("the service answers", PATIENCE, || {
+        get(demo.address, "/readyz").ok()
+    });
     if demo.spawned_at.elapsed() < startup_delay {
         assert_eq!(first.status, 503, "{first:?}");
         assert_eq!(first.body.trim(), "starting");
@@ -44,7 +46,7 @@ fn malformed_http_gets_4xx_and_serving_continues() {
     ] {
         let mut connection = Connection::open(demo.address).unwrap();
         connection.send(garbage).unwrap();
-        let answer = connection.read_response().unwrap();
+        let answer = connection.read_answer().unwrap();
         assert!(
             (400..500).contains(&answer.status),
             "{garbage:?} got {answer:?}"
@@ -142,7 +144,7 @@ fn probe_toggles_only_when_enabled() {
     connection
         .send("POST /admin/unready HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
         .unwrap();
-    assert_eq!(connection.read_response().unwrap().status, 404);
+    assert_eq!(connection.read_answer().unwrap().status, 404);
     assert_eq!(get(locked.address, "/readyz").unwrap().status, 200);
     drop(locked);
 
@@ -154,7 +156,7 @@ fn probe_toggles_only_when_enabled() {
                 "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
             ))
             .unwrap();
-        connection.read_response().unwrap().status
+        connection.read_answer().unwrap().status
     };
     assert_eq!(post("/admin/unready"), 200);
     assert_eq!(get(demo.address, "/readyz").unwrap().status, 503);

@@ -1,16 +1,17 @@
 //! The local platform with real replicas (Python's http.server, a real HTTP server that exits at
 //! once on SIGTERM) behind the builtin router, on loopback.
 
-mod router_support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use router_support::*;
+use crate::support::{probe, python_server, sigterm_ignoring_server};
 use zdd::events::{Event, EventLog};
 use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
 use zdd::platform::Platform;
 use zdd::platform::local::{LocalConfig, LocalPlatform};
+use zdd_test_support::http::get;
+use zdd_test_support::poll::eventually;
+use zdd_test_support::process::{children_among, processes_in_groups, test_path};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -499,12 +500,11 @@ async fn replicas_die_with_a_sigkilled_zdd() {
 
     use tokio::io::AsyncBufReadExt;
     let mut helper = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
+        .arg(test_path(
+            module_path!(),
             "replicas_die_with_a_sigkilled_zdd",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        ))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(HELPER, "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -1,71 +1,16 @@
 //! `zdd probe` as a user runs it: the real binary against a real server on loopback, for exit
 //! codes 0/1/2 and the JSON and HTML reports.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use zdd_probe::Report;
+use zdd_test_support::upstream::{TestServer, refused_addr};
 
 /// Answers `status` with `X-Version: v1`, counting requests.
-struct Server {
-    addr: SocketAddr,
-    status: Arc<AtomicU16>,
-    requests: Arc<AtomicU64>,
-}
-
-impl Server {
-    async fn start(status: u16) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = Arc::new(AtomicU16::new(status));
-        let requests = Arc::new(AtomicU64::new(0));
-        let (status_in, requests_in) = (status.clone(), requests.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (status, requests) = (status_in.clone(), requests_in.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |_: Request<hyper::body::Incoming>| {
-                        requests.fetch_add(1, Ordering::SeqCst);
-                        let status = status.load(Ordering::SeqCst);
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("X-Version", "v1")
-                                    .body(Full::new(Bytes::from_static(b"ok")))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Server {
-            addr,
-            status,
-            requests,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
+async fn server(status: u16) -> TestServer {
+    let server = TestServer::start(&["v1"]).await;
+    server.set_status(status);
+    server
 }
 
 async fn zdd(args: &[&str]) -> Output {
@@ -88,7 +33,7 @@ fn describe(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_run_exits_0_and_writes_json_and_html_reports() {
-    let server = Server::start(200).await;
+    let server = server(200).await;
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
     let html = dir.path().join("report.html");
@@ -117,7 +62,7 @@ async fn a_clean_run_exits_0_and_writes_json_and_html_reports() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("100 sent, 100 ok, 0 failed"), "{stdout}");
-    assert_eq!(server.requests.load(Ordering::SeqCst), 100);
+    assert_eq!(server.requests(), 100);
 
     // The JSON parses back into the library's Report...
     let text = std::fs::read_to_string(&json).unwrap();
@@ -174,7 +119,7 @@ async fn a_clean_run_exits_0_and_writes_json_and_html_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_beyond_the_budget_exit_1() {
-    let server = Server::start(503).await;
+    let server = server(503).await;
     let url = server.url();
     let output = zdd(&["probe", &url, "--rate", "50", "--duration", "500ms"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
@@ -197,10 +142,7 @@ async fn failures_beyond_the_budget_exit_1() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 
     // Nobody listening: refused, exit 1.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = refused_addr();
     let json_dir = tempfile::tempdir().unwrap();
     let json = json_dir.path().join("r.json");
     let url = format!("http://{closed}/");
@@ -219,12 +161,11 @@ async fn failures_beyond_the_budget_exit_1() {
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report.failed_by_kind["refused"], 10);
     assert_eq!(report.outages.len(), 1);
-    server.status.store(200, Ordering::SeqCst);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_with_a_reason_and_sends_nothing() {
-    let server = Server::start(200).await;
+    let server = server(200).await;
     let url = server.url();
     let cases: Vec<Vec<&str>> = vec![
         vec!["probe", &url, "--no-such-flag"],
@@ -261,5 +202,5 @@ async fn bad_input_exits_2_with_a_reason_and_sends_nothing() {
         );
         assert!(output.stdout.is_empty(), "{args:?}: no report");
     }
-    assert_eq!(server.requests.load(Ordering::SeqCst), 0, "no traffic sent");
+    assert_eq!(server.requests(), 0, "no traffic sent");
 }

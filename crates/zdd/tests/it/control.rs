@@ -1,12 +1,11 @@
 //! `zdd promote`, `zdd abort` and `zdd status` against a real `zdd rollout` of the reference
 //! service (real replicas, real router, real traffic).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Run, event_position, events, serve_spec};
 use serde_json::json;
-use support::{Run, event_position, events, serve_spec, text, wait_with_deadline};
+use zdd_test_support::run::{text, wait_with_deadline};
 
 #[test]
 fn blue_green_waits_for_promote_then_switches_without_dropping() {

@@ -1,13 +1,12 @@
 //! Bad specs are refused before anything starts: one message with file, line, column and field
 //! path, exit code 2. Good specs (every file in examples/) parse.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{Run, text};
+use crate::support::Run;
 use zdd::spec::{CanaryStep, IntOrPercent, Spec, Strategy};
+use zdd_test_support::run::text;
 
 const GOOD: &str = r#"name: demo
 app:
@@ -264,7 +263,10 @@ fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
     ];
     for (file, spec, field) in cases {
         run.write(file, &spec);
-        let output = run.zdd(&["rollout", "-f", file]).output().expect("run zdd");
+        let output = run
+            .command(&["rollout", "-f", file])
+            .output()
+            .expect("run zdd");
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{file}: {stderr}");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -1,11 +1,12 @@
-//! A small real HTTP server on loopback that tests can stop, restart on the same port, make answer
-//! 500, slow down, or answer as several versions.
-
-#![allow(dead_code)]
+//! Servers on loopback for the tests to route to or probe:
+//! - [`TestServer`], a real HTTP server that tests can stop, restart on the same port, make answer
+//!   500, slow down, or answer as several versions;
+//! - [`scripted_upstream`], which writes the exact bytes each edge case needs;
+//! - [`refused_addr`], where nothing listens.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -35,6 +37,8 @@ pub struct Behaviour {
     pub versions: Mutex<Vec<String>>,
     pub version_in: Mutex<VersionIn>,
     pub delay: Mutex<Duration>,
+    /// A body of its own instead of the JSON one.
+    pub body: Mutex<Option<String>>,
     pub connection_close: AtomicBool,
     /// Close every connection this long after accepting it, whatever it is doing.
     pub max_connection_age: Mutex<Option<Duration>>,
@@ -57,6 +61,7 @@ impl TestServer {
             versions: Mutex::new(versions.iter().map(|v| v.to_string()).collect()),
             version_in: Mutex::new(VersionIn::Header),
             delay: Mutex::new(Duration::ZERO),
+            body: Mutex::new(None),
             connection_close: AtomicBool::new(false),
             max_connection_age: Mutex::new(None),
             requests: AtomicU64::new(0),
@@ -70,8 +75,15 @@ impl TestServer {
         }
     }
 
-    pub fn url(&self) -> http::Uri {
-        format!("http://{}/", self.addr).parse().expect("url")
+    /// A server that answers every request with 200 and `body`, naming no version.
+    pub async fn answering(body: &str) -> TestServer {
+        let server = TestServer::start(&[]).await;
+        *server.behaviour.body.lock().unwrap() = Some(body.to_owned());
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
     }
 
     /// Stops like a crash: the listener closes and every open connection is dropped.
@@ -174,7 +186,8 @@ async fn answer(
     };
     let version_in = *behaviour.version_in.lock().unwrap();
     let mut builder = Response::builder().status(behaviour.status.load(Ordering::SeqCst));
-    let mut body = r#"{"status":"ok"}"#.to_string();
+    let own_body = behaviour.body.lock().unwrap().clone();
+    let mut body = own_body.unwrap_or_else(|| r#"{"status":"ok"}"#.to_string());
     if let Some(version) = version {
         match version_in {
             VersionIn::Header => builder = builder.header("X-Version", &version),
@@ -191,11 +204,96 @@ async fn answer(
         .expect("valid response"))
 }
 
-/// Polls `condition` every 20 ms until it holds; panics after `timeout`.
-pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// A loopback address where nothing listens (connections are refused).
+pub fn refused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// What a scripted upstream does with request `request` (from 0) on its connection `connection`
+/// (from 0, in accept order).
+pub enum Step {
+    /// Writes these bytes, then reads the next request.
+    Answer(&'static [u8]),
+    /// Writes these bytes (maybe none), then closes.
+    AnswerAndClose(&'static [u8]),
+    /// Writes these bytes, then nothing more until the client closes the connection.
+    AnswerAndHold(&'static [u8]),
+}
+
+/// A raw upstream that reads request heads (no bodies) and answers each as its script says.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicUsize>,
+    /// Connections the client closed (or that ended with a scripted close).
+    pub ended: Arc<AtomicUsize>,
+}
+
+impl Scripted {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        // `ended` first: every connection it counts is in `accepted` already.
+        let ended = self.ended.load(Ordering::SeqCst);
+        self.accepted.load(Ordering::SeqCst) - ended
+    }
+}
+
+/// Starts a [`Scripted`] upstream; it runs until the test's runtime ends.
+pub async fn scripted_upstream(script: fn(usize, usize) -> Step) -> Scripted {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (accepted_count, ended_count) = (accepted.clone(), ended.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let connection = accepted_count.fetch_add(1, Ordering::SeqCst);
+            let ended = ended_count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for request in 0.. {
+                    // One request head (the tests send no bodies).
+                    let head_end = loop {
+                        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => {
+                                ended.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    };
+                    buf.drain(..head_end);
+                    match script(connection, request) {
+                        Step::Answer(bytes) => {
+                            if stream.write_all(bytes).await.is_err() {
+                                ended.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                        Step::AnswerAndClose(bytes) => {
+                            let _ = stream.write_all(bytes).await;
+                            ended.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        Step::AnswerAndHold(bytes) => {
+                            let _ = stream.write_all(bytes).await;
+                            while matches!(stream.read(&mut chunk).await, Ok(n) if n > 0) {}
+                            ended.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Scripted {
+        addr,
+        accepted,
+        ended,
     }
 }

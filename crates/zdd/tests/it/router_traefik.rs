@@ -2,15 +2,17 @@
 //! routing as the builtin router, and the local platform running on it. These tests fail, with
 //! the install command, when Traefik is missing: they are never skipped silently.
 
-mod router_support;
-
 use std::time::{Duration, Instant};
 
-use router_support::*;
+use crate::router_contract as contract;
+use crate::support::python_server;
 use zdd::events::{Event, EventLog};
 use zdd::model::{Routing, TrafficPolicy};
 use zdd::platform::local::{LocalConfig, LocalPlatform};
 use zdd::platform::{Platform, RouterKind};
+use zdd_test_support::http::get;
+use zdd_test_support::poll::eventually;
+use zdd_test_support::process::{processes_in_groups, processes_mentioning};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_inside_a_version_with_headers() {

@@ -1,12 +1,12 @@
 //! The SIGTERM drain sequence, on the real binary (issue 2, points 1 to 4).
 
-mod support;
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::{Demo, PATIENCE};
 use nix::sys::signal::Signal;
-use support::{Connection, Demo, PATIENCE, eventually, get};
+use zdd_test_support::http::blocking::{Connection, get};
+use zdd_test_support::poll::wait_for;
 
 /// Point 1: a request in flight when SIGTERM arrives completes with 200; the process then exits 0.
 #[test]
@@ -109,7 +109,7 @@ fn keep_alive_gets_connection_close_and_new_connections_are_refused_after_the_de
         "idle connection closed before the delay"
     );
 
-    let refusal = eventually("new connections are refused", || {
+    let refusal = wait_for("new connections are refused", PATIENCE, || {
         TcpStream::connect_timeout(&demo.address, Duration::from_secs(1)).err()
     });
     assert_eq!(
@@ -200,7 +200,7 @@ fn sigterm_during_warm_up_never_becomes_ready() {
     demo.terminate();
     demo.wait_for_status("/readyz", 503);
     // Past the warm-up, readiness must still fail: the late warm-up may not undo the drain.
-    eventually("the warm-up has passed", || {
+    wait_for("the warm-up has passed", PATIENCE, || {
         (demo.spawned_at.elapsed() > Duration::from_millis(700)).then_some(())
     });
     if let Ok(answer) = get(demo.address, "/readyz") {

@@ -3,11 +3,10 @@
 //! update with no preStop sleep drops the requests routed to the dead replica meanwhile, and one
 //! with a preStop sleep longer than the delay drops none.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Run, text, wait_with_deadline};
+use crate::support::Run;
+use zdd_test_support::run::{text, wait_with_deadline};
 
 fn python_spec(pre_stop: &str, max_failed: &str) -> String {
     format!(

@@ -1,14 +1,13 @@
 //! Faults during a real rollout: a replica SIGKILLed, Ctrl-C to zdd, a rollout over budget.
 //! After each, the process table must hold nothing this test started.
 
-mod support;
-
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::{Run, serve_spec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{Run, serve_spec, text, wait_with_deadline};
+use zdd_test_support::run::{text, wait_with_deadline};
 
 const CANARY_WITH_PAUSE: &str =
     "  canary:\n    steps:\n      - setReplicas: { from: 2, to: 1 }\n      - pause: 4s";

@@ -1,0 +1,19 @@
+//! zdd's integration tests, one module per subject, in one test binary (one link of kube, hyper
+//! and the rest instead of one per file). `tests/demo.rs` stays a binary of its own, so that a demo
+//! (up to 30 processes at 200 requests/s) runs with no other test beside it.
+//!
+//! One subject alone: `cargo test -p zdd --test it -- MODULE::` (for example `local_platform::`).
+
+mod control;
+mod kubernetes_platform;
+mod kubernetes_rollout;
+mod local_platform;
+mod probe_cli;
+mod rollout_faults;
+mod rollout_prestop;
+mod rollout_strategies;
+mod router_builtin;
+mod router_contract;
+mod router_traefik;
+mod spec;
+mod support;
