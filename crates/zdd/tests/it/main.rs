@@ -16,4 +16,5 @@ mod router_builtin;
 mod router_contract;
 mod router_traefik;
 mod spec;
+mod spec_fields;
 mod support;

@@ -208,7 +208,45 @@ fn two_strategies_are_refused() {
 fn unknown_strategy_is_refused() {
     let err = error_of(&GOOD.replace("rollingUpdate: {", "rollingUpdates: {"));
     assert!(err.starts_with("x.yaml:13:3: strategy: "), "{err}");
-    assert!(err.contains("unknown variant `rollingUpdates`"), "{err}");
+    assert!(
+        err.contains("unknown `rollingUpdates`: did you mean `rollingUpdate`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pre_stop_longer_than_the_default_grace_period_is_refused() {
+    // The grace period is not written: its default (30s) is what the rule is checked against.
+    let text = GOOD
+        .replace("  terminationGracePeriod: 30s\n", "")
+        .replace("preStop: { sleep: 2s }", "preStop: { sleep: 40s }");
+    assert!(!text.contains("terminationGracePeriod"), "{text}");
+    let err = error_of(&text);
+    assert!(
+        err.contains("app.preStop.sleep: the grace period (30s)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_give_their_position_once_and_say_what_to_do() {
+    let twice = error_of(&GOOD.replace("  replicas: 3\n", "  replicas: 3\n  replicas: 4\n"));
+    assert!(
+        twice.contains("app.replicas: `replicas` is written twice here; keep one"),
+        "{twice}"
+    );
+    let not_a_number = error_of(&GOOD.replace("replicas: 3", "replicas: three"));
+    assert!(
+        not_a_number.ends_with("app.replicas: expected a whole number (0 or more)"),
+        "{not_a_number}"
+    );
+    for err in [twice, not_a_number] {
+        assert!(!err.contains(" at line "), "position given twice: {err}");
+        assert!(
+            !err.contains("DuplicateKeyPolicy"),
+            "library internals: {err}"
+        );
+    }
 }
 
 #[test]
