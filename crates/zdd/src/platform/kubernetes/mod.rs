@@ -10,8 +10,9 @@ mod error;
 pub mod objects;
 mod wait;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -467,9 +468,9 @@ fn pod_status(pod: &Pod) -> PodStatus {
 }
 
 /// Ready endpoints (by pod) across a Service's EndpointSlices. `ready: null` means ready.
-fn ready_endpoints(slices: &BTreeMap<String, EndpointSlice>) -> usize {
+fn ready_endpoints(slices: &[Arc<EndpointSlice>]) -> usize {
     let pods: BTreeSet<String> = slices
-        .values()
+        .iter()
         .flat_map(|s| s.endpoints.iter())
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
         .map(|e| {
@@ -541,10 +542,10 @@ impl Platform for KubernetesPlatform {
             &format!("deployment {name}"),
             &events,
             |deployments| {
-                let Some(d) = deployments.get(&name) else {
+                let Some(d) = deployments.find(|d| d.name_any() == name) else {
                     return Check::Pending(format!("deployment {name} does not exist"));
                 };
-                let status = version_status(version, d);
+                let status = version_status(version, &d);
                 if last_ready != Some(status.ready) {
                     last_ready = Some(status.ready);
                     events.emit(Event::ReplicasReady {
@@ -562,7 +563,7 @@ impl Platform for KubernetesPlatform {
                 if current && status.ready >= ready {
                     return Check::Done(status);
                 }
-                if let Some(message) = progress_deadline_exceeded(d) {
+                if let Some(message) = progress_deadline_exceeded(&d) {
                     return Check::Fail(message);
                 }
                 Check::Pending(format!(
@@ -607,7 +608,7 @@ impl Platform for KubernetesPlatform {
             &format!("endpointslices of {service}"),
             &events,
             |slices| {
-                let endpoints = ready_endpoints(slices);
+                let endpoints = ready_endpoints(&slices.state());
                 if endpoints >= ready as usize {
                     Check::Done(endpoints)
                 } else {
@@ -656,9 +657,8 @@ impl Platform for KubernetesPlatform {
             &events,
             |pods| {
                 let terminating = pods
-                    .values()
-                    .filter(|p| p.metadata.deletion_timestamp.is_some())
-                    .count();
+                    .state_filter(|p| p.metadata.deletion_timestamp.is_some())
+                    .len();
                 if pods.len() <= running as usize {
                     Check::Done((pods.len() as u32, terminating as u32))
                 } else {
