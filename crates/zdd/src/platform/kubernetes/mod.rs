@@ -8,6 +8,7 @@
 
 mod error;
 pub mod objects;
+mod routers;
 mod wait;
 
 use std::collections::BTreeSet;
@@ -18,9 +19,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -28,7 +27,8 @@ use serde_json::Value;
 
 pub use error::KubeError;
 use error::Target;
-use objects::{Backends, FIELD_MANAGER};
+use objects::FIELD_MANAGER;
+use routers::{Crd, RouteObject, Router, backends_in};
 use wait::{Check, WaitEnd, watch_until};
 
 use crate::events::{Event, EventLog};
@@ -94,13 +94,12 @@ const DEPLOYMENTS: &str = "deployments.apps";
 const SERVICES: &str = "services";
 const PODS: &str = "pods";
 const ENDPOINT_SLICES: &str = "endpointslices.discovery.k8s.io";
-const TRAEFIK_SERVICES: &str = "traefikservices.traefik.io";
-const INGRESS_ROUTES: &str = "ingressroutes.traefik.io";
-const HTTP_ROUTES: &str = "httproutes.gateway.networking.k8s.io";
 
 pub struct KubernetesPlatform {
     config: KubernetesConfig,
     client: Client,
+    /// How the main route's weights are expressed (`config.router`).
+    router: &'static dyn Router,
     namespace: String,
     /// The kubeconfig context (or `in-cluster`), for error messages.
     context: String,
@@ -142,6 +141,7 @@ impl KubernetesPlatform {
             version.git_version
         );
         Ok(KubernetesPlatform {
+            router: routers::for_kind(config.router),
             config,
             client,
             namespace,
@@ -228,16 +228,8 @@ impl KubernetesPlatform {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn dynamic_api(
-        &self,
-        group: &str,
-        version: &str,
-        kind: &str,
-        plural: &str,
-    ) -> Api<DynamicObject> {
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
+    fn custom_api(&self, crd: &Crd) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &crd.api_resource())
     }
 
     /// Server-side apply of `object` (field manager `zdd`, forced: zdd owns what it sets).
@@ -296,81 +288,19 @@ impl KubernetesPlatform {
             }))
     }
 
-    /// Applies the main route's backends to the TraefikService / HTTPRoute.
-    async fn apply_backends(&mut self, backends: &Backends) -> Result<()> {
-        let app = self.config.app.clone();
-        match self.config.router {
-            RouterKind::Service | RouterKind::Builtin => Ok(()),
-            RouterKind::Traefik => {
-                let api = self.dynamic_api(
-                    "traefik.io",
-                    "v1alpha1",
-                    "TraefikService",
-                    "traefikservices",
-                );
-                let object = objects::traefik_service(&self.config, backends);
-                self.apply(
-                    &api,
-                    TRAEFIK_SERVICES,
-                    &app,
-                    &object,
-                    format!("TraefikService {app} weights {}", backends),
-                )
-                .await?;
-                let api =
-                    self.dynamic_api("traefik.io", "v1alpha1", "IngressRoute", "ingressroutes");
-                let object = objects::ingress_route(&self.config);
-                self.apply(
-                    &api,
-                    INGRESS_ROUTES,
-                    &app,
-                    &object,
-                    format!("IngressRoute {app} applied"),
-                )
-                .await?;
-                Ok(())
-            }
-            RouterKind::GatewayApi => {
-                let api =
-                    self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
-                let object = objects::http_route(&self.config, backends);
-                self.apply(
-                    &api,
-                    HTTP_ROUTES,
-                    &app,
-                    &object,
-                    format!("HTTPRoute {app} weights {}", backends),
-                )
-                .await?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn read_backends(&self) -> Result<Option<Backends>> {
-        let (api, resource) = match self.config.router {
-            RouterKind::Service | RouterKind::Builtin => return Ok(None),
-            RouterKind::Traefik => (
-                self.dynamic_api(
-                    "traefik.io",
-                    "v1alpha1",
-                    "TraefikService",
-                    "traefikservices",
-                ),
-                TRAEFIK_SERVICES,
-            ),
-            RouterKind::GatewayApi => (
-                self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
-                HTTP_ROUTES,
-            ),
+    /// The main route's backends as the cluster keeps them (empty when it keeps no weights).
+    async fn read_backends(&self) -> Result<Weights> {
+        let Some((crd, pointer)) = self.router.backends_at() else {
+            return Ok(Weights::default());
         };
-        let object = api.get_opt(&self.config.app).await.map_err(|e| {
-            self.explain(
-                self.target()
-                    .error("get", resource, Some(&self.config.app), e),
-            )
+        let api = self.custom_api(crd);
+        let name = objects::route_name(&self.config.app);
+        let object = api.get_opt(&name).await.map_err(|e| {
+            self.explain(self.target().error("get", &crd.resource(), Some(&name), e))
         })?;
-        Ok(object.map(|o| objects::backends_of(&serde_json::to_value(&o).unwrap_or_default())))
+        Ok(object
+            .map(|o| backends_in(&serde_json::to_value(&o).unwrap_or_default(), pointer))
+            .unwrap_or_default())
     }
 }
 
@@ -721,26 +651,24 @@ impl Platform for KubernetesPlatform {
         }
 
         // Weights: one Service per version behind the TraefikService / HTTPRoute; otherwise the
-        // router sends everything to the main Service.
-        let backends: Backends = match &routing.main {
-            TrafficPolicy::Weighted(weights) => {
-                if self.config.router == RouterKind::Service {
-                    return Err(KubeError::WeightsNeedRouter.into());
-                }
-                for (version, _) in weights.iter() {
-                    self.ensure_version_service(version).await?;
-                }
-                weights
-                    .iter()
-                    .map(|(version, weight)| (objects::version_service_name(&app, version), weight))
-                    .collect()
+        // router sends everything to the main Service. The Service router refuses weights.
+        let route = self.router.objects(&self.config, &routing.main)?;
+        if let TrafficPolicy::Weighted(weights) = &routing.main {
+            for (version, _) in weights.iter() {
+                self.ensure_version_service(version).await?;
             }
-            _ => Weights(vec![(app.clone(), 1)]),
-        };
-        let previous_main = previous.as_ref().map(|r| &r.main);
-        let weights_changed = previous_main != Some(&routing.main);
-        if self.config.router != RouterKind::Service && weights_changed {
-            self.apply_backends(&backends).await?;
+        }
+        if previous.as_ref().map(|r| &r.main) != Some(&routing.main) {
+            let name = objects::route_name(&app);
+            for RouteObject {
+                crd,
+                object,
+                change,
+            } in route
+            {
+                let (api, resource) = (self.custom_api(crd), crd.resource());
+                self.apply(&api, &resource, &name, &object, change).await?;
+            }
         }
 
         // The preview Service: blue-green's second entry point.
@@ -809,7 +737,7 @@ impl Platform for KubernetesPlatform {
         let preview = services.get_opt(&preview_name).await.map_err(|e| {
             self.explain(self.target().error("get", SERVICES, Some(&preview_name), e))
         })?;
-        let backends = self.read_backends().await?.unwrap_or_default();
+        let backends = self.read_backends().await?;
         let prefix = format!("{app}-");
         let weighted: Vec<(String, u32)> = backends
             .iter()
