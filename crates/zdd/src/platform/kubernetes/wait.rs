@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Resource;
@@ -13,7 +14,9 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 
+use super::apply::Cluster;
 use crate::events::{Event, EventLog};
+use crate::platform::{PlatformError, Result};
 
 /// What a check concludes from the current objects.
 pub enum Check<T> {
@@ -31,6 +34,27 @@ pub enum WaitEnd<T> {
     TimedOut(String),
     /// The watch cannot work (permission denied, kind not served).
     Broken(kube::Error),
+}
+
+impl<T> WaitEnd<T> {
+    /// The platform's result: a timeout waiting for `goal` when the check failed or the deadline
+    /// passed, the error of the watch of `resource` when it broke.
+    pub fn into_result(
+        self,
+        cluster: &Cluster,
+        goal: &str,
+        resource: &str,
+        waited: Duration,
+    ) -> Result<T> {
+        match self {
+            WaitEnd::Done(value) => Ok(value),
+            WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
+                what: format!("{goal} {} ({state})", cluster.target.location()),
+                waited,
+            }),
+            WaitEnd::Broken(e) => Err(cluster.fail("watch", resource, None, e)),
+        }
+    }
 }
 
 fn permanent(err: &watcher::Error) -> Option<kube::Error> {
