@@ -93,12 +93,13 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Where a request went, for the error messages.
-pub struct Target<'a> {
-    pub context: &'a str,
-    pub namespace: &'a str,
+pub struct Target {
+    /// The kubeconfig context (or `in-cluster`).
+    pub context: String,
+    pub namespace: String,
 }
 
-impl Target<'_> {
+impl Target {
     /// `in namespace "shop" (context "minikube")`, for messages that are not about one request.
     pub fn location(&self) -> String {
         format!(

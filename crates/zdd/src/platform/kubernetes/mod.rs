@@ -1,4 +1,4 @@
-//! The Kubernetes platform, through kube-rs.
+//! The Kubernetes platform, through kube-rs: [`KubernetesPlatform`] and its [`Platform`] impl.
 //!
 //! Objects (the manifests in `deploy/kubernetes` use the same names and labels):
 //! - Deployment `<app>-<version>`, labels `app`, `version`, `app.kubernetes.io/{name,version,managed-by}`;
@@ -6,28 +6,33 @@
 //! - Service `<app>-preview` (blue-green's preview route);
 //! - per-version Services `<app>-<version>` and a TraefikService or HTTPRoute `<app>` for weights.
 
+mod apply;
+mod config;
 mod error;
+mod kubeconfig;
+mod ledger;
 pub mod objects;
+mod routers;
+mod status;
 mod wait;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::Value;
 
+use apply::Cluster;
+pub use config::KubernetesConfig;
 pub use error::KubeError;
 use error::Target;
-use objects::{Backends, FIELD_MANAGER};
+use ledger::Ledger;
+use routers::{RouteObject, Router, backends_in};
+use status::{pod_status, progress_deadline_exceeded, ready_endpoints, version_status};
 use wait::{Check, WaitEnd, watch_until};
 
 use crate::events::{Event, EventLog};
@@ -36,76 +41,17 @@ use crate::model::{
 };
 use crate::platform::{Platform, PlatformError, Result, RouterKind, TrafficAccess};
 
-/// Where and what to deploy. Build it with [`KubernetesConfig::new`] and change what differs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct KubernetesConfig {
-    /// The kubeconfig file; `None` = `KUBECONFIG`, else `~/.kube/config`, else in-cluster.
-    pub kubeconfig: Option<PathBuf>,
-    /// kubeconfig context; `None` = the current context.
-    pub context: Option<String>,
-    /// `None` = the context's namespace, else `default`.
-    pub namespace: Option<String>,
-    /// The app's name: the `app` label and the prefix of every object name.
-    pub app: String,
-    /// The port the container listens on (probes and Services target it).
-    pub container_port: u16,
-    /// The port the Services expose.
-    pub service_port: u16,
-    pub router: RouterKind,
-    /// A URL that reaches the main route from where zdd runs (ingress, `minikube service --url`,
-    /// port-forward). The engine checks the data plane through it before scaling a version down.
-    pub verify_url: Option<String>,
-    /// Without `verify_url`, how long the engine waits before scaling a version to 0, instead of
-    /// checking with traffic that no request reaches it (see [`TrafficAccess::Unreachable`]).
-    pub settle_delay: Duration,
-    /// The Gateway an `HTTPRoute` attaches to (`--router gateway-api`).
-    pub gateway: String,
-    /// The Traefik entry point used by the `IngressRoute` that points at the TraefikService.
-    pub traefik_entry_point: String,
-    /// A URL that reaches the preview Service from where zdd runs (blue-green).
-    pub preview_url: Option<String>,
-    /// Each Deployment's `progressDeadlineSeconds`: a version that makes no progress this long is
-    /// reported failed by the cluster, and `wait_ready` stops at once.
-    pub progress_deadline: Duration,
-}
-
-impl KubernetesConfig {
-    pub fn new(app: impl Into<String>) -> Self {
-        KubernetesConfig {
-            kubeconfig: None,
-            context: None,
-            namespace: None,
-            app: app.into(),
-            container_port: 8080,
-            service_port: 80,
-            router: RouterKind::Service,
-            verify_url: None,
-            settle_delay: Duration::from_secs(10),
-            gateway: "zdd-gateway".into(),
-            traefik_entry_point: "web".into(),
-            preview_url: None,
-            progress_deadline: Duration::from_secs(600),
-        }
-    }
-}
-
 const DEPLOYMENTS: &str = "deployments.apps";
 const SERVICES: &str = "services";
 const PODS: &str = "pods";
 const ENDPOINT_SLICES: &str = "endpointslices.discovery.k8s.io";
-const TRAEFIK_SERVICES: &str = "traefikservices.traefik.io";
-const INGRESS_ROUTES: &str = "ingressroutes.traefik.io";
-const HTTP_ROUTES: &str = "httproutes.gateway.networking.k8s.io";
 
 pub struct KubernetesPlatform {
     config: KubernetesConfig,
-    client: Client,
-    namespace: String,
-    /// The kubeconfig context (or `in-cluster`), for error messages.
-    context: String,
+    cluster: Cluster,
+    /// How the main route's weights are expressed (`config.router`).
+    router: &'static dyn Router,
     events: EventLog,
-    /// What this run changed in the cluster, oldest first, so an error can say what it left.
-    applied: Vec<String>,
     /// Versions whose per-version Service exists (applied in this run).
     version_services: BTreeSet<String>,
     /// The routing last applied by this run (`None` before the first `set_routing`).
@@ -123,7 +69,8 @@ impl KubernetesPlatform {
             ));
         }
         let (kube_config, context) =
-            load_config(config.kubeconfig.as_deref(), config.context.as_deref()).await?;
+            kubeconfig::load_config(config.kubeconfig.as_deref(), config.context.as_deref())
+                .await?;
         let namespace = config
             .namespace
             .clone()
@@ -141,23 +88,25 @@ impl KubernetesPlatform {
             version.git_version
         );
         Ok(KubernetesPlatform {
+            router: routers::for_kind(config.router),
             config,
-            client,
-            namespace,
-            context,
+            cluster: Cluster {
+                client,
+                target: Target { context, namespace },
+                ledger: Ledger::default(),
+            },
             events,
-            applied: Vec::new(),
             version_services: BTreeSet::new(),
             routing: None,
         })
     }
 
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.cluster.target.namespace
     }
 
     pub fn context(&self) -> &str {
-        &self.context
+        &self.cluster.target.context
     }
 
     /// The URL the engine can send traffic to to check the data plane; `None` means the engine
@@ -170,10 +119,12 @@ impl KubernetesPlatform {
     /// selected, when it goes because that version is scaled to 0.
     async fn delete_preview_service(&mut self, version: Option<&str>) -> Result<()> {
         let preview_name = objects::preview_service_name(&self.config.app);
-        let api: Api<Service> = self.api();
+        let api: Api<Service> = self.cluster.api();
         match api.delete(&preview_name, &DeleteParams::default()).await {
             Ok(_) => {
-                self.applied.push(format!("Service {preview_name} deleted"));
+                self.cluster
+                    .ledger
+                    .record(format!("Service {preview_name} deleted"));
                 if let Some(version) = version {
                     self.events.emit(Event::PreviewServiceDeleted {
                         service: preview_name,
@@ -183,81 +134,9 @@ impl KubernetesPlatform {
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => {
-                Err(self.explain(
-                    self.target()
-                        .error("delete", SERVICES, Some(&preview_name), e),
-                ))
-            }
-        }
-    }
-
-    fn target(&self) -> Target<'_> {
-        Target {
-            context: &self.context,
-            namespace: &self.namespace,
-        }
-    }
-
-    /// Turns an error into the platform's, adding what this run already changed.
-    fn explain(&self, err: KubeError) -> PlatformError {
-        if self.applied.is_empty() {
-            return PlatformError::Other(format!("{err}. Nothing was changed by this run."));
-        }
-        let recent: Vec<&str> = self
-            .applied
-            .iter()
-            .rev()
-            .take(8)
-            .rev()
-            .map(String::as_str)
-            .collect();
-        PlatformError::Other(format!(
-            "{err}. Changed by this run so far (last {}): {}",
-            recent.len(),
-            recent.join("; ")
-        ))
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        <K as kube::Resource>::DynamicType: Default,
-    {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn dynamic_api(
-        &self,
-        group: &str,
-        version: &str,
-        kind: &str,
-        plural: &str,
-    ) -> Api<DynamicObject> {
-        let resource =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
-    }
-
-    /// Server-side apply of `object` (field manager `zdd`, forced: zdd owns what it sets).
-    async fn apply<K>(
-        &mut self,
-        api: &Api<K>,
-        resource: &str,
-        name: &str,
-        object: &Value,
-        what: String,
-    ) -> Result<K>
-    where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch(name, &params, &Patch::Apply(object)).await {
-            Ok(applied) => {
-                self.applied.push(what);
-                Ok(applied)
-            }
-            Err(e) => Err(self.explain(self.target().error("patch", resource, Some(name), e))),
+            Err(e) => Err(self
+                .cluster
+                .fail("delete", SERVICES, Some(&preview_name), e)),
         }
     }
 
@@ -267,26 +146,17 @@ impl KubernetesPlatform {
         }
         let name = objects::version_service_name(&self.config.app, version);
         let object = objects::service(&self.config, &name, Some(version));
-        let api: Api<Service> = self.api();
-        self.apply(
-            &api,
-            SERVICES,
-            &name,
-            &object,
-            format!("Service {name} applied"),
-        )
-        .await?;
+        let api: Api<Service> = self.cluster.api();
+        let change = format!("Service {name} applied");
+        self.cluster.apply(&api, SERVICES, &object, change).await?;
         self.version_services.insert(version.to_string());
         Ok(())
     }
 
     async fn deployment_status(&self, version: &str) -> Result<VersionStatus> {
         let name = objects::deployment_name(&self.config.app, version);
-        let api: Api<Deployment> = self.api();
-        let deployment = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| self.explain(self.target().error("get", DEPLOYMENTS, Some(&name), e)))?;
+        let api: Api<Deployment> = self.cluster.api();
+        let deployment = self.cluster.get(&api, DEPLOYMENTS, &name).await?;
         Ok(deployment
             .map(|d| version_status(version, &d))
             .unwrap_or_else(|| VersionStatus {
@@ -295,191 +165,18 @@ impl KubernetesPlatform {
             }))
     }
 
-    /// Applies the main route's backends to the TraefikService / HTTPRoute.
-    async fn apply_backends(&mut self, backends: &Backends) -> Result<()> {
-        let app = self.config.app.clone();
-        match self.config.router {
-            RouterKind::Service | RouterKind::Builtin => Ok(()),
-            RouterKind::Traefik => {
-                let api = self.dynamic_api(
-                    "traefik.io",
-                    "v1alpha1",
-                    "TraefikService",
-                    "traefikservices",
-                );
-                let object = objects::traefik_service(&self.config, backends);
-                self.apply(
-                    &api,
-                    TRAEFIK_SERVICES,
-                    &app,
-                    &object,
-                    format!("TraefikService {app} weights {}", backends),
-                )
-                .await?;
-                let api =
-                    self.dynamic_api("traefik.io", "v1alpha1", "IngressRoute", "ingressroutes");
-                let object = objects::ingress_route(&self.config);
-                self.apply(
-                    &api,
-                    INGRESS_ROUTES,
-                    &app,
-                    &object,
-                    format!("IngressRoute {app} applied"),
-                )
-                .await?;
-                Ok(())
-            }
-            RouterKind::GatewayApi => {
-                let api =
-                    self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
-                let object = objects::http_route(&self.config, backends);
-                self.apply(
-                    &api,
-                    HTTP_ROUTES,
-                    &app,
-                    &object,
-                    format!("HTTPRoute {app} weights {}", backends),
-                )
-                .await?;
-                Ok(())
-            }
-        }
-    }
-
-    async fn read_backends(&self) -> Result<Option<Backends>> {
-        let (api, resource) = match self.config.router {
-            RouterKind::Service | RouterKind::Builtin => return Ok(None),
-            RouterKind::Traefik => (
-                self.dynamic_api(
-                    "traefik.io",
-                    "v1alpha1",
-                    "TraefikService",
-                    "traefikservices",
-                ),
-                TRAEFIK_SERVICES,
-            ),
-            RouterKind::GatewayApi => (
-                self.dynamic_api("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
-                HTTP_ROUTES,
-            ),
+    /// The main route's backends as the cluster keeps them (empty when it keeps no weights).
+    async fn read_backends(&self) -> Result<Weights> {
+        let Some((crd, pointer)) = self.router.backends_at() else {
+            return Ok(Weights::default());
         };
-        let object = api.get_opt(&self.config.app).await.map_err(|e| {
-            self.explain(
-                self.target()
-                    .error("get", resource, Some(&self.config.app), e),
-            )
-        })?;
-        Ok(object.map(|o| objects::backends_of(&serde_json::to_value(&o).unwrap_or_default())))
+        let api = self.cluster.custom_api(crd);
+        let name = objects::route_name(&self.config.app);
+        let object = self.cluster.get(&api, &crd.resource(), &name).await?;
+        Ok(object
+            .map(|o| backends_in(&serde_json::to_value(&o).unwrap_or_default(), pointer))
+            .unwrap_or_default())
     }
-}
-
-async fn load_config(
-    path: Option<&Path>,
-    context: Option<&str>,
-) -> Result<(kube::Config, String), KubeError> {
-    let options = KubeConfigOptions {
-        context: context.map(String::from),
-        ..KubeConfigOptions::default()
-    };
-    let config_error = |context: &str, message: String| KubeError::Config {
-        context: format!("\"{context}\""),
-        message,
-    };
-    if let Some(path) = path {
-        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-            config_error(
-                context.unwrap_or("current"),
-                format!("{}: {e}", path.display()),
-            )
-        })?;
-        let name = context
-            .map(String::from)
-            .or_else(|| kubeconfig.current_context.clone())
-            .unwrap_or_default();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| config_error(&name, e.to_string()))?;
-        return Ok((config, name));
-    }
-    if let Some(context) = context {
-        let config = kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| config_error(context, e.to_string()))?;
-        return Ok((config, context.to_string()));
-    }
-    let current = Kubeconfig::read()
-        .ok()
-        .and_then(|k| k.current_context)
-        .unwrap_or_else(|| "in-cluster".to_string());
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| config_error(&current, e.to_string()))?;
-    Ok((config, current))
-}
-
-fn version_status(version: &str, deployment: &Deployment) -> VersionStatus {
-    let status = deployment.status.clone().unwrap_or_default();
-    let count = |n: Option<i32>| n.unwrap_or(0).max(0) as u32;
-    let terminating = count(status.terminating_replicas);
-    VersionStatus {
-        name: version.to_string(),
-        desired: count(deployment.spec.as_ref().and_then(|s| s.replicas)),
-        ready: count(status.available_replicas),
-        running: count(status.replicas) + terminating,
-        terminating,
-    }
-}
-
-/// The Deployment's `Progressing` condition says the progress deadline passed.
-fn progress_deadline_exceeded(deployment: &Deployment) -> Option<String> {
-    let conditions = deployment.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .find(|c| {
-            c.type_ == "Progressing"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-        })
-        .map(|c| c.message.clone().unwrap_or_default())
-}
-
-fn pod_status(pod: &Pod) -> PodStatus {
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let restarts = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
-        .unwrap_or(0);
-    PodStatus {
-        name: pod.name_any(),
-        version: pod.labels().get("version").cloned().unwrap_or_default(),
-        pid: None,
-        port: None,
-        ready,
-        terminating: pod.metadata.deletion_timestamp.is_some(),
-        restarts,
-    }
-}
-
-/// Ready endpoints (by pod) across a Service's EndpointSlices. `ready: null` means ready.
-fn ready_endpoints(slices: &BTreeMap<String, EndpointSlice>) -> usize {
-    let pods: BTreeSet<String> = slices
-        .values()
-        .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .map(|e| {
-            e.target_ref
-                .as_ref()
-                .and_then(|r| r.name.clone())
-                .unwrap_or_else(|| e.addresses.join(","))
-        })
-        .collect();
-    pods.len()
 }
 
 impl Platform for KubernetesPlatform {
@@ -508,16 +205,9 @@ impl Platform for KubernetesPlatform {
         }
         let name = objects::deployment_name(&self.config.app, &version.name);
         let object = objects::deployment(&self.config, version, &image, replicas);
-        let api: Api<Deployment> = self.api();
-        self.apply(
-            &api,
-            DEPLOYMENTS,
-            &name,
-            &object,
-            format!("Deployment {name} scaled to {replicas}"),
-        )
-        .await?;
-        Ok(())
+        let api: Api<Deployment> = self.cluster.api();
+        let change = format!("Deployment {name} scaled to {replicas}");
+        self.cluster.apply(&api, DEPLOYMENTS, &object, change).await
     }
 
     async fn wait_ready(
@@ -535,16 +225,16 @@ impl Platform for KubernetesPlatform {
         let mut last_ready = None;
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let end = watch_until(
-            self.api::<Deployment>(),
+            self.cluster.api::<Deployment>(),
             config,
             deadline,
             &format!("deployment {name}"),
             &events,
             |deployments| {
-                let Some(d) = deployments.get(&name) else {
+                let Some(d) = deployments.find(|d| d.name_any() == name) else {
                     return Check::Pending(format!("deployment {name} does not exist"));
                 };
-                let status = version_status(version, d);
+                let status = version_status(version, &d);
                 if last_ready != Some(status.ready) {
                     last_ready = Some(status.ready);
                     events.emit(Event::ReplicasReady {
@@ -562,7 +252,7 @@ impl Platform for KubernetesPlatform {
                 if current && status.ready >= ready {
                     return Check::Done(status);
                 }
-                if let Some(message) = progress_deadline_exceeded(d) {
+                if let Some(message) = progress_deadline_exceeded(&d) {
                     return Check::Fail(message);
                 }
                 Check::Pending(format!(
@@ -573,26 +263,17 @@ impl Platform for KubernetesPlatform {
         )
         .await;
         let status = match end {
-            WaitEnd::Done(status) => status,
             WaitEnd::Failed(detail) => {
-                let location = self.target().location();
-                return Err(self.explain(KubeError::ProgressDeadline {
+                let location = self.cluster.target.location();
+                return Err(self.cluster.ledger.explain(KubeError::ProgressDeadline {
                     name,
                     location,
                     detail,
                 }));
             }
-            WaitEnd::TimedOut(state) => {
-                return Err(PlatformError::Timeout {
-                    what: format!(
-                        "{ready} ready replicas of deployment {name} {} ({state})",
-                        self.target().location()
-                    ),
-                    waited: timeout,
-                });
-            }
-            WaitEnd::Broken(e) => {
-                return Err(self.explain(self.target().error("watch", DEPLOYMENTS, None, e)));
+            end => {
+                let goal = format!("{ready} ready replicas of deployment {name}");
+                end.into_result(&self.cluster, &goal, DEPLOYMENTS, timeout)?
             }
         };
 
@@ -601,13 +282,13 @@ impl Platform for KubernetesPlatform {
         let config =
             watcher::Config::default().labels(&format!("kubernetes.io/service-name={service}"));
         let end = watch_until(
-            self.api::<EndpointSlice>(),
+            self.cluster.api::<EndpointSlice>(),
             config,
             deadline,
             &format!("endpointslices of {service}"),
             &events,
             |slices| {
-                let endpoints = ready_endpoints(slices);
+                let endpoints = ready_endpoints(&slices.state());
                 if endpoints >= ready as usize {
                     Check::Done(endpoints)
                 } else {
@@ -616,26 +297,14 @@ impl Platform for KubernetesPlatform {
             },
         )
         .await;
-        match end {
-            WaitEnd::Done(endpoints) => {
-                self.events.emit(Event::ServiceEndpointsReady {
-                    version: version.to_owned(),
-                    service: service.clone(),
-                    endpoints,
-                });
-                Ok(status)
-            }
-            WaitEnd::Failed(detail) | WaitEnd::TimedOut(detail) => Err(PlatformError::Timeout {
-                what: format!(
-                    "{ready} ready endpoints of service {service} {} ({detail})",
-                    self.target().location()
-                ),
-                waited: timeout,
-            }),
-            WaitEnd::Broken(e) => {
-                Err(self.explain(self.target().error("watch", ENDPOINT_SLICES, None, e)))
-            }
-        }
+        let goal = format!("{ready} ready endpoints of service {service}");
+        let endpoints = end.into_result(&self.cluster, &goal, ENDPOINT_SLICES, timeout)?;
+        self.events.emit(Event::ServiceEndpointsReady {
+            version: version.to_owned(),
+            service,
+            endpoints,
+        });
+        Ok(status)
     }
 
     async fn wait_running_at_most(
@@ -649,16 +318,15 @@ impl Platform for KubernetesPlatform {
         let events = self.events.clone();
         let config = watcher::Config::default().labels(&format!("app={app},version={version}"));
         let end = watch_until(
-            self.api::<Pod>(),
+            self.cluster.api::<Pod>(),
             config,
             deadline,
             &format!("pods of {app}-{version}"),
             &events,
             |pods| {
                 let terminating = pods
-                    .values()
-                    .filter(|p| p.metadata.deletion_timestamp.is_some())
-                    .count();
+                    .state_filter(|p| p.metadata.deletion_timestamp.is_some())
+                    .len();
                 if pods.len() <= running as usize {
                     Check::Done((pods.len() as u32, terminating as u32))
                 } else {
@@ -670,28 +338,18 @@ impl Platform for KubernetesPlatform {
             },
         )
         .await;
-        match end {
-            WaitEnd::Done((pods, terminating)) => {
-                // Pods are the truth here: the Deployment's status may lag behind them.
-                let mut status = self.deployment_status(version).await?;
-                status.running = pods;
-                status.terminating = terminating;
-                self.events.emit(Event::PodsLeft {
-                    version: version.to_owned(),
-                    pods,
-                    wanted: running,
-                });
-                Ok(status)
-            }
-            WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
-                what: format!(
-                    "at most {running} pods of {app}-{version} {} ({state})",
-                    self.target().location()
-                ),
-                waited: timeout,
-            }),
-            WaitEnd::Broken(e) => Err(self.explain(self.target().error("watch", PODS, None, e))),
-        }
+        let goal = format!("at most {running} pods of {app}-{version}");
+        let (pods, terminating) = end.into_result(&self.cluster, &goal, PODS, timeout)?;
+        // Pods are the truth here: the Deployment's status may lag behind them.
+        let mut status = self.deployment_status(version).await?;
+        status.running = pods;
+        status.terminating = terminating;
+        self.events.emit(Event::PodsLeft {
+            version: version.to_owned(),
+            pods,
+            wanted: running,
+        });
+        Ok(status)
     }
 
     async fn set_routing(&mut self, routing: &Routing) -> Result<()> {
@@ -716,31 +374,28 @@ impl Platform for KubernetesPlatform {
                 Some(v) => format!("Service {app} selects version={v}"),
                 None => format!("Service {app} selects every version"),
             };
-            let api: Api<Service> = self.api();
-            self.apply(&api, SERVICES, &app, &object, what).await?;
+            let api: Api<Service> = self.cluster.api();
+            self.cluster.apply(&api, SERVICES, &object, what).await?;
         }
 
         // Weights: one Service per version behind the TraefikService / HTTPRoute; otherwise the
-        // router sends everything to the main Service.
-        let backends: Backends = match &routing.main {
-            TrafficPolicy::Weighted(weights) => {
-                if self.config.router == RouterKind::Service {
-                    return Err(KubeError::WeightsNeedRouter.into());
-                }
-                for (version, _) in weights.iter() {
-                    self.ensure_version_service(version).await?;
-                }
-                weights
-                    .iter()
-                    .map(|(version, weight)| (objects::version_service_name(&app, version), weight))
-                    .collect()
+        // router sends everything to the main Service. The Service router refuses weights.
+        let route = self.router.objects(&self.config, &routing.main)?;
+        if let TrafficPolicy::Weighted(weights) = &routing.main {
+            for (version, _) in weights.iter() {
+                self.ensure_version_service(version).await?;
             }
-            _ => Weights(vec![(app.clone(), 1)]),
-        };
-        let previous_main = previous.as_ref().map(|r| &r.main);
-        let weights_changed = previous_main != Some(&routing.main);
-        if self.config.router != RouterKind::Service && weights_changed {
-            self.apply_backends(&backends).await?;
+        }
+        if previous.as_ref().map(|r| &r.main) != Some(&routing.main) {
+            for RouteObject {
+                crd,
+                object,
+                change,
+            } in route
+            {
+                let (api, resource) = (self.cluster.custom_api(crd), crd.resource());
+                self.cluster.apply(&api, &resource, &object, change).await?;
+            }
         }
 
         // The preview Service: blue-green's second entry point.
@@ -750,15 +405,9 @@ impl Platform for KubernetesPlatform {
             match &routing.preview {
                 Some(version) => {
                     let object = objects::service(&self.config, &preview_name, Some(version));
-                    let api: Api<Service> = self.api();
-                    self.apply(
-                        &api,
-                        SERVICES,
-                        &preview_name,
-                        &object,
-                        format!("Service {preview_name} selects version={version}"),
-                    )
-                    .await?;
+                    let api: Api<Service> = self.cluster.api();
+                    let change = format!("Service {preview_name} selects version={version}");
+                    self.cluster.apply(&api, SERVICES, &object, change).await?;
                 }
                 None => self.delete_preview_service(None).await?,
             }
@@ -769,19 +418,19 @@ impl Platform for KubernetesPlatform {
 
     async fn status(&mut self) -> Result<PlatformStatus> {
         let app = self.config.app.clone();
-        let deployments: Api<Deployment> = self.api();
+        let deployments: Api<Deployment> = self.cluster.api();
         let list = deployments
             .list(
                 &ListParams::default()
                     .labels(&format!("app={app},app.kubernetes.io/managed-by=zdd")),
             )
             .await
-            .map_err(|e| self.explain(self.target().error("list", DEPLOYMENTS, None, e)))?;
-        let pods: Api<Pod> = self.api();
+            .map_err(|e| self.cluster.fail("list", DEPLOYMENTS, None, e))?;
+        let pods: Api<Pod> = self.cluster.api();
         let pod_list = pods
             .list(&ListParams::default().labels(&format!("app={app}")))
             .await
-            .map_err(|e| self.explain(self.target().error("list", PODS, None, e)))?;
+            .map_err(|e| self.cluster.fail("list", PODS, None, e))?;
         let pods: Vec<PodStatus> = pod_list.items.iter().map(pod_status).collect();
         let mut versions: Vec<VersionStatus> = list
             .items
@@ -797,19 +446,14 @@ impl Platform for KubernetesPlatform {
             .collect();
         versions.sort_by(|a, b| a.name.cmp(&b.name));
 
-        let services: Api<Service> = self.api();
+        let services: Api<Service> = self.cluster.api();
         let selector_version = |service: Option<Service>| {
             service.and_then(|s| s.spec?.selector?.get("version").cloned())
         };
-        let main = services
-            .get_opt(&app)
-            .await
-            .map_err(|e| self.explain(self.target().error("get", SERVICES, Some(&app), e)))?;
+        let main = self.cluster.get(&services, SERVICES, &app).await?;
         let preview_name = objects::preview_service_name(&app);
-        let preview = services.get_opt(&preview_name).await.map_err(|e| {
-            self.explain(self.target().error("get", SERVICES, Some(&preview_name), e))
-        })?;
-        let backends = self.read_backends().await?.unwrap_or_default();
+        let preview = self.cluster.get(&services, SERVICES, &preview_name).await?;
+        let backends = self.read_backends().await?;
         let prefix = format!("{app}-");
         let weighted: Vec<(String, u32)> = backends
             .iter()
@@ -839,7 +483,7 @@ impl Platform for KubernetesPlatform {
         self.config.verify_url.clone().unwrap_or_else(|| {
             format!(
                 "http://{}.{}.svc.cluster.local:{}",
-                self.config.app, self.namespace, self.config.service_port
+                self.config.app, self.cluster.target.namespace, self.config.service_port
             )
         })
     }

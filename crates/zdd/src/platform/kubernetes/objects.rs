@@ -1,12 +1,13 @@
-//! The objects zdd applies, as server-side-apply JSON. Pure functions: names, labels and specs
-//! are decided here and nowhere else, so they match `deploy/kubernetes` and can be unit-tested.
+//! The objects zdd applies, as server-side-apply JSON. Pure functions: every name and label is
+//! decided here and nowhere else, so they match `deploy/kubernetes` and can be unit-tested. The
+//! route objects that carry weights are built by their router (`routers/`) from these names.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::KubernetesConfig;
-use crate::model::{ProbeSpec, VersionTemplate, Weights};
+use crate::model::{ProbeSpec, TrafficPolicy, VersionTemplate, Weights};
 
 /// The field manager of every apply (`kubectl get -o yaml --show-managed-fields` shows it).
 pub const FIELD_MANAGER: &str = "zdd";
@@ -24,13 +25,18 @@ pub fn preview_service_name(app: &str) -> String {
     format!("{app}-preview")
 }
 
+/// The main route's TraefikService, IngressRoute or HTTPRoute: `<app>`, like the main Service.
+pub fn route_name(app: &str) -> String {
+    app.to_string()
+}
+
 /// Kubernetes counts in whole seconds; a shorter non-zero duration rounds up so that it does not
 /// turn into "off".
 pub fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn labels(app: &str, version: Option<&str>) -> Value {
+pub(super) fn labels(app: &str, version: Option<&str>) -> Value {
     let mut labels = json!({
         "app": app,
         "app.kubernetes.io/name": app,
@@ -130,67 +136,16 @@ pub fn service(config: &KubernetesConfig, name: &str, version: Option<&str>) -> 
 /// The backends of the main route, in order: Service names and their weights.
 pub type Backends = Weights;
 
-/// TraefikService `<app>` with `weighted` services.
-pub fn traefik_service(config: &KubernetesConfig, backends: &Backends) -> Value {
-    let services: Vec<Value> = backends
-        .iter()
-        .map(|(name, weight)| json!({"name": name, "port": config.service_port, "weight": weight}))
-        .collect();
-    json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "TraefikService",
-        "metadata": {"name": config.app, "labels": labels(&config.app, None)},
-        "spec": {"weighted": {"services": services}},
-    })
-}
-
-/// IngressRoute `<app>`: the entry point's traffic to TraefikService `<app>`.
-pub fn ingress_route(config: &KubernetesConfig) -> Value {
-    json!({
-        "apiVersion": "traefik.io/v1alpha1",
-        "kind": "IngressRoute",
-        "metadata": {"name": config.app, "labels": labels(&config.app, None)},
-        "spec": {
-            "entryPoints": [config.traefik_entry_point],
-            "routes": [{
-                "match": "PathPrefix(`/`)",
-                "kind": "Rule",
-                "services": [{"name": config.app, "kind": "TraefikService"}],
-            }],
-        },
-    })
-}
-
-/// HTTPRoute `<app>` attached to the configured Gateway, with weighted `backendRefs`.
-pub fn http_route(config: &KubernetesConfig, backends: &Backends) -> Value {
-    let refs: Vec<Value> = backends
-        .iter()
-        .map(|(name, weight)| json!({"name": name, "port": config.service_port, "weight": weight}))
-        .collect();
-    json!({
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": config.app, "labels": labels(&config.app, None)},
-        "spec": {
-            "parentRefs": [{"name": config.gateway}],
-            "rules": [{"backendRefs": refs}],
-        },
-    })
-}
-
-/// Reads the backends back from a TraefikService or HTTPRoute (for `zdd status`).
-pub fn backends_of(object: &Value) -> Backends {
-    let list = object["spec"]["weighted"]["services"]
-        .as_array()
-        .or_else(|| object["spec"]["rules"][0]["backendRefs"].as_array());
-    list.into_iter()
-        .flatten()
-        .filter_map(|b| {
-            let name = b["name"].as_str()?.to_string();
-            let weight = b["weight"].as_u64().unwrap_or(1) as u32;
-            Some((name, weight))
-        })
-        .collect()
+/// The backends that carry `main`: the per-version Services of a weighted split, else the main
+/// Service alone.
+pub fn backends(app: &str, main: &TrafficPolicy) -> Backends {
+    match main {
+        TrafficPolicy::Weighted(weights) => weights
+            .iter()
+            .map(|(version, weight)| (version_service_name(app, version), weight))
+            .collect(),
+        _ => Weights(vec![(app.to_string(), 1)]),
+    }
 }
 
 #[cfg(test)]
@@ -250,18 +205,6 @@ mod tests {
             30
         );
         assert_eq!(d["spec"]["minReadySeconds"], 2);
-    }
-
-    #[test]
-    fn weighted_objects_keep_backend_order_and_read_back() {
-        let config = KubernetesConfig::new("web");
-        let backends = Weights(vec![("web-v1".to_string(), 90), ("web-v2".to_string(), 10)]);
-        let ts = traefik_service(&config, &backends);
-        assert_eq!(ts["spec"]["weighted"]["services"][1]["name"], "web-v2");
-        assert_eq!(backends_of(&ts), backends);
-        let route = http_route(&config, &backends);
-        assert_eq!(route["spec"]["parentRefs"][0]["name"], "zdd-gateway");
-        assert_eq!(backends_of(&route), backends);
     }
 
     #[test]

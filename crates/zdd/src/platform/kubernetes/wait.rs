@@ -1,18 +1,22 @@
-//! Waiting on the cluster by watching it: a `kube::runtime::watcher` keeps a local view of the
-//! matching objects, and a check runs after every change. A broken watch resumes from the last
-//! resourceVersion (the watcher does it; the backoff keeps a flapping API server from being
-//! hammered); only permission errors end the wait early.
+//! Waiting on the cluster by watching it: a `kube::runtime::watcher` stream feeds a `reflector`
+//! store, the local view of the matching objects, and a check runs on it after every change. A
+//! broken watch resumes from the last resourceVersion (the watcher does it; the backoff keeps a
+//! flapping API server from being hammered); only permission errors end the wait early.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::hash::Hash;
+use std::time::Duration;
 
 use futures::StreamExt;
+use kube::Resource;
 use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::apply::Cluster;
 use crate::events::{Event, EventLog};
+use crate::platform::{PlatformError, Result};
 
 /// What a check concludes from the current objects.
 pub enum Check<T> {
@@ -32,6 +36,27 @@ pub enum WaitEnd<T> {
     Broken(kube::Error),
 }
 
+impl<T> WaitEnd<T> {
+    /// The platform's result: a timeout waiting for `goal` when the check failed or the deadline
+    /// passed, the error of the watch of `resource` when it broke.
+    pub fn into_result(
+        self,
+        cluster: &Cluster,
+        goal: &str,
+        resource: &str,
+        waited: Duration,
+    ) -> Result<T> {
+        match self {
+            WaitEnd::Done(value) => Ok(value),
+            WaitEnd::Failed(state) | WaitEnd::TimedOut(state) => Err(PlatformError::Timeout {
+                what: format!("{goal} {} ({state})", cluster.target.location()),
+                waited,
+            }),
+            WaitEnd::Broken(e) => Err(cluster.fail("watch", resource, None, e)),
+        }
+    }
+}
+
 fn permanent(err: &watcher::Error) -> Option<kube::Error> {
     let source = match err {
         watcher::Error::InitialListFailed(e)
@@ -47,22 +72,23 @@ fn permanent(err: &watcher::Error) -> Option<kube::Error> {
     }
 }
 
-/// Watches `api` (filtered by `config`) until `check` is done, fails, or `deadline` passes.
+/// Watches `api` (filtered by `config`) into a reflector store until `check` on it is done or
+/// fails, or `deadline` passes.
 pub async fn watch_until<K, T>(
     api: Api<K>,
     config: watcher::Config,
     deadline: tokio::time::Instant,
     what: &str,
     events: &EventLog,
-    mut check: impl FnMut(&BTreeMap<String, K>) -> Check<T>,
+    mut check: impl FnMut(&Store<K>) -> Check<T>,
 ) -> WaitEnd<T>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let stream = watcher(api, config).default_backoff();
+    let (objects, writer) = reflector::store();
+    let stream = watcher(api, config).default_backoff().reflect(writer);
     let mut stream = std::pin::pin!(stream);
-    let mut objects: BTreeMap<String, K> = BTreeMap::new();
-    let mut relisting: Option<BTreeMap<String, K>> = None;
     let mut last_state = String::from("nothing observed yet");
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -81,25 +107,9 @@ where
                 });
                 continue;
             }
-            Ok(watcher::Event::Init) => {
-                relisting = Some(BTreeMap::new());
-                continue;
-            }
-            Ok(watcher::Event::InitApply(object)) => {
-                relisting
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(object.name_any(), object);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                objects = relisting.take().unwrap_or_default();
-            }
-            Ok(watcher::Event::Apply(object)) => {
-                objects.insert(object.name_any(), object);
-            }
-            Ok(watcher::Event::Delete(object)) => {
-                objects.remove(&object.name_any());
-            }
+            // A relist in progress: the store keeps the previous view until it is done.
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(_) => {}
         }
         match check(&objects) {
             Check::Done(value) => return WaitEnd::Done(value),
