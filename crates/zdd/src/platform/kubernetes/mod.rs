@@ -31,7 +31,7 @@ pub use config::KubernetesConfig;
 pub use error::KubeError;
 use error::Target;
 use ledger::Ledger;
-use routers::{RouteObject, Router, backends_in};
+use routers::{KubeRouter, RouteObject, backends_in};
 use status::{pod_status, progress_deadline_exceeded, ready_endpoints, version_status};
 use wait::{Check, WaitEnd, watch_until};
 
@@ -50,7 +50,7 @@ pub struct KubernetesPlatform {
     config: KubernetesConfig,
     cluster: Cluster,
     /// How the main route's weights are expressed (`config.router`).
-    router: &'static dyn Router,
+    router: &'static dyn KubeRouter,
     events: EventLog,
     /// Versions whose per-version Service exists (applied in this run).
     version_services: BTreeSet<String>,

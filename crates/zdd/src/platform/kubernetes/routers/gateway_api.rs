@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Crd, RouteObject, Router, backend_refs};
+use super::{Crd, KubeRouter, RouteObject, backend_refs};
 use crate::model::TrafficPolicy;
 use crate::platform::Result;
 use crate::platform::kubernetes::{KubernetesConfig, objects};
@@ -17,7 +17,7 @@ const HTTP_ROUTE: Crd = Crd {
 
 pub struct GatewayApi;
 
-impl Router for GatewayApi {
+impl KubeRouter for GatewayApi {
     fn objects(&self, config: &KubernetesConfig, main: &TrafficPolicy) -> Result<Vec<RouteObject>> {
         let backends = objects::backends(&config.app, main);
         let spec = json!({

@@ -1,5 +1,5 @@
 //! How the main route's backends (Service names and weights) are expressed in the cluster: one
-//! [`Router`] per `--router`, chosen by [`for_kind`].
+//! [`KubeRouter`] per `--router`, chosen by [`for_kind`].
 
 mod gateway_api;
 mod service;
@@ -14,7 +14,7 @@ use crate::model::TrafficPolicy;
 use crate::platform::{Result, RouterKind};
 
 /// How the main route's backends are expressed in the cluster.
-pub trait Router: Sync {
+pub trait KubeRouter: Sync {
     /// The objects that send the main route where `main` says, in apply order (none when the main
     /// Service alone routes); an error when this router cannot express it.
     fn objects(&self, config: &KubernetesConfig, main: &TrafficPolicy) -> Result<Vec<RouteObject>>;
@@ -25,7 +25,7 @@ pub trait Router: Sync {
 }
 
 /// The router of `--router` (builtin is refused before: it runs only locally).
-pub fn for_kind(kind: RouterKind) -> &'static dyn Router {
+pub fn for_kind(kind: RouterKind) -> &'static dyn KubeRouter {
     match kind {
         RouterKind::Service | RouterKind::Builtin => &service::ServiceOnly,
         RouterKind::Traefik => &traefik::Traefik,

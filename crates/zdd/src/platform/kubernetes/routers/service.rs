@@ -1,14 +1,14 @@
 //! `--router service`: the main Service alone routes (selectors and replica ratios), so there are
 //! no weights to express.
 
-use super::{Crd, RouteObject, Router};
+use super::{Crd, KubeRouter, RouteObject};
 use crate::model::TrafficPolicy;
 use crate::platform::Result;
 use crate::platform::kubernetes::{KubeError, KubernetesConfig};
 
 pub struct ServiceOnly;
 
-impl Router for ServiceOnly {
+impl KubeRouter for ServiceOnly {
     fn objects(
         &self,
         _config: &KubernetesConfig,

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Crd, RouteObject, Router, backend_refs};
+use super::{Crd, KubeRouter, RouteObject, backend_refs};
 use crate::model::TrafficPolicy;
 use crate::platform::Result;
 use crate::platform::kubernetes::{KubernetesConfig, objects};
@@ -24,7 +24,7 @@ const INGRESS_ROUTE: Crd = Crd {
 
 pub struct Traefik;
 
-impl Router for Traefik {
+impl KubeRouter for Traefik {
     fn objects(&self, config: &KubernetesConfig, main: &TrafficPolicy) -> Result<Vec<RouteObject>> {
         let backends = objects::backends(&config.app, main);
         let name = objects::route_name(&config.app);
