@@ -80,6 +80,10 @@ pub struct DemoArgs {
     /// Requests per second through each rollout.
     #[arg(long, default_value_t = 200)]
     pub rate: u32,
+    /// Most requests the probe has in flight (and so connections it opens); default: enough for
+    /// a whole timeout at the rate (rate × 2s, at least 64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: Option<u32>,
     /// Replicas of each version.
     #[arg(long, default_value_t = 3)]
     pub replicas: u32,
@@ -110,6 +114,9 @@ pub fn demo_spec(strategy: &str, args: &DemoArgs) -> anyhow::Result<Spec> {
     resolve_self_command(&mut spec)?;
     spec.app.replicas = args.replicas.max(1);
     spec.traffic.rate = args.rate.max(1);
+    if args.connections.is_some() {
+        spec.traffic.connections = args.connections;
+    }
     if let Some(delay) = args.propagation_delay {
         spec.local.propagation_delay = delay;
         // The race preStop exists for stays won: the sleep outlasts the propagation.

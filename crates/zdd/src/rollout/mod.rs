@@ -105,10 +105,7 @@ pub async fn run_rollout<P: Platform>(
         .map_err(|e| EngineError::Other(format!("bad main URL {url}: {e}")))?;
     let mut config = ProbeConfig::new(uri);
     config.rate = spec.traffic.rate;
-    // Enough connections for every request of a whole timeout: a slow answer (a router reloading)
-    // then shows as latency, and only a request that really fails counts as failed.
-    let per_timeout = (f64::from(spec.traffic.rate) * config.timeout.as_secs_f64()).ceil() as usize;
-    config.connections = config.connections.max(per_timeout);
+    config.connections = spec.traffic.connections_for(config.timeout);
     config.fallback_version_header = Some("X-Zdd-Version".into());
     config.origin = Some(events.origin());
     let probe =

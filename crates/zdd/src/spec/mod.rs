@@ -153,6 +153,21 @@ impl fmt::Display for CanaryStep {
 pub struct TrafficSpec {
     pub rate: u32,
     pub path: String,
+    /// Most requests the probe has in flight at once (each needs a connection of its own);
+    /// `None`: derived from the rate, see [`TrafficSpec::connections_for`].
+    pub connections: Option<u32>,
+}
+
+impl TrafficSpec {
+    /// The probe's connection limit for answers that may take up to `timeout`: as written, or
+    /// enough for every request of a whole timeout (`rate × timeout`, at least 64), so that a
+    /// slow answer shows as latency and only a request that really fails counts as failed.
+    pub fn connections_for(&self, timeout: Duration) -> usize {
+        self.connections.map_or_else(
+            || ((f64::from(self.rate) * timeout.as_secs_f64()).ceil() as usize).max(64),
+            |connections| connections as usize,
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -188,6 +188,8 @@ struct RawTraffic {
     #[serde(default)]
     rate: Option<Spanned<u32>>,
     #[serde(default)]
+    connections: Option<Spanned<u32>>,
+    #[serde(default)]
     path: Option<Spanned<String>>,
 }
 
@@ -380,6 +382,7 @@ impl Validator<'_> {
             None => TrafficSpec {
                 rate: 200,
                 path: "/".into(),
+                connections: None,
             },
             Some(traffic) => {
                 let rate = match &traffic.rate {
@@ -394,7 +397,21 @@ impl Validator<'_> {
                     Some(rate) => rate.value,
                 };
                 let path = self.http_path(&traffic.path, "traffic.path", "/")?;
-                TrafficSpec { rate, path }
+                let connections = match &traffic.connections {
+                    Some(n) if n.value == 0 || n.value > 100_000 => {
+                        return Err(self.error(
+                            n,
+                            "traffic.connections",
+                            format!("{} is outside 1..=100000 connections", n.value),
+                        ));
+                    }
+                    other => other.as_ref().map(|n| n.value),
+                };
+                TrafficSpec {
+                    rate,
+                    path,
+                    connections,
+                }
             }
         };
         let budget = BudgetSpec {

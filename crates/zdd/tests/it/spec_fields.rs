@@ -227,6 +227,15 @@ fn value_of(spec: &Spec, path: &str) -> Option<String> {
         "versions.to.env" => env(&spec.to.env),
         "traffic.rate" => spec.traffic.rate.to_string(),
         "traffic.path" => spec.traffic.path.clone(),
+        "traffic.connections" => {
+            let probe_timeout = std::time::Duration::from_secs(2);
+            let connections = spec.traffic.connections_for(probe_timeout);
+            if connections == (spec.traffic.rate as usize * 2).max(64) {
+                "rate × 2s".into()
+            } else {
+                connections.to_string()
+            }
+        }
         "budget.maxFailed" => spec
             .budget
             .max_failed
