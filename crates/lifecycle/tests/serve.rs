@@ -70,7 +70,9 @@ async fn h2_get(sender: &mut H2Sender, path: &str) -> (StatusCode, http::HeaderM
 
 #[tokio::test]
 async fn http2_is_served_through_the_drain_delay_then_gets_goaway() {
-    let drain_delay = Duration::from_millis(500);
+    // Long enough that the requests below, sent right after the shutdown request, land inside
+    // it even when the machine stalls.
+    let drain_delay = Duration::from_secs(3);
     let config = LifecycleConfig::default()
         .drain_delay(drain_delay)
         .shutdown_timeout(Duration::from_secs(10))

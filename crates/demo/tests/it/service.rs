@@ -10,8 +10,10 @@ use zdd_test_support::poll::wait_for;
 /// Point 5: `/readyz` answers 503 during `STARTUP_DELAY` and 200 after it; liveness holds.
 #[test]
 fn unready_during_startup_delay_then_ready() {
-    let startup_delay = Duration::from_millis(2500);
-    let demo = Demo::start(&[("STARTUP_DELAY", "2500ms")]);
+    // Long enough that the first answer comes during the warm-up even on a stalled machine (a
+    // process answers in tens of milliseconds; a shared machine can stall for a second or two).
+    let startup_delay = Duration::from_secs(6);
+    let demo = Demo::start(&[("STARTUP_DELAY", "6s")]);
 
     let first = wait_for("the service answers", PATIENCE, || {
         get(demo.address, "/readyz").ok()

@@ -602,7 +602,7 @@ async fn a_forbidden_service_patch_at_the_start_is_explained() {
         f.forbidden.insert(("patch".into(), "services".into()));
     })
     .await;
-    assert_ne!(run.output.status.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.describe());
     let all = run.describe();
     for part in [
         "permission denied: cannot patch services \"blue-green\"",

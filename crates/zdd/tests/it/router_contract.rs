@@ -172,24 +172,47 @@ pub async fn preview_route_and_failures(kind: RouterKind) {
         assert_eq!(preview.header("x-zdd-version"), Some("v2"));
     }
 
-    // No preview route: 404. A version without endpoints: 503. A refused endpoint: 502,
-    // not retried elsewhere.
+    // No preview route: 404. A version without endpoints: 503.
     let table = RouteTable {
-        main: Route::always(vec![
-            backend("v1", 1, vec![endpoint("v1-9", "v1", refused_addr())]),
-            backend("v2", 1, vec![]),
-        ]),
+        main: Route::always(vec![backend("v2", 1, vec![])]),
         preview: Route::default(),
     };
     running.router.apply(&table).await.unwrap();
     assert_eq!(get(&running.preview()).await.unwrap().status, 404);
-    let mut statuses = BTreeMap::<u16, u32>::new();
-    for _ in 0..20 {
-        *statuses
-            .entry(get(&running.main()).await.unwrap().status)
-            .or_default() += 1;
+    for _ in 0..5 {
+        assert_eq!(get(&running.main()).await.unwrap().status, 503);
     }
-    assert_eq!(statuses.keys().copied().collect::<Vec<_>>(), vec![502, 503]);
+
+    // A refused endpoint: 502, and the request is not retried on the healthy endpoint beside it
+    // (a retry would turn every 502 into a 200).
+    let table = RouteTable {
+        main: Route::always(vec![backend(
+            "v1",
+            1,
+            vec![
+                endpoint("v1-9", "v1", refused_addr()),
+                endpoint("v1-1", "v1", v1.addr),
+            ],
+        )]),
+        preview: Route::default(),
+    };
+    running.router.apply(&table).await.unwrap();
+    let mut by_pod = BTreeMap::<(String, u16), u32>::new();
+    for _ in 0..20 {
+        let answer = get(&running.main()).await.unwrap();
+        let pod = answer.header("x-zdd-pod").unwrap_or("none").to_owned();
+        *by_pod.entry((pod, answer.status)).or_default() += 1;
+    }
+    let pods_and_statuses: Vec<_> = by_pod.keys().cloned().collect();
+    assert_eq!(
+        pods_and_statuses,
+        [("v1-1".to_owned(), 200), ("v1-9".to_owned(), 502)],
+        "{by_pod:?}"
+    );
+    assert!(
+        by_pod[&("v1-9".to_owned(), 502)] >= 5,
+        "round robin: {by_pod:?}"
+    );
     running.stop().await;
 }
 

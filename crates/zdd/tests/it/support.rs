@@ -54,7 +54,7 @@ impl Run {
             .unwrap_or_else(|err| panic!("zdd {command}: {err}"))
     }
 
-    fn status(&self, run_dir: &Path) -> Option<serde_json::Value> {
+    pub fn status(&self, run_dir: &Path) -> Option<serde_json::Value> {
         let output = self
             .command(&["status", "-o", "json", "--run-dir"])
             .arg(run_dir)
