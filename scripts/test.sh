@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run calls this). Works on a fresh machine with only the
-# Rust toolchain (and the Python 3 the machine comes with): it installs what the tests need first.
+# The whole test suite, as CI runs it (.ci/run calls this). Works on a fresh Debian machine with the
+# Rust toolchain and the Python 3 it comes with: scripts/install-test-deps.sh first installs what
+# the tests need (pinned Python tools in .venv, npm packages, Debian packages when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
