@@ -1,21 +1,28 @@
-//! A minimal HTTP/1.1 client: each connection slot owns one keep-alive TCP connection and does its
-//! request and response itself, with a request serialized once for the whole run and the response
-//! head parsed in place by `httparse` (the parser hyper uses). hyper's client connection costs
+//! A minimal HTTP/1.1 client: each connection slot takes a keep-alive TCP connection from its
+//! worker's pool (or opens one) and does its request and response itself, with a request
+//! serialized once for the whole run and the response head parsed in place by `httparse` (the
+//! parser hyper uses). hyper's client connection costs
 //! about as much CPU as the kernel's loopback TCP per request (a dispatch channel, a oneshot, header
 //! maps and a dozen allocations); the probe sends one fixed GET, reads the status, two headers and
 //! the body's framing, so it does that directly and keeps its CPU for sending at the rate.
 //!
 //! Reuse policy (what a careful real client does):
-//! - an idle connection is watched while idle, and looked at once more just before reuse, so one the
-//!   server closed, or sent bytes on that nobody asked for, is dropped instead of reused;
+//! - a connection is opened only when no idle one is free, and the most recently used idle one goes
+//!   first ([`Pool`]), so the connections follow the requests in flight, not the slots;
+//! - an idle connection is looked at just before reuse, so one the server closed, or sent bytes on
+//!   that nobody asked for, is dropped instead of reused;
 //! - a response with `Connection: close` (or HTTP/1.0 without keep-alive), or whose body ends with
 //!   the connection, is honoured: that connection is not reused;
 //! - a reused connection that breaks after the request went out and before a complete response
-//!   counts as `reset`, not retried: a browser or a proxy without retries shows that to its user.
+//!   counts as `reset`, not retried: a browser or a proxy without retries shows that to its user;
+//! - at the open-file limit a request waits for a connection (an idle one coming back, or room
+//!   made by closing an idle one) instead of failing, and one warning a second says how often a
+//!   connect failed.
 
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, Uri};
@@ -23,7 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::ProbeError;
+use crate::fd_limit::{Throttled, is_fd_limit};
 use crate::outcome::{FailureKind, RequestOutcome};
+use crate::pool::{OpenConnections, Pool};
 
 /// Bodies are read to the end (to keep the connection reusable) but only this much is kept to look
 /// for a JSON `version` field.
@@ -34,6 +43,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 8 * 1024;
+/// Longest wait between two connect attempts at the open-file limit.
+const MAX_CONNECT_PAUSE: Duration = Duration::from_millis(50);
 
 /// An open keep-alive connection and what was read from it.
 pub(crate) struct Connection {
@@ -43,46 +54,35 @@ pub(crate) struct Connection {
     pos: usize,
     /// The server closed it (or it cannot be reused).
     closed: bool,
+    /// Counts it open until it is dropped.
+    open: Arc<OpenConnections>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.open.closed();
+    }
 }
 
 impl Connection {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: TcpStream, open: Arc<OpenConnections>) -> Self {
+        open.opened();
         Connection {
             stream,
             buf: Vec::with_capacity(READ_CHUNK),
             pos: 0,
             closed: false,
-        }
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Resolves when the server closes the idle connection (or fails it, or sends bytes nobody
-    /// asked for: either way it cannot carry another request).
-    pub(crate) async fn closed(&mut self) {
-        while !self.closed {
-            if self.stream.readable().await.is_err() {
-                self.closed = true;
-                break;
-            }
-            let mut byte = [0u8; 1];
-            match self.stream.try_read(&mut byte) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                _ => self.closed = true,
-            }
+            open,
         }
     }
 
     /// Whether the connection can carry the next request: nothing arrived since its last answer,
     /// neither the server's close (the request would go out on a dead connection and fail as
     /// `reset` where a new connection would show what the server does now) nor bytes nobody asked
-    /// for (they would be read as the next answer). A slot busy from one request to the next is
-    /// never watched by [`closed`](Self::closed), so this looks before each reuse, as a careful
-    /// client does (Chrome's `IsConnectedAndIdle`). A `MSG_PEEK` on the socket itself: tokio's
-    /// readiness may not have seen the close yet.
-    fn still_idle(&mut self) -> bool {
+    /// for (they would be read as the next answer). Idle connections are not watched, so this
+    /// looks before each reuse, as a careful client does (Chrome's `IsConnectedAndIdle`). A
+    /// `MSG_PEEK` on the socket itself: tokio's readiness may not have seen the close yet.
+    pub(crate) fn still_idle(&mut self) -> bool {
         if !self.closed {
             let mut byte = [MaybeUninit::<u8>::uninit(); 1];
             match socket2::SockRef::from(&self.stream).peek(&mut byte) {
@@ -186,6 +186,8 @@ pub(crate) struct Client {
     timeout: Duration,
     version_header: HeaderName,
     fallback_version_header: Option<HeaderName>,
+    open: Arc<OpenConnections>,
+    connect_failures: Throttled,
 }
 
 impl Client {
@@ -229,7 +231,14 @@ impl Client {
             timeout,
             version_header: header(version_header)?,
             fallback_version_header: fallback_version_header.map(header).transpose()?,
+            open: Arc::default(),
+            connect_failures: Throttled::default(),
         })
+    }
+
+    /// The most connections open at once so far, across the worker threads.
+    pub(crate) fn max_connections_open(&self) -> usize {
+        self.open.max()
     }
 
     /// The longest a request may take, connecting included.
@@ -237,47 +246,59 @@ impl Client {
         self.timeout
     }
 
-    /// Sends one GET on the slot's keep-alive connection (opened when there is none), or on a fresh
-    /// one that is closed after the answer, unless `expired` resolves first (a `timeout`). Leaves
-    /// `slot` empty when the connection cannot be reused.
+    /// Sends one GET on an idle keep-alive connection of `pool` (opened when there is none), or
+    /// on a fresh one that is closed after the answer, unless `expired` resolves first (a
+    /// `timeout`). A keep-alive connection whose answer was read whole goes back to `pool`.
     pub(crate) async fn execute(
         &self,
-        slot: &mut Option<Connection>,
+        pool: &Pool,
         fresh: bool,
         expired: impl Future<Output = ()>,
     ) -> RequestOutcome {
         let work = async {
-            if fresh {
-                let mut connection = match self.connect().await {
-                    Ok(connection) => connection,
-                    Err(kind) => return RequestOutcome::failed(kind),
-                };
-                self.exchange(&mut connection).await
-            } else {
-                if slot.as_mut().is_none_or(|c| !c.still_idle()) {
-                    match self.connect().await {
-                        Ok(connection) => *slot = Some(connection),
-                        Err(kind) => return RequestOutcome::failed(kind),
+            let mut connection = match self.acquire(pool, fresh).await {
+                Ok(connection) => connection,
+                Err(kind) => return RequestOutcome::failed(kind),
+            };
+            let outcome = self.exchange(&mut connection).await;
+            if !fresh && !connection.closed {
+                pool.put(connection);
+            }
+            outcome
+        };
+        tokio::select! {
+            biased;
+            outcome = work => outcome,
+            // Mid-request: the connection, dropped with `work`, closes.
+            () = expired => RequestOutcome::failed(FailureKind::Timeout),
+        }
+    }
+
+    /// A connection for one request: an idle one of `pool` (unless `fresh`), else a new one. At
+    /// the open-file limit it closes an idle one to make room, or waits for one to come back (the
+    /// request's timeout bounds the wait), rather than failing a request the server never saw.
+    async fn acquire(&self, pool: &Pool, fresh: bool) -> Result<Connection, FailureKind> {
+        if !fresh && let Some(connection) = pool.take() {
+            return Ok(connection);
+        }
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.connect().await {
+                Ok(connection) => return Ok(connection),
+                Err(err) if is_fd_limit(&err) => {
+                    self.connect_failures.record(&err);
+                    if pool.close_oldest() {
+                        continue;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_CONNECT_PAUSE);
+                    if !fresh && let Some(connection) = pool.take() {
+                        return Ok(connection);
                     }
                 }
-                let connection = slot.as_mut().expect("just filled");
-                let outcome = self.exchange(connection).await;
-                if connection.closed {
-                    *slot = None;
-                }
-                outcome
+                Err(err) => return Err(FailureKind::from_io(&err)),
             }
-        };
-        let finished = tokio::select! {
-            biased;
-            outcome = work => Some(outcome),
-            () = expired => None,
-        };
-        finished.unwrap_or_else(|| {
-            // Mid-request: the connection's state is unknown, do not reuse it.
-            *slot = None;
-            RequestOutcome::failed(FailureKind::Timeout)
-        })
+        }
     }
 
     /// One request and its answer; marks the connection closed when it cannot be reused.
@@ -450,13 +471,11 @@ impl Client {
         Ok(Some(head))
     }
 
-    async fn connect(&self) -> Result<Connection, FailureKind> {
-        let stream = TcpStream::connect(self.authority.as_str())
-            .await
-            .map_err(|err| FailureKind::from_io(&err))?;
+    async fn connect(&self) -> io::Result<Connection> {
+        let stream = TcpStream::connect(self.authority.as_str()).await?;
         // Small requests: do not let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        Ok(Connection::new(stream))
+        Ok(Connection::new(stream, self.open.clone()))
     }
 }
 
@@ -620,20 +639,20 @@ mod tests {
             b"HTTP/1.0 200 OK\r\nX-Version: v4\r\n\r\nuntil the end",
         ])
         .await;
-        let mut slot = None;
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v1"));
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v2"));
+        let pool = Pool::default();
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v1"));
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v2"));
         assert_eq!(
-            client.execute(&mut slot, false, pending()).await,
+            client.execute(&pool, false, pending()).await,
             RequestOutcome::Failed {
                 kind: FailureKind::Http5xx,
                 answered: true
             }
         );
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v3"));
-        assert!(slot.is_some(), "one connection so far");
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v4"));
-        assert!(slot.is_none(), "a body ending with the connection");
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v3"));
+        assert_eq!(pool.len(), 1, "one connection so far");
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v4"));
+        assert_eq!(pool.len(), 0, "a body ending with the connection");
         server.await.unwrap();
     }
 
@@ -648,8 +667,7 @@ mod tests {
         }
     }
 
-    /// A slot busy from one request to the next (never parked, so its connection is not watched)
-    /// must not send on a connection that, since its last complete answer, was closed by the
+    /// A request must not go out on a connection that, since its last complete answer, was closed by the
     /// server (the request would fail as `reset` though the server answers on a new connection) or
     /// got bytes nobody asked for (a late or duplicated answer, which would be taken as the answer
     /// to the next request).
@@ -693,17 +711,18 @@ mod tests {
                 std::future::pending::<()>().await;
             });
             let client = Client::new(&url, Duration::from_secs(5), "X-Version", None).unwrap();
-            let mut slot = None;
-            assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v1"));
+            let pool = Pool::default();
+            assert_eq!(client.execute(&pool, false, pending()).await, ok("v1"));
             let _ = answer_read.send(());
             // Wait until the stray bytes or the close have reached the client's socket.
-            let open = slot.as_ref().expect("kept alive");
+            let open = pool.pop_unchecked().expect("kept alive");
             tokio::time::timeout(Duration::from_secs(5), open.stream.peek(&mut [0u8; 1]))
                 .await
                 .expect("the server's bytes or close arrive")
                 .unwrap();
+            pool.put(open);
             assert_eq!(
-                client.execute(&mut slot, false, pending()).await,
+                client.execute(&pool, false, pending()).await,
                 ok("v2"),
                 "after {:?}",
                 after.map(String::from_utf8_lossy)
@@ -744,20 +763,17 @@ mod tests {
             head(100 * 1024),
         ])
         .await;
-        let mut slot = None;
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("big"));
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v5"));
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v6"));
+        let pool = Pool::default();
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("big"));
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v5"));
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v6"));
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("many"));
+        assert_eq!(pool.len(), 1, "one connection for the first four");
         assert_eq!(
-            client.execute(&mut slot, false, pending()).await,
-            ok("many")
-        );
-        assert!(slot.is_some(), "one connection for the first four");
-        assert_eq!(
-            client.execute(&mut slot, false, pending()).await,
+            client.execute(&pool, false, pending()).await,
             RequestOutcome::failed(FailureKind::Other)
         );
-        assert!(slot.is_none());
+        assert_eq!(pool.len(), 0);
         server.await.unwrap();
     }
 
@@ -769,7 +785,7 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let mut connection = Connection::new(stream);
+        let mut connection = Connection::new(stream, Arc::default());
         let over = "a".repeat(MAX_HEAD);
         connection.buf =
             format!("HTTP/1.1 200 OK\r\nX-Big: {over}\r\nContent-Length: 0\r\n\r\n").into_bytes();
@@ -790,9 +806,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nX-Version: v2\r\nContent-Length: 2\r\n\r\nok",
         ])
         .await;
-        let mut slot = None;
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v1"));
-        assert_eq!(client.execute(&mut slot, false, pending()).await, ok("v2"));
+        let pool = Pool::default();
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v1"));
+        assert_eq!(client.execute(&pool, false, pending()).await, ok("v2"));
         server.await.unwrap();
         for bad in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"[..],
@@ -800,9 +816,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\nok",
         ] {
             let (client, server) = canned(vec![bad]).await;
-            let mut slot = None;
+            let pool = Pool::default();
             assert_eq!(
-                client.execute(&mut slot, false, pending()).await,
+                client.execute(&pool, false, pending()).await,
                 RequestOutcome::failed(FailureKind::Other),
                 "{}",
                 String::from_utf8_lossy(bad)
@@ -821,9 +837,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nX-Version: v1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n",
         ] {
             let (client, server) = canned(vec![response]).await;
-            let mut slot = None;
+            let pool = Pool::default();
             assert_eq!(
-                client.execute(&mut slot, false, pending()).await,
+                client.execute(&pool, false, pending()).await,
                 RequestOutcome::failed(FailureKind::Reset),
                 "{}",
                 String::from_utf8_lossy(response)
@@ -836,17 +852,17 @@ mod tests {
     async fn a_response_cut_short_is_a_reset_and_garbage_is_other() {
         let (client, server) =
             canned(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await;
-        let mut slot = None;
+        let pool = Pool::default();
         assert_eq!(
-            client.execute(&mut slot, false, pending()).await,
+            client.execute(&pool, false, pending()).await,
             RequestOutcome::failed(FailureKind::Reset)
         );
-        assert!(slot.is_none());
+        assert_eq!(pool.len(), 0);
         server.await.unwrap();
 
         let (client, server) = canned(vec![b"SSH-2.0-OpenSSH\r\n\r\n"]).await;
         assert_eq!(
-            client.execute(&mut slot, false, pending()).await,
+            client.execute(&pool, false, pending()).await,
             RequestOutcome::failed(FailureKind::Other)
         );
         server.await.unwrap();

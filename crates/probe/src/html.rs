@@ -173,7 +173,7 @@ fn summary(page: &mut String, report: &Report) {
     let _ = writeln!(
         page,
         "<table>\
-         <tr><th>target</th><td>{} at {} rps for {:.1} s, {} connections</td></tr>\
+         <tr><th>target</th><td>{} at {} rps for {:.1} s, up to {} in flight, {} connections open at most</td></tr>\
          <tr><th>requests</th><td>{} sent, {} ok, <span class=\"{}\">{} failed</span>{}</td></tr>\
          <tr><th>versions</th><td>{}</td></tr>\
          <tr><th>latency</th><td>p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms</td></tr>\
@@ -182,6 +182,7 @@ fn summary(page: &mut String, report: &Report) {
         report.rate,
         report.duration_s,
         report.connections,
+        report.max_connections_open,
         report.total,
         report.ok,
         if report.failed == 0 { "good" } else { "bad" },

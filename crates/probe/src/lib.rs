@@ -2,7 +2,9 @@
 //!
 //! Requests are scheduled at a fixed rate whatever the server does (open loop); each one's latency
 //! counts from its scheduled send time, so a stall shows instead of slowing the probe down. A
-//! request that finds all connection slots busy fails as `saturated` rather than waiting. Outcomes
+//! request that finds all slots busy (as many requests in flight as [`ProbeConfig::connections`])
+//! fails as `saturated` rather than waiting. Connections are opened only when no idle one is free,
+//! so they follow the requests in flight, not the slots. Outcomes
 //! are aggregated as they complete (totals, an HDR histogram, 100 ms timeline buckets, outages), so
 //! memory does not grow with the request count.
 //!
@@ -19,8 +21,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod aggregate;
 mod client;
+mod fd_limit;
 mod html;
 mod outcome;
+mod pool;
 mod report;
 mod schedule;
 mod worker;
@@ -61,7 +65,10 @@ pub struct ProbeConfig {
     pub rate: u32,
     /// `None`: until [`ProbeHandle::stop`].
     pub duration: Option<Duration>,
-    /// Most requests in flight at once; one that cannot start counts as `saturated`.
+    /// Most requests in flight at once (the slots); one that cannot start counts as `saturated`.
+    /// Connections are another thing: one is opened only when no idle one is free, so a server
+    /// that keeps up needs a few, whatever this is; [`Report::max_connections_open`] says how many
+    /// were open at most.
     pub connections: usize,
     /// Fraction of requests sent on a fresh connection.
     pub new_connection_ratio: f64,
@@ -219,6 +226,7 @@ impl std::fmt::Debug for Stopper {
 pub struct ProbeHandle {
     config: ProbeConfig,
     shared: Arc<Shared>,
+    client: Arc<Client>,
     stopper: Stopper,
     /// One per worker thread; closed when the thread ends.
     workers_done: Vec<tokio::sync::oneshot::Receiver<()>>,
@@ -299,6 +307,7 @@ impl ProbeHandle {
         report.url = self.config.url.to_string();
         report.rate = self.config.rate;
         report.connections = self.config.connections;
+        report.max_connections_open = self.client.max_connections_open();
         report
     }
 }
@@ -372,6 +381,7 @@ pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
     Ok(ProbeHandle {
         config,
         shared,
+        client,
         _stop_on_drop: token.drop_guard(),
         stopper,
         workers_done,

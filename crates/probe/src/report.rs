@@ -14,9 +14,13 @@ pub struct Report {
     /// Requests per second scheduled.
     #[serde(default)]
     pub rate: u32,
-    /// Most requests in flight at once.
+    /// Most requests in flight at once (the probe's slots: its `connections` setting).
     #[serde(default)]
     pub connections: usize,
+    /// The most connections the probe had open at once: it opens one only when no idle one is
+    /// free, so this follows the requests in flight (a server that stalls makes it grow).
+    #[serde(default)]
+    pub max_connections_open: usize,
     /// Requests scheduled (= `ok + failed`).
     pub total: u64,
     pub ok: u64,
@@ -103,7 +107,7 @@ pub fn render_text(report: &Report) -> String {
     };
     let _ = writeln!(
         out,
-        "probe     {} at {} rps for {:.1} s, {} connections",
+        "probe     {} at {} rps for {:.1} s, up to {} in flight, {} connections open at most",
         if report.url.is_empty() {
             "(url)"
         } else {
@@ -111,7 +115,8 @@ pub fn render_text(report: &Report) -> String {
         },
         report.rate,
         report.duration_s,
-        report.connections
+        report.connections,
+        report.max_connections_open
     );
     let _ = writeln!(
         out,

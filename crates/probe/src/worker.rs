@@ -1,9 +1,10 @@
 //! The probe's worker threads. Each runs a single-threaded tokio runtime holding its share of the
-//! connection slots (one task per slot, each with its own keep-alive connection) and one alarm.
+//! slots (one task per slot: a slot is a request that may be in flight), its pool of idle
+//! keep-alive connections, which its slots share ([`Pool`]), and one alarm.
 //!
 //! No central scheduler hands requests out: a free slot claims the next request from the shared
 //! [`Schedule`] (one atomic add) once it is due and sends it; when none is due it parks (the most
-//! recently used on top, so few connections stay warm at low rates), and the worker's alarm wakes
+//! recently used on top, so few tasks stay warm in the caches at low rates), and the worker's alarm wakes
 //! as many parked slots as requests have come due. A slot never holds a request ahead of time, so
 //! every slot not sending is free for whatever comes due first. The alarm is precise: tokio's
 //! timer has a 1 ms granularity, which would add up to 1 ms to every latency (it counts from the
@@ -32,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::aggregate::Completion;
-use crate::client::{self, Client};
+use crate::client::Client;
 use crate::outcome::{FailureKind, RequestOutcome};
+use crate::pool::Pool;
 use crate::schedule::Claim;
 
 /// Buffered outcomes reach the shared aggregator within about this long.
@@ -92,6 +94,8 @@ impl WorkerSetup {
                 let _ = handle.await;
             }
             driver.abort();
+            // Closed while the runtime that registered them is still there.
+            worker.pool.clear();
         });
         let mut local = worker.lock();
         worker.flush(&mut local, Instant::now());
@@ -109,6 +113,8 @@ struct Worker {
     client: Arc<Client>,
     config: WorkerConfig,
     local: Mutex<Local>,
+    /// Idle keep-alive connections, shared by the worker's slots.
+    pool: Pool,
 }
 
 /// The worker's own state; only its thread touches it.
@@ -140,6 +146,7 @@ impl Worker {
                 driver: None,
                 poked: false,
             }),
+            pool: Pool::default(),
         }
     }
 
@@ -318,11 +325,11 @@ async fn drive(worker: Arc<Worker>, mut alarm: Alarm, stop: CancellationToken) {
     }
 }
 
-/// One connection slot: claims the next request, waits for its time, sends it, records it.
+/// One slot: claims the next request, waits for its time, sends it (on a connection of the
+/// worker's pool), records it.
 async fn run_slot(worker: Arc<Worker>) {
     let signal = Arc::new(Signal::default());
     let schedule = &worker.shared.schedule;
-    let mut connection: Option<client::Connection> = None;
     // Free since before its claim (new, or woken from parked): a late request is the probe's own
     // lateness (counted in the latency), not saturation.
     let mut unparked = true;
@@ -332,7 +339,7 @@ async fn run_slot(worker: Arc<Worker>) {
             Claim::Ended => return,
             Claim::Later => {
                 worker.park(&signal);
-                idle_until(signal.wait(), &mut connection).await;
+                signal.wait().await;
                 // Counted free until now, not only until the alarm woke it: a busy slot that
                 // claims the request first (after a stall of the thread) must not take it for
                 // saturated.
@@ -360,7 +367,7 @@ async fn run_slot(worker: Arc<Worker>) {
         worker.expire_at(Instant::now() + worker.client.timeout(), &signal);
         let outcome = worker
             .client
-            .execute(&mut connection, fresh, signal.wait())
+            .execute(&worker.pool, fresh, signal.wait())
             .await;
         // Cancels the timeout (its entry no longer matches).
         signal.arm();
@@ -371,24 +378,6 @@ async fn run_slot(worker: Arc<Worker>) {
             outcome,
             latency,
         });
-    }
-}
-
-/// Awaits `wait` while watching the slot's idle connection: one the server closes meanwhile is
-/// dropped, so the next request does not go out on a dead connection.
-async fn idle_until(wait: impl Future<Output = ()>, connection: &mut Option<client::Connection>) {
-    tokio::pin!(wait);
-    loop {
-        match connection.as_mut() {
-            Some(open) if !open.is_closed() => {
-                tokio::select! {
-                    biased;
-                    () = &mut wait => return,
-                    () = open.closed() => *connection = None,
-                }
-            }
-            _ => return wait.await,
-        }
     }
 }
 

@@ -11,7 +11,7 @@ pub mod builtin;
 use std::fmt;
 use std::net::SocketAddr;
 
-pub use builtin::BuiltinRouter;
+pub use builtin::{BuiltinOptions, BuiltinRouter};
 
 /// One replica the router may send requests to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,9 +6,9 @@
 //!   with `SO_REUSEPORT` (thread per core);
 //! - the route table sits behind an [`ArcSwap`] (a lock-free load per request); backends and
 //!   endpoints are picked with atomic counters, per request;
-//! - each client connection keeps the upstream connections it used (one per endpoint, a few at
-//!   most) and reuses the one to the endpoint just picked: no pool lock, no pool checkout. Only a
-//!   connection's first request to an endpoint goes to the worker's shared pool (or connects);
+//! - upstream connections come from the worker's pool, shared by all its client connections and
+//!   taken by a lock only its thread uses; so the router holds about as many as it has requests in
+//!   flight, whatever the number of clients (see `pool.rs`);
 //! - the `Host` fallback and the `X-Zdd-*` header values are prepared when the table is applied;
 //! - after a request a worker keeps polling its sockets for [`BUSY_POLL`] instead of sleeping at
 //!   once: waking a thread that sleeps costs tens of microseconds on a virtual machine, more than
@@ -16,11 +16,18 @@
 //!
 //! No retries: a refused upstream is a 502, no endpoint a 503 (kube-proxy and Traefik do not
 //! retry either, so the failures a rollout causes stay visible). The one exception is a reused
-//! idle upstream connection that turns out closed before the request went out on it (the
-//! upstream closed it meanwhile): that request was never sent, so it goes on a new connection.
+//! upstream connection that the upstream closed as the request went out on it: a request that
+//! got no byte of an answer goes again on a new connection if it may (see `send.rs`).
+//!
+//! At the open-file limit the router slows down instead of failing or spinning: accepting backs
+//! off, a request waits for a descriptor, and one warning a second says how many failed.
 
+mod body;
 mod busy_poll;
+mod fd_limit;
+mod pool;
 mod proxy;
+mod send;
 mod table;
 mod upstream;
 
@@ -31,16 +38,18 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{RouteTable, RouterAddrs, RouterError};
 use busy_poll::BusyPoll;
+use fd_limit::{AcceptGate, Throttled};
+use pool::Pool;
 use proxy::{ClientConnection, serve_client};
 use table::{CompiledTable, EntryPoint, compile};
-use upstream::Pool;
 
 pub use busy_poll::BUSY_POLL;
+pub use pool::DEFAULT_IDLE_TIMEOUT;
 pub use table::{POD_HEADER, VERSION_HEADER};
 
 /// One `write` of a copied buffer instead of a `writev` of the head and the body: cheaper for
@@ -48,6 +57,9 @@ pub use table::{POD_HEADER, VERSION_HEADER};
 const WRITEV: bool = false;
 /// Listen backlog of each entry point.
 const BACKLOG: u32 = 1024;
+/// Longest pause of an entry point whose accepts fail (at the open-file limit, mostly): the
+/// clients wait in the backlog meanwhile.
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data are plain collections of connections: usable after a panic elsewhere.
@@ -59,13 +71,38 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What every worker shares.
 struct Shared {
     table: ArcSwap<CompiledTable>,
+    /// The table's generation, bumped by each apply (wakes the pools' reapers).
+    changes: watch::Sender<u64>,
+    accept_failures: Throttled,
+    connect_failures: Throttled,
+    accept_gate: AcceptGate,
 }
 
 /// What the tasks of one worker thread share.
-#[derive(Default)]
 struct WorkerState {
+    /// A clone per worker: requests clone the worker's `Arc`, whose count only its thread touches.
+    shared: Arc<Shared>,
     pool: Pool,
     busy: BusyPoll,
+}
+
+/// How a [`BuiltinRouter`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct BuiltinOptions {
+    /// Worker threads (at least 1), each with its own listeners on the same ports
+    /// (`SO_REUSEPORT`: the kernel spreads the connections) and its own upstream pool.
+    pub threads: usize,
+    /// An idle upstream connection unused for this long is closed.
+    pub upstream_idle_timeout: Duration,
+}
+
+impl Default for BuiltinOptions {
+    fn default() -> Self {
+        BuiltinOptions {
+            threads: 1,
+            upstream_idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// A worker thread: its runtime's end closes its listeners and connections.
@@ -96,9 +133,28 @@ impl BuiltinRouter {
         listen: SocketAddr,
         threads: usize,
     ) -> Result<BuiltinRouter, RouterError> {
-        let threads = threads.max(1);
+        Self::start_with_options(
+            listen,
+            BuiltinOptions {
+                threads,
+                ..BuiltinOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`BuiltinRouter::start`] with `options`.
+    pub async fn start_with_options(
+        listen: SocketAddr,
+        options: BuiltinOptions,
+    ) -> Result<BuiltinRouter, RouterError> {
+        let threads = options.threads.max(1);
         let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(compile(&RouteTable::default())),
+            table: ArcSwap::from_pointee(compile(&RouteTable::default(), 0)),
+            changes: watch::Sender::new(0),
+            accept_failures: Throttled::new("accept"),
+            connect_failures: Throttled::new("connect to an upstream"),
+            accept_gate: AcceptGate::new(),
         });
         let stop = CancellationToken::new();
         let mut router = BuiltinRouter {
@@ -120,7 +176,12 @@ impl BuiltinRouter {
             let thread = std::thread::Builder::new()
                 .name(format!("zdd-router-{index}"))
                 .spawn(move || {
-                    run_worker(wanted, threads > 1, shared, stop, bound);
+                    let worker = WorkerState {
+                        shared: shared.clone(),
+                        pool: Pool::new(options.upstream_idle_timeout),
+                        busy: BusyPoll::default(),
+                    };
+                    run_worker(wanted, threads > 1, shared, worker, stop, bound);
                     let _ = done_tx.send(());
                 })?;
             router.workers.push(Worker { done, thread });
@@ -137,7 +198,13 @@ impl BuiltinRouter {
 
     /// Takes effect for the next request (requests in flight finish where they were sent).
     pub fn apply(&self, table: &RouteTable) {
-        self.shared.table.store(Arc::new(compile(table)));
+        // Under the watch's lock: tables applied at once from several threads keep their order.
+        self.shared.changes.send_modify(|generation| {
+            *generation += 1;
+            self.shared
+                .table
+                .store(Arc::new(compile(table, *generation)));
+        });
     }
 
     /// Closes the listeners and every client and upstream connection.
@@ -176,6 +243,7 @@ fn run_worker(
     wanted: RouterAddrs,
     reuse_port: bool,
     shared: Arc<Shared>,
+    worker: WorkerState,
     stop: CancellationToken,
     bound: oneshot::Sender<io::Result<RouterAddrs>>,
 ) {
@@ -209,16 +277,21 @@ fn run_worker(
                 return;
             }
         };
-        let worker = Arc::new(WorkerState::default());
+        let worker = Arc::new(worker);
         let busy_poll = {
             let worker = worker.clone();
             tokio::spawn(async move { worker.busy.run().await })
+        };
+        let reaper = {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.pool.reap(&worker.shared).await })
         };
         tokio::join!(
             serve(main, EntryPoint::Main, &shared, &worker, &stop),
             serve(preview, EntryPoint::Preview, &shared, &worker, &stop),
         );
         busy_poll.abort();
+        reaper.abort();
     });
     // Dropping the runtime drops every connection task: the sockets close.
     drop(runtime);
@@ -231,19 +304,33 @@ async fn serve(
     worker: &Arc<WorkerState>,
     stop: &CancellationToken,
 ) {
+    let mut pause = Duration::ZERO;
     loop {
+        if let Some(closed) = shared.accept_gate.closed_for() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                () = tokio::time::sleep(closed) => {}
+            }
+        }
         tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    pause = Duration::ZERO;
                     let _ = stream.set_nodelay(true);
-                    let client = Arc::new(ClientConnection::new(entry, shared.clone(), worker.clone()));
+                    let client = Arc::new(ClientConnection::new(entry, worker.clone()));
                     tokio::spawn(serve_client(stream, client));
                 }
                 Err(err) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("router accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: the listener stays readable (the
+                    // connection waits in the backlog), so trying again at once would spin. Back
+                    // off, longer while it lasts; connections that end meanwhile free descriptors.
+                    shared.accept_failures.record(&err);
+                    pause = (pause * 2).clamp(Duration::from_millis(1), MAX_ACCEPT_PAUSE);
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
             },
         }

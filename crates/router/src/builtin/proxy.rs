@@ -2,8 +2,7 @@
 //! picked, and its answer returned with the `X-Zdd-*` headers.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -15,9 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::body::AnswerBody;
+use super::send::send;
 use super::table::{EntryPoint, POD_HEADER, VERSION_HEADER};
-use super::upstream::{Upstream, UpstreamError, connect};
-use super::{Shared, WRITEV, WorkerState, lock};
+use super::{WRITEV, WorkerState};
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
 /// Forwarding a draining upstream's `Connection: close` would needlessly close the client's
@@ -29,76 +29,28 @@ pub(super) const HOP_BY_HOP: [HeaderName; 5] = [
     header::TE,
     header::UPGRADE,
 ];
-/// Upstream connections a client connection keeps for itself (one per endpoint it talks to):
-/// enough for round robin over a few replicas without touching the shared pool.
-pub(super) const CONNECTION_CACHE: usize = 4;
 
-pub(super) type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub(super) type ProxyBody = Either<AnswerBody, Full<Bytes>>;
 
-/// One client connection's own upstream connections; its requests come one after the other.
+/// One client connection. It keeps no upstream connection of its own: each request takes one
+/// from the worker's pool and its answer's end gives it back.
 pub(super) struct ClientConnection {
     entry: EntryPoint,
-    shared: Arc<Shared>,
     worker: Arc<WorkerState>,
-    upstreams: Mutex<Vec<Upstream>>,
 }
 
 impl ClientConnection {
-    pub(super) fn new(entry: EntryPoint, shared: Arc<Shared>, worker: Arc<WorkerState>) -> Self {
-        ClientConnection {
-            entry,
-            shared,
-            worker,
-            upstreams: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// An upstream connection to `addr` ready for a request: this connection's own, else the
-    /// pool's; `None` = connect.
-    pub(super) async fn checkout(&self, addr: SocketAddr) -> Option<Upstream> {
-        let own = {
-            let mut upstreams = lock(&self.upstreams);
-            let index = upstreams.iter().position(|upstream| upstream.addr == addr);
-            index.map(|index| upstreams.swap_remove(index))
-        };
-        if let Some(mut upstream) = own {
-            // Ready at once, unless the previous answer's end is still being read.
-            if upstream.sender.ready().await.is_ok() {
-                return Some(upstream);
-            }
-        }
-        self.worker.pool.take(addr)
-    }
-
-    pub(super) fn checkin(&self, upstream: Upstream) {
-        let evicted = {
-            let mut upstreams = lock(&self.upstreams);
-            upstreams.push(upstream);
-            (upstreams.len() > CONNECTION_CACHE).then(|| upstreams.remove(0))
-        };
-        if let Some(upstream) = evicted {
-            self.worker.pool.put(upstream);
-        }
-    }
-
-    /// The client went away: its upstream connections serve other clients.
-    pub(super) fn release(&self) {
-        for upstream in lock(&self.upstreams).drain(..) {
-            self.worker.pool.put(upstream);
-        }
+    pub(super) fn new(entry: EntryPoint, worker: Arc<WorkerState>) -> Self {
+        ClientConnection { entry, worker }
     }
 }
 
 pub(super) async fn serve_client(stream: TcpStream, client: Arc<ClientConnection>) {
-    let service = {
-        let client = client.clone();
-        service_fn(move |request| proxy(client.clone(), request))
-    };
+    let service = service_fn(move |request| proxy(client.clone(), request));
     let _ = http1::Builder::new()
         .writev(WRITEV)
         .serve_connection(TokioIo::new(stream), service)
         .await;
-    client.release();
 }
 
 pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -155,43 +107,18 @@ pub(super) fn keeps_alive(response: &Response<Incoming>) -> bool {
     }
 }
 
-/// Sends `request` on a reused connection to `addr`, or on a new one; a reused connection that
-/// the upstream closed before the request went out gets the request again on a new one.
-pub(super) async fn send(
-    client: &ClientConnection,
-    addr: SocketAddr,
-    request: Request<Incoming>,
-) -> Result<(Upstream, Response<Incoming>), UpstreamError> {
-    if let Some(mut upstream) = client.checkout(addr).await {
-        match upstream.sender.try_send_request(request).await {
-            Ok(response) => return Ok((upstream, response)),
-            Err(mut err) => match err.take_message() {
-                Some(unsent) => {
-                    let mut upstream = connect(addr).await?;
-                    let response = upstream.sender.send_request(unsent).await?;
-                    return Ok((upstream, response));
-                }
-                None => return Err(err.into_error().into()),
-            },
-        }
-    }
-    let mut upstream = connect(addr).await?;
-    let response = upstream.sender.send_request(request).await?;
-    Ok((upstream, response))
-}
-
 pub(super) async fn proxy(
     client: Arc<ClientConnection>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     client.worker.busy.request_seen();
-    let target = {
-        let table = client.shared.table.load();
+    let (target, generation) = {
+        let table = client.worker.shared.table.load();
         let route = match client.entry {
             EntryPoint::Main => &table.main,
             EntryPoint::Preview => &table.preview,
         };
-        route.pick(request.headers())
+        (route.pick(request.headers()), table.generation)
     };
     let target = match target {
         Ok(target) => target,
@@ -205,16 +132,15 @@ pub(super) async fn proxy(
             .headers_mut()
             .insert(header::HOST, target.host.clone());
     }
-    let mut response = match send(&client, target.addr, request).await {
+    let mut response = match send(&client.worker, target.addr, request).await {
         Ok((upstream, response)) => {
-            if keeps_alive(&response) {
-                client.checkin(upstream);
-            }
+            let upstream = keeps_alive(&response).then_some(upstream);
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             // A proxy answers in its own version (an HTTP/1.0 upstream must not make the
             // client's keep-alive connection look like a one-shot one).
             parts.version = Version::HTTP_11;
+            let body = AnswerBody::new(body, upstream, client.worker.clone(), generation);
             Response::from_parts(parts, Either::Left(body))
         }
         Err(err) => {

@@ -47,6 +47,18 @@ pub(super) struct CompiledRoute {
 pub(super) struct CompiledTable {
     pub(super) main: CompiledRoute,
     pub(super) preview: CompiledRoute,
+    /// Bumped by each apply: a connection checked out under the same generation still has its
+    /// endpoint in the table, with no lookup.
+    pub(super) generation: u64,
+    /// Every endpoint of either entry point, sorted.
+    endpoints: Vec<SocketAddr>,
+}
+
+impl CompiledTable {
+    /// Whether some rule still sends requests to `addr`.
+    pub(super) fn routes_to(&self, addr: SocketAddr) -> bool {
+        self.endpoints.binary_search(&addr).is_ok()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -156,9 +168,19 @@ pub(super) fn compile_route(route: &Route) -> CompiledRoute {
     CompiledRoute { rules }
 }
 
-pub(super) fn compile(table: &RouteTable) -> CompiledTable {
+pub(super) fn compile(table: &RouteTable, generation: u64) -> CompiledTable {
+    let mut endpoints: Vec<SocketAddr> = table
+        .main
+        .endpoints()
+        .chain(table.preview.endpoints())
+        .map(|endpoint| endpoint.addr)
+        .collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
     CompiledTable {
         main: compile_route(&table.main),
         preview: compile_route(&table.preview),
+        generation,
+        endpoints,
     }
 }

@@ -1,27 +1,44 @@
-//! Connections from the router to the endpoints, and each worker's pool of idle ones.
+//! Connections from the router to the endpoints.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1 as client_http1;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{WRITEV, lock};
+use super::WRITEV;
 
 /// A replica that does not accept within this is unreachable: 502.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Idle upstream connections a worker keeps per endpoint for new client connections.
-pub(super) const POOL_PER_ENDPOINT: usize = 64;
+
+/// What the router sends upstream: the client's body as it streams in, or nothing (a replayed
+/// request, which has no body).
+pub(super) type RequestBody = Either<Incoming, Empty<Bytes>>;
 
 /// An open HTTP/1.1 connection to an endpoint.
 pub(super) struct Upstream {
     pub(super) addr: SocketAddr,
-    pub(super) sender: client_http1::SendRequest<Incoming>,
+    pub(super) sender: client_http1::SendRequest<RequestBody>,
+    /// Bytes read from the socket so far (by the connection's task, on the same thread).
+    read: Arc<AtomicU64>,
+}
+
+impl Upstream {
+    /// Bytes received on this connection so far: unchanged between sending a request and its
+    /// failure = not one byte of an answer arrived.
+    pub(super) fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,44 +57,74 @@ pub(super) async fn connect(addr: SocketAddr) -> Result<Upstream, UpstreamError>
         .map_err(|_| UpstreamError::ConnectTimeout)?
         .map_err(UpstreamError::Connect)?;
     stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+    let read = Arc::new(AtomicU64::new(0));
+    let io = CountingStream {
+        stream,
+        read: read.clone(),
+    };
     let (sender, connection) = client_http1::Builder::new()
         .writev(WRITEV)
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await?;
-    // Ends when the upstream closes the connection or every sender is dropped.
+    // Ends when the upstream closes the connection or the sender is dropped (after the answer in
+    // flight, if any).
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Upstream { addr, sender })
+    Ok(Upstream { addr, sender, read })
 }
 
-/// A worker's idle upstream connections, for client connections that have none to an endpoint.
-#[derive(Default)]
-pub(super) struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<client_http1::SendRequest<Incoming>>>>,
+/// The upstream socket, counting the bytes read from it.
+struct CountingStream {
+    stream: TcpStream,
+    read: Arc<AtomicU64>,
 }
 
-impl Pool {
-    pub(super) fn take(&self, addr: SocketAddr) -> Option<Upstream> {
-        let mut idle = lock(&self.idle);
-        let senders = idle.get_mut(&addr)?;
-        while let Some(sender) = senders.pop() {
-            if sender.is_ready() {
-                return Some(Upstream { addr, sender });
-            }
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let got = (buf.filled().len() - before) as u64;
+        if got > 0 {
+            // Only this connection's task writes it: a plain load and store.
+            let total = this.read.load(Ordering::Relaxed) + got;
+            this.read.store(total, Ordering::Relaxed);
         }
-        None
+        polled
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
-    pub(super) fn put(&self, upstream: Upstream) {
-        if !upstream.sender.is_ready() {
-            return;
-        }
-        let mut idle = lock(&self.idle);
-        let senders = idle.entry(upstream.addr).or_default();
-        senders.retain(|sender| !sender.is_closed());
-        if senders.len() < POOL_PER_ENDPOINT {
-            senders.push(upstream.sender);
-        }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
