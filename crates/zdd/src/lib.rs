@@ -28,6 +28,19 @@ pub mod spec;
 pub mod strategy;
 pub mod sync;
 
+/// Raises the soft open-file limit to the hard one, as Go programs (Traefik among them) do: the
+/// probe, the router and the replicas' connections are bounded by the work in flight, and a stall
+/// at a high rate puts a lot of work in flight. Children (replicas, Traefik) inherit the limit.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!("open-file limit stays {soft}: {err}");
+    }
+}
+
 /// Human-readable logs on stderr (coloured only on a terminal without `NO_COLOR`); `RUST_LOG`
 /// overrides the level; `LOG_FORMAT=json` for JSON.
 pub fn init_tracing(verbose: u8) {

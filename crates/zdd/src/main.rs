@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         return zdd_demo::main_from_env();
     }
     zdd::init_tracing(cli.verbose);
+    zdd::raise_open_file_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {

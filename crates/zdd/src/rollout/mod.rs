@@ -105,6 +105,7 @@ pub async fn run_rollout<P: Platform>(
         .map_err(|e| EngineError::Other(format!("bad main URL {url}: {e}")))?;
     let mut config = ProbeConfig::new(uri);
     config.rate = spec.traffic.rate;
+    // The most requests in flight; connections are opened only as needed.
     config.connections = spec.traffic.connections_for(config.timeout);
     config.fallback_version_header = Some("X-Zdd-Version".into());
     config.origin = Some(events.origin());
