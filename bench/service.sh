@@ -6,7 +6,7 @@
 #   bench/service.sh                      # 10s per round, 64 connections, 3 alternating rounds
 #   DURATION=3s ROUNDS=1 bench/service.sh # a quick check
 #
-# Needs wrk (apt-get install -y wrk) and curl. Release builds; loopback only.
+# Uses wrk and curl, installed when missing (bench/peers.sh). Release builds; loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,9 +16,8 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 TARGET_RATIO=0.90
 
-for tool in wrk curl python3; do
-  command -v "$tool" >/dev/null || { echo "bench/service.sh: $tool is required" >&2; exit 2; }
-done
+. bench/peers.sh
+need_peers wrk curl
 
 cargo build --release --quiet -p zdd-demo --bin zdd-demo --example bare_hyper
 DEMO_BIN=target/release/zdd-demo
