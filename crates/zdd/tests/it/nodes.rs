@@ -14,7 +14,7 @@ use zdd::model::{
     AntiAffinity, DisruptionBudget, IntOrPercent, PlatformStatus, Scheduling, VersionTemplate,
 };
 use zdd::platform::local::{LocalConfig, LocalPlatform};
-use zdd::platform::{Platform, PlatformError};
+use zdd::platform::{NodeMaintenance, Platform, PlatformError};
 use zdd_test_support::poll::eventually;
 use zdd_test_support::run::{text, wait_with_deadline};
 
@@ -52,6 +52,20 @@ fn placement(status: &PlatformStatus) -> Vec<(String, String)> {
         .filter(|pod| !pod.terminating)
         .filter_map(|pod| Some((pod.name.clone(), pod.node.clone()?)))
         .collect()
+}
+
+/// `kubectl drain NODE` on the platform, bounded: a drain that never ends fails the test.
+async fn drain(
+    nodes: &dyn NodeMaintenance,
+    node: &str,
+    eviction_timeout: Duration,
+) -> Result<Vec<String>, PlatformError> {
+    tokio::time::timeout(
+        READY_TIMEOUT + eviction_timeout,
+        nodes.drain(node, eviction_timeout),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the drain of {node} never ended"))
 }
 
 fn count(events: &EventLog, matches: impl Fn(&Event) -> bool) -> usize {
@@ -127,12 +141,14 @@ async fn the_eviction_api_refuses_while_the_budget_is_spent_and_allows_once_a_re
 
     // node-1's replica may go: 3 healthy, 2 needed. Its replacement stays pending: node-1 is
     // cordoned and the other two already hold a replica.
-    let evicted = nodes.drain("node-1", READY_TIMEOUT).await.unwrap();
+    let evicted = drain(nodes.as_ref(), "node-1", READY_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(evicted.len(), 1, "{evicted:?}");
     // node-2's replica may not: 2 healthy, 2 needed. The drain retries...
     let second = tokio::spawn({
         let nodes = nodes.clone();
-        async move { nodes.drain("node-2", READY_TIMEOUT).await }
+        async move { drain(nodes.as_ref(), "node-2", READY_TIMEOUT).await }
     });
     eventually("a refused eviction", READY_TIMEOUT, || async {
         count(&events, |e| {
@@ -186,11 +202,13 @@ async fn an_eviction_blocked_longer_than_the_timeout_fails_the_drain_and_names_t
     platform.scale(&v1, 3).await.unwrap();
     platform.wait_ready("v1", 3, READY_TIMEOUT).await.unwrap();
     let started = Instant::now();
-    let err = platform
-        .nodes()
-        .drain("node-1", Duration::from_millis(600))
-        .await
-        .unwrap_err();
+    let err = drain(
+        platform.nodes().as_ref(),
+        "node-1",
+        Duration::from_millis(600),
+    )
+    .await
+    .unwrap_err();
     assert!(started.elapsed() < READY_TIMEOUT, "retried forever");
     match &err {
         PlatformError::EvictionBlocked {
@@ -239,9 +257,7 @@ async fn draining_a_node_that_holds_no_replica_costs_nothing() {
     let probe = zdd_probe::start(config).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let evicted = platform
-        .nodes()
-        .drain("node-3", READY_TIMEOUT)
+    let evicted = drain(platform.nodes().as_ref(), "node-3", READY_TIMEOUT)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

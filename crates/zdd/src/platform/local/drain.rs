@@ -75,6 +75,10 @@ impl LocalNodes {
             }
             if any_refused {
                 tokio::time::sleep(EVICTION_RETRY).await;
+            } else {
+                // Every eviction went through: the next look finds the node empty. Never a loop
+                // that does not yield, whatever happens.
+                tokio::task::yield_now().await;
             }
         }
         // Every replica is evicted; wait until the terminating ones are gone from the node.
