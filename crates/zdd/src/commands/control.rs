@@ -125,10 +125,18 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn render_status(status: &RolloutStatus) -> String {
-    let mut out = format!(
-        "rollout {} ({}): {} → {}, {:?}\n",
-        status.name, status.strategy, status.from, status.to, status.phase
-    );
+    let mut out = if status.to.is_empty() {
+        // A cluster upgrade: one version, the nodes change under it.
+        format!(
+            "{} ({}) under {}, {:?}\n",
+            status.name, status.strategy, status.from, status.phase
+        )
+    } else {
+        format!(
+            "rollout {} ({}): {} → {}, {:?}\n",
+            status.name, status.strategy, status.from, status.to, status.phase
+        )
+    };
     if let Some(step) = &status.step {
         out.push_str(&format!("  {step}\n"));
     }
@@ -142,6 +150,13 @@ pub fn render_status(status: &RolloutStatus) -> String {
         ));
     }
     for p in &status.pods {
+        if let (None, Some(reason)) = (&p.node, &p.pending) {
+            out.push_str(&format!(
+                "    {} ({}) pending: {reason}\n",
+                p.name, p.version
+            ));
+            continue;
+        }
         let state = if p.terminating {
             "terminating"
         } else if p.ready {
@@ -149,11 +164,10 @@ pub fn render_status(status: &RolloutStatus) -> String {
         } else {
             "not ready"
         };
-        let place = match (&p.node, &p.pending) {
-            (Some(node), _) => format!(" on {node}"),
-            (None, Some(reason)) => format!(" pending ({reason})"),
-            (None, None) => String::new(),
-        };
+        let place = p
+            .node
+            .as_ref()
+            .map_or(String::new(), |node| format!(" on {node}"));
         out.push_str(&format!(
             "    {} ({}) {state}{place}, pid {}, restarts {}\n",
             p.name,
@@ -173,7 +187,7 @@ pub fn render_status(status: &RolloutStatus) -> String {
         } else {
             node.pods.join(", ")
         };
-        out.push_str(&format!("  {}{cordoned}: {pods}\n", node.name));
+        out.push_str(&format!("  node {}{cordoned}: {pods}\n", node.name));
     }
     let shares: Vec<String> = status
         .by_version
