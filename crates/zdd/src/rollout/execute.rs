@@ -3,7 +3,7 @@
 //! new one is taken down. A cluster upgrade changes no version: it has nothing to roll back, and a
 //! failure only ends it.
 
-use crate::engine::control::{Interrupt, Phase};
+use crate::engine::control::{Control, Interrupt, Phase};
 use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::events::Event;
 use crate::model::{Routing, TrafficPolicy};
@@ -65,10 +65,7 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
             events.emit(Event::ClusterUpgradeFailed {
                 reason: why.clone(),
             });
-            control.update(|s| {
-                s.phase = Phase::Failed;
-                s.message = Some(why.clone());
-            });
+            ended(&control, Phase::Failed, &why);
             RunOutcome::Failed(why)
         }
         Err(err) => {
@@ -78,10 +75,7 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
             });
             match rollback(engine).await {
                 Ok(()) => {
-                    control.update(|s| {
-                        s.phase = Phase::RolledBack;
-                        s.message = Some(why.clone());
-                    });
+                    ended(&control, Phase::RolledBack, &why);
                     RunOutcome::RolledBack(why)
                 }
                 Err(rollback) => {
@@ -89,15 +83,20 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
                     events.emit(Event::RollbackFailed {
                         reason: rollback.to_string(),
                     });
-                    control.update(|s| {
-                        s.phase = Phase::Failed;
-                        s.message = Some(both.clone());
-                    });
+                    ended(&control, Phase::Failed, &both);
                     RunOutcome::Failed(both)
                 }
             }
         }
     }
+}
+
+/// `zdd status` after a run that did not succeed: its phase and why.
+fn ended(control: &Control, phase: Phase, why: &str) {
+    control.update(|s| {
+        s.phase = phase;
+        s.message = Some(why.to_owned());
+    });
 }
 
 /// All traffic back to the old version, the new one taken down.

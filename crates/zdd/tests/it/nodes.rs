@@ -34,6 +34,24 @@ async fn platform_with(
     (platform, events)
 }
 
+/// `replicas` of v1 with `anti_affinity` on `nodes` nodes (with `budget`), `ready` of them ready.
+async fn deployed(
+    dir: &tempfile::TempDir,
+    nodes: u32,
+    budget: Option<DisruptionBudget>,
+    anti_affinity: AntiAffinity,
+    (replicas, ready): (u32, u32),
+) -> (LocalPlatform, EventLog, VersionTemplate) {
+    let (mut platform, events) = platform_with(dir, nodes, budget).await;
+    let v1 = scheduled(dir, anti_affinity);
+    platform.scale(&v1, replicas).await.unwrap();
+    platform
+        .wait_ready("v1", ready, READY_TIMEOUT)
+        .await
+        .unwrap();
+    (platform, events, v1)
+}
+
 fn scheduled(dir: &tempfile::TempDir, anti_affinity: AntiAffinity) -> VersionTemplate {
     VersionTemplate {
         scheduling: Scheduling {
@@ -75,10 +93,7 @@ fn count(events: &EventLog, matches: impl Fn(&Event) -> bool) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_anti_affinity_with_too_few_nodes_leaves_a_replica_pending_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut platform, events) = platform_with(&dir, 2, None).await;
-    let v1 = scheduled(&dir, AntiAffinity::Required);
-    platform.scale(&v1, 3).await.unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    let (mut platform, events, v1) = deployed(&dir, 2, None, AntiAffinity::Required, (3, 2)).await;
 
     let status = platform.status().await.unwrap();
     let mut nodes: Vec<String> = placement(&status).into_iter().map(|(_, n)| n).collect();
@@ -133,10 +148,8 @@ async fn the_eviction_api_refuses_while_the_budget_is_spent_and_allows_once_a_re
 {
     let dir = tempfile::tempdir().unwrap();
     let budget = DisruptionBudget::MaxUnavailable(IntOrPercent::Count(1));
-    let (mut platform, events) = platform_with(&dir, 3, Some(budget)).await;
-    let v1 = scheduled(&dir, AntiAffinity::Required);
-    platform.scale(&v1, 3).await.unwrap();
-    platform.wait_ready("v1", 3, READY_TIMEOUT).await.unwrap();
+    let (mut platform, events, _) =
+        deployed(&dir, 3, Some(budget), AntiAffinity::Required, (3, 3)).await;
     let nodes = platform.nodes();
 
     // node-1's replica may go: 3 healthy, 2 needed. Its replacement stays pending: node-1 is
@@ -197,10 +210,8 @@ async fn an_eviction_blocked_longer_than_the_timeout_fails_the_drain_and_names_t
     let dir = tempfile::tempdir().unwrap();
     // minAvailable 3 of 3: no eviction is ever allowed.
     let budget = DisruptionBudget::MinAvailable(IntOrPercent::Count(3));
-    let (mut platform, _events) = platform_with(&dir, 3, Some(budget)).await;
-    let v1 = scheduled(&dir, AntiAffinity::Required);
-    platform.scale(&v1, 3).await.unwrap();
-    platform.wait_ready("v1", 3, READY_TIMEOUT).await.unwrap();
+    let (mut platform, _, _) =
+        deployed(&dir, 3, Some(budget), AntiAffinity::Required, (3, 3)).await;
     let started = Instant::now();
     let err = drain(
         platform.nodes().as_ref(),
@@ -236,11 +247,8 @@ async fn an_eviction_blocked_longer_than_the_timeout_fails_the_drain_and_names_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_a_node_that_holds_no_replica_costs_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut platform, events) = platform_with(&dir, 3, None).await;
     // No anti-affinity: the replicas pack onto node-1.
-    let v1 = scheduled(&dir, AntiAffinity::None);
-    platform.scale(&v1, 2).await.unwrap();
-    platform.wait_ready("v1", 2, READY_TIMEOUT).await.unwrap();
+    let (mut platform, events, _) = deployed(&dir, 3, None, AntiAffinity::None, (2, 2)).await;
     let before = platform.status().await.unwrap();
     assert!(
         placement(&before).iter().all(|(_, node)| node == "node-1"),
@@ -326,11 +334,14 @@ fn zdd_drain_during_a_paused_canary_moves_its_replicas_and_drops_nothing() {
         "{human}"
     );
 
-    let drain = run
-        .command(&["drain", "node-1", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    // `zdd drain NODE` / `zdd uncordon NODE` against the running rollout.
+    let node_command = |command: &str, node: &str| {
+        run.command(&[command, node, "--run-dir"])
+            .arg(&run_dir)
+            .output()
+            .unwrap()
+    };
+    let drain = node_command("drain", "node-1");
     assert!(drain.status.success(), "{}", text(&drain.stderr));
     assert!(
         text(&drain.stdout).contains(&format!("node/node-1 drained (evicted {})", on_node_1[0])),
@@ -341,22 +352,14 @@ fn zdd_drain_during_a_paused_canary_moves_its_replicas_and_drops_nothing() {
         s["nodes"][0]["unschedulable"] == true && s["nodes"][0]["pods"] == json!([])
     });
     assert_eq!(drained["phase"], "paused", "{drained:#}");
-    let unknown = run
-        .command(&["drain", "node-9", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let unknown = node_command("drain", "node-9");
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
         text(&unknown.stderr).contains("no node `node-9`"),
         "{}",
         text(&unknown.stderr)
     );
-    let uncordon = run
-        .command(&["uncordon", "node-1", "--run-dir"])
-        .arg(&run_dir)
-        .output()
-        .unwrap();
+    let uncordon = node_command("uncordon", "node-1");
     assert!(uncordon.status.success(), "{}", text(&uncordon.stderr));
 
     let promote = run.control("promote", &run_dir);
