@@ -422,3 +422,22 @@ fn ctrl_c_during_a_blocked_drain_leaves_nothing_running() {
     assert!(outcome.contains("interrupted"), "{outcome}");
     run.assert_nothing_left();
 }
+
+#[test]
+fn a_cluster_upgrade_on_kubernetes_is_refused_with_how_to_measure_one() {
+    let run = Run::new("nodes-kubernetes");
+    let spec = serve_spec("upgrade", "  clusterUpgrade: {}", 2, "0")
+        .replace("  to: { name: v2, env: { APP_VERSION: v2 } }\n", "");
+    run.write("upgrade.yaml", &spec);
+    // Refused before any connection: no cluster is needed to see it.
+    let output = run
+        .command(&["rollout", "-f", "upgrade.yaml", "--platform", "kubernetes"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("does not drain the nodes") && stderr.contains("kubectl drain"),
+        "{stderr}"
+    );
+}
