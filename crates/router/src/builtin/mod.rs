@@ -41,7 +41,7 @@ use table::{CompiledTable, EntryPoint, compile};
 use upstream::Pool;
 
 pub use busy_poll::BUSY_POLL;
-pub use table::{POD_HEADER, VERSION_HEADER};
+pub use table::{NODE_HEADER, POD_HEADER, VERSION_HEADER};
 
 /// One `write` of a copied buffer instead of a `writev` of the head and the body: cheaper for
 /// small messages, which is what a proxy mostly moves.

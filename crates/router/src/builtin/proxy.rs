@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::table::{EntryPoint, POD_HEADER, VERSION_HEADER};
+use super::table::{EntryPoint, NODE_HEADER, POD_HEADER, VERSION_HEADER};
 use super::upstream::{Upstream, UpstreamError, connect};
 use super::{Shared, WRITEV, WorkerState, lock};
 
@@ -226,5 +226,8 @@ pub(super) async fn proxy(
     let headers = response.headers_mut();
     headers.insert(VERSION_HEADER, target.version.clone());
     headers.insert(POD_HEADER, target.pod.clone());
+    if let Some(node) = &target.node {
+        headers.insert(NODE_HEADER, node.clone());
+    }
     Ok(response)
 }

@@ -254,9 +254,10 @@ async fn draining_a_node_that_holds_no_replica_costs_nothing() {
         placement(&before).iter().all(|(_, node)| node == "node-1"),
         "{before:#?}"
     );
+    // Answers name the node of the replica that answered.
     eventually("the replicas are routed to", READY_TIMEOUT, || async {
         matches!(zdd_test_support::http::get(&platform.main_url()).await,
-            Ok(answer) if answer.status == 200)
+            Ok(answer) if answer.status == 200 && answer.header("x-zdd-node") == Some("node-1"))
     })
     .await;
     let mut config = zdd_probe::ProbeConfig::new(platform.main_url().parse().unwrap());

@@ -286,6 +286,7 @@ impl Supervisor {
                     pod: pod.name.clone(),
                     version: pod.version.clone(),
                     addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pod.port)),
+                    node: lock(&pod.state).node.clone(),
                 });
         }
         endpoints
