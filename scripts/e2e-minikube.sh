@@ -2,6 +2,10 @@
 # Every strategy of examples/ through `zdd rollout --platform kubernetes` on a real minikube, with
 # the probe's traffic going through the cluster's own data plane (NodePort Service, Traefik,
 # Gateway API). Fails when a rollout fails, or when a zero-downtime strategy drops a request.
+# On a multi-node minikube (`minikube start --nodes 3`) one more case, node-drain, drains a node
+# that runs a replica of the hardened manifests (PDB, anti-affinity, preStop) while `zdd probe`
+# measures, and fails on a dropped request; with fewer nodes it is reported as skipped. (zdd does
+# not drain a cluster's nodes itself: `kubectl drain` does, as a cluster upgrade would.)
 #
 # zdd runs as the ServiceAccount of deploy/kubernetes/rbac (a token, not your admin context), so
 # the run also proves that the least-privilege Role is enough. The probe goes through --verify-url
@@ -23,7 +27,7 @@
 #                       names a profile's context)
 #   ZDD_E2E_NAMESPACE   namespace to run in, created if missing (default: zdd-e2e)
 #   ZDD_E2E_RATE        probe rate in requests/s (default: 100)
-#   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weight)
+#   ZDD_E2E_ONLY        run only the cases whose name contains this (e.g. canary-weight, node-drain)
 #   ZDD_E2E_SKIP_IMAGE  1: do not rebuild the zdd-demo:dev image inside minikube
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -174,6 +178,61 @@ EOF
   case "$row" in *FAILED*) status=1 ;; esac
   cleanup_app "$app"
 done <<<"$CASES"
+
+# A node drain under the hardened manifests, measured from outside: `zdd probe` on the NodePort
+# while `kubectl drain` evicts a replica's node (through the PDB, each pod with its preStop) and
+# the Deployment recreates it elsewhere. The control plane's IP carries the traffic meanwhile.
+drain_case() {
+  local name=node-drain app=zdd-demo
+  case "$name" in *"$ONLY"*) ;; *) return 0 ;; esac
+  local nodes
+  nodes=$(admin get nodes --no-headers | wc -l)
+  if [ "$nodes" -lt 3 ]; then
+    say "$name: skipped: $nodes node(s); it needs minikube start --nodes 3 (deploy/kubernetes/minikube.md)"
+    printf '| %s | service | - | - | - | - | skipped (%s node(s), needs 3) |\n' "$name" "$nodes" >>"$results"
+    return 0
+  fi
+  say "$name: deploy/kubernetes/rolling-update/v1 on $nodes nodes, then kubectl drain under zdd probe"
+  cleanup_app "$app"
+  admin -n "$NS" apply -k deploy/kubernetes/rolling-update/v1 >/dev/null
+  admin -n "$NS" rollout status "deployment/$app" --timeout=300s
+  admin -n "$NS" get pods -l "app=$app" -o wide
+  # A worker that runs a replica (the control plane carries the NodePort traffic from here).
+  local control_plane victim port
+  control_plane=$(admin get nodes -l node-role.kubernetes.io/control-plane -o jsonpath='{.items[*].metadata.name}')
+  victim=$(admin -n "$NS" get pods -l "app=$app" -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' \
+    | grep -v -x -F -e "${control_plane:-none}" | head -n1 || true)
+  [ -n "$victim" ] || die "$name: no worker node runs a replica of $app"
+  port=$(admin -n "$NS" get service "$app" -o jsonpath='{.spec.ports[0].nodePort}')
+  "$ZDD" probe "http://$node_ip:$port/" --rate "$RATE" --duration 90s --max-failed 0 \
+    --json "$WORK/$name.json" &
+  local probe_pid=$! drain_code probe_code
+  sleep 5
+  set +e
+  admin drain "$victim" --ignore-daemonsets --delete-emptydir-data --timeout=120s
+  drain_code=$?
+  admin -n "$NS" rollout status "deployment/$app" --timeout=120s
+  admin uncordon "$victim"
+  wait "$probe_pid"
+  probe_code=$?
+  set -e
+  admin -n "$NS" get pods -l "app=$app" -o wide
+  python3 - "$WORK/$name.json" "$name" "$drain_code" "$probe_code" >>"$results" <<'EOF'
+import json, sys
+path, name, drain_code, probe_code = sys.argv[1:]
+try:
+    report = json.load(open(path))
+except (OSError, ValueError):
+    report = {}
+failed = report.get("failed", "?")
+ok = drain_code == "0" and probe_code == "0" and failed == 0
+print(f"| {name} | service | {drain_code} | {report.get('total', '?')} | {failed} | "
+      f"{report.get('longest_outage_s', '?')} s | {'ok' if ok else 'FAILED'} |")
+EOF
+  admin -n "$NS" delete -k deploy/kubernetes/rolling-update/v1 --ignore-not-found --wait=true >/dev/null
+}
+drain_case
+case "$(tail -n1 "$results")" in *FAILED*) status=1 ;; esac
 
 echo
 echo "## zdd on minikube ($(date -u +%Y-%m-%dT%H:%MZ), rate $RATE rps)"

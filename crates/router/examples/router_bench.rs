@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     pod: "bench-1".into(),
                     version: "bench".into(),
                     addr: backend,
+                    node: None,
                 }],
             }]),
             preview: Route::default(),

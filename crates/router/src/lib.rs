@@ -21,6 +21,8 @@ pub struct Endpoint {
     /// Version name, sent back as `X-Zdd-Version`.
     pub version: String,
     pub addr: SocketAddr,
+    /// The node it runs on, sent back as `X-Zdd-Node` when known.
+    pub node: Option<String>,
 }
 
 /// Which requests a rule takes.

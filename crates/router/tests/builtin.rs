@@ -21,6 +21,7 @@ fn endpoint(pod: &str, addr: SocketAddr) -> Endpoint {
         pod: pod.into(),
         version: "v1".into(),
         addr,
+        node: None,
     }
 }
 

@@ -76,6 +76,7 @@ impl Upstream {
             pod: self.name.into(),
             version: "v1".into(),
             addr: self.addr,
+            node: None,
         }
     }
 }
@@ -495,6 +496,7 @@ fn router_at_a_low_open_file_limit() {
                     pod: "a".into(),
                     version: "v1".into(),
                     addr: upstream,
+                    node: None,
                 }],
             }]),
             preview: Route::default(),

@@ -185,6 +185,7 @@ async fn router_to(addr: SocketAddr) -> BuiltinRouter {
                 pod: "v1-1".into(),
                 version: "v1".into(),
                 addr,
+                node: None,
             }],
         }]),
         preview: Route::default(),

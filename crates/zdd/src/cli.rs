@@ -35,4 +35,9 @@ pub enum Command {
     Abort(commands::control::ControlArgs),
     /// Show the current rollout.
     Status(commands::control::StatusArgs),
+    /// Drain a node of the running local rollout (cordon, evict its pods through the disruption
+    /// budget, wait until they are gone), as `kubectl drain` does.
+    Drain(commands::control::DrainArgs),
+    /// Let a drained node of the running local rollout take pods again.
+    Uncordon(commands::control::UncordonArgs),
 }

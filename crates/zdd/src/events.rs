@@ -46,6 +46,16 @@ pub enum Event {
         strategy: String,
     },
     RolloutSucceeded,
+    /// A cluster upgrade: `version` keeps serving while each node is drained and returned.
+    ClusterUpgradeStarted {
+        version: String,
+        nodes: Vec<String>,
+    },
+    ClusterUpgradeFinished,
+    /// A drain failed (an eviction blocked too long): the upgrade stops; nothing to roll back.
+    ClusterUpgradeFailed {
+        reason: String,
+    },
     /// Ctrl-C or SIGTERM: stopped at once, no rollback.
     RolloutInterrupted {
         signal: String,
@@ -117,8 +127,51 @@ pub enum Event {
         version: String,
         reason: String,
     },
+    /// A drained node is down (its upgrade) for this long before it is returned.
+    NodeDown {
+        node: String,
+        #[serde(serialize_with = "seconds")]
+        downtime: Duration,
+    },
 
     // What only a platform sees.
+    /// The scheduler bound the pod to a node.
+    PodScheduled {
+        pod: String,
+        node: String,
+    },
+    /// No node takes the pod yet (a pod's `FailedScheduling` event): it stays pending.
+    PodPending {
+        pod: String,
+        reason: String,
+    },
+    /// No new pod is scheduled on the node any more (`kubectl cordon`, the start of a drain).
+    NodeCordoned {
+        node: String,
+    },
+    /// The eviction API accepted the eviction: the pod terminates (preStop, grace period) and its
+    /// ReplicaSet creates a replacement.
+    PodEvicted {
+        pod: String,
+        node: String,
+    },
+    /// The eviction API refused (HTTP 429): evicting the pod would leave fewer healthy pods than
+    /// the disruption budget needs. The drainer retries, as `kubectl drain` does.
+    EvictionRefused {
+        pod: String,
+        budget: String,
+        healthy: u32,
+        needed: u32,
+    },
+    /// Every pod of the node was evicted and is gone.
+    NodeDrained {
+        node: String,
+        pods: Vec<String>,
+    },
+    /// The node takes pods again (`kubectl uncordon`, a node back from its upgrade).
+    NodeReturned {
+        node: String,
+    },
     PodStarted {
         pod: String,
     },
@@ -204,6 +257,15 @@ impl fmt::Display for Event {
                 write!(f, "rollout {from} → {to} ({strategy}) started")
             }
             Event::RolloutSucceeded => f.write_str("rollout succeeded"),
+            Event::ClusterUpgradeStarted { version, nodes } => write!(
+                f,
+                "cluster upgrade of {} started ({version} keeps serving)",
+                nodes.join(", ")
+            ),
+            Event::ClusterUpgradeFinished => f.write_str("cluster upgrade finished"),
+            Event::ClusterUpgradeFailed { reason } => {
+                write!(f, "cluster upgrade failed: {reason}")
+            }
             Event::RolloutInterrupted { signal } => write!(f, "rollout interrupted by {signal}"),
             Event::RolloutFailed { reason } => write!(f, "rollout failed: {reason}; rolling back"),
             Event::RolledBack { version } => write!(f, "rolled back to {version}"),
@@ -252,6 +314,30 @@ impl fmt::Display for Event {
                     "data plane check failed ({reason}); scaling {version} down anyway"
                 )
             }
+            Event::NodeDown { node, downtime } => {
+                write!(f, "node {node} down for {}", human(downtime))
+            }
+            Event::PodScheduled { pod, node } => write!(f, "pod {pod} scheduled on {node}"),
+            Event::PodPending { pod, reason } => write!(f, "pod {pod} pending: {reason}"),
+            Event::NodeCordoned { node } => write!(f, "node {node} cordoned"),
+            Event::PodEvicted { pod, node } => write!(f, "pod {pod} evicted from {node}"),
+            Event::EvictionRefused {
+                pod,
+                budget,
+                healthy,
+                needed,
+            } => write!(
+                f,
+                "eviction of {pod} refused (429): the disruption budget ({budget}) needs \
+                 {needed} healthy pods and has {healthy}"
+            ),
+            Event::NodeDrained { node, pods } if pods.is_empty() => {
+                write!(f, "node {node} drained (no pod to evict)")
+            }
+            Event::NodeDrained { node, pods } => {
+                write!(f, "node {node} drained (evicted {})", pods.join(", "))
+            }
+            Event::NodeReturned { node } => write!(f, "node {node} returned (schedulable)"),
             Event::PodStarted { pod } => write!(f, "pod {pod} started"),
             Event::PodReady { pod } => write!(f, "pod {pod} ready"),
             Event::PodUnready { pod } => write!(f, "pod {pod} unready"),

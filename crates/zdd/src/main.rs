@@ -31,6 +31,8 @@ fn main() -> ExitCode {
             Command::Promote(args) => commands::control::promote(args).await,
             Command::Abort(args) => commands::control::abort(args).await,
             Command::Status(args) => commands::control::status(args).await,
+            Command::Drain(args) => commands::control::drain(args).await,
+            Command::Uncordon(args) => commands::control::uncordon(args).await,
         }
     });
     match result {

@@ -1,6 +1,8 @@
 //! `zdd demo`: the five strategies from v1 to v2 of the reference service with 3 replicas at
 //! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
 //! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
+//! `zdd demo cluster-upgrade`: the same node upgrade three times; only the hardened one drops
+//! nothing.
 //!
 //! A test binary of its own, not a module of `it`: cargo runs test binaries one after the other, so
 //! a demo runs with no other test beside it, as with [`ONE_DEMO`] no other demo.
@@ -96,4 +98,62 @@ fn demo_with_the_builtin_router() {
 #[test]
 fn demo_with_traefik() {
     demo("traefik");
+}
+
+/// Packed replicas make a drain an outage; anti-affinity alone drops fewer requests and has no
+/// outage; with the disruption budget and preStop too, nothing is dropped and the budget is seen
+/// refusing evictions.
+#[test]
+fn demo_cluster_upgrade_compares_three_setups() {
+    let _one = ONE_DEMO
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), "demo-cluster-upgrade");
+    let child = run.spawn(&["demo", "cluster-upgrade", "--json", "upgrade.json"]);
+    let output = wait_with_deadline(child, Duration::from_secs(180));
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("| run | podAntiAffinity |"), "{stdout}");
+
+    let rows = run.read_json("upgrade.json");
+    let rows = rows.as_array().expect("an array");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["upgrade-packed", "upgrade-spread", "upgrade-hardened"]
+    );
+    let failed = |row: &serde_json::Value| row["failed"].as_u64().unwrap();
+    let outage = |row: &serde_json::Value| row["longest_outage_s"].as_f64().unwrap();
+    let (packed, spread, hardened) = (&rows[0], &rows[1], &rows[2]);
+    for row in rows {
+        assert_eq!(row["succeeded"], true, "{}", row["outcome"]);
+        assert!(row["total"].as_u64().unwrap() > 500, "{}", row["total"]);
+    }
+    assert!(
+        outage(packed) > 0.3,
+        "packed: no outage? {}",
+        packed["outages"]
+    );
+    assert!(failed(spread) > 0, "spread dropped nothing?");
+    assert!(
+        failed(spread) < failed(packed),
+        "{} vs {}",
+        failed(spread),
+        failed(packed)
+    );
+    assert!(outage(spread) < outage(packed));
+    assert_eq!(failed(hardened), 0, "{}", hardened["outages"]);
+    let refused = hardened["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "eviction_refused")
+        .count();
+    assert!(refused > 0, "the budget never refused an eviction");
+    run.assert_nothing_left();
 }

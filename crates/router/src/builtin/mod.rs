@@ -50,7 +50,7 @@ use table::{CompiledTable, EntryPoint, compile};
 
 pub use busy_poll::BUSY_POLL;
 pub use pool::DEFAULT_IDLE_TIMEOUT;
-pub use table::{POD_HEADER, VERSION_HEADER};
+pub use table::{NODE_HEADER, POD_HEADER, VERSION_HEADER};
 
 /// One `write` of a copied buffer instead of a `writev` of the head and the body: cheaper for
 /// small messages, which is what a proxy mostly moves.

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::body::AnswerBody;
 use super::send::send;
-use super::table::{EntryPoint, POD_HEADER, VERSION_HEADER};
+use super::table::{EntryPoint, NODE_HEADER, POD_HEADER, VERSION_HEADER};
 use super::{WRITEV, WorkerState};
 
 /// Headers that describe one connection, not the message: never forwarded (RFC 9110 7.6.1).
@@ -152,5 +152,8 @@ pub(super) async fn proxy(
     let headers = response.headers_mut();
     headers.insert(VERSION_HEADER, target.version.clone());
     headers.insert(POD_HEADER, target.pod.clone());
+    if let Some(node) = &target.node {
+        headers.insert(NODE_HEADER, node.clone());
+    }
     Ok(response)
 }

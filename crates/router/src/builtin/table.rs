@@ -12,6 +12,7 @@ use crate::{Matcher, Route, RouteTable};
 
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-zdd-version");
 pub const POD_HEADER: HeaderName = HeaderName::from_static("x-zdd-pod");
+pub const NODE_HEADER: HeaderName = HeaderName::from_static("x-zdd-node");
 
 /// An endpoint, prepared for the hot path.
 pub(super) struct Target {
@@ -20,6 +21,7 @@ pub(super) struct Target {
     pub(super) host: HeaderValue,
     pub(super) version: HeaderValue,
     pub(super) pod: HeaderValue,
+    pub(super) node: Option<HeaderValue>,
 }
 
 pub(super) struct CompiledBackend {
@@ -151,6 +153,7 @@ pub(super) fn compile_route(route: &Route) -> CompiledRoute {
                                 host: header_value(&endpoint.addr.to_string()),
                                 version: header_value(&endpoint.version),
                                 pod: header_value(&endpoint.pod),
+                                node: endpoint.node.as_deref().map(header_value),
                             })
                         })
                         .collect(),

@@ -1,8 +1,10 @@
-//! `zdd promote`, `zdd abort`, `zdd status`: talk to a running rollout through the control socket
-//! in its run directory (`./zdd-runs/current` by default, the last rollout started here).
+//! `zdd promote`, `zdd abort`, `zdd status`, `zdd drain`, `zdd uncordon`: talk to a running
+//! rollout through the control socket in its run directory (`./zdd-runs/current` by default, the
+//! last rollout started here).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -36,6 +38,26 @@ pub struct StatusArgs {
     pub output: OutputFormat,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DrainArgs {
+    /// The node, as `zdd status` names it (node-1, node-2, ...).
+    pub node: String,
+    /// Give up when one pod's eviction has been refused by the disruption budget this long
+    /// (`kubectl drain --timeout`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UncordonArgs {
+    /// The node, as `zdd status` names it.
+    pub node: String,
+    #[command(flatten)]
+    pub control: ControlArgs,
+}
+
 async fn send(args: &ControlArgs, command: ControlCommand) -> anyhow::Result<ControlReply> {
     control_socket::send(&args.run_dir, command)
         .await
@@ -67,6 +89,32 @@ pub async fn abort(args: ControlArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_for(&reply))
 }
 
+/// Like `kubectl drain`: returns once every evicted pod is gone (or the budget blocked one too
+/// long); the node stays cordoned until `zdd uncordon`.
+pub async fn drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
+    let command = ControlCommand::Drain {
+        node: args.node,
+        eviction_timeout_s: args.timeout.as_secs_f64(),
+    };
+    let reply = send(&args.control, command).await?;
+    report(&reply)
+}
+
+pub async fn uncordon(args: UncordonArgs) -> anyhow::Result<ExitCode> {
+    let reply = send(&args.control, ControlCommand::Uncordon { node: args.node }).await?;
+    report(&reply)
+}
+
+/// The reply's message: on stdout when the command did its job, on stderr when it did not.
+fn report(reply: &ControlReply) -> anyhow::Result<ExitCode> {
+    if reply.ok {
+        println!("{}", reply.message);
+    } else {
+        eprintln!("zdd: {}", reply.message);
+    }
+    Ok(exit_for(reply))
+}
+
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let reply = send(&args.control, ControlCommand::Status).await?;
     match args.output {
@@ -77,10 +125,18 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn render_status(status: &RolloutStatus) -> String {
-    let mut out = format!(
-        "rollout {} ({}): {} → {}, {:?}\n",
-        status.name, status.strategy, status.from, status.to, status.phase
-    );
+    let mut out = if status.to.is_empty() {
+        // A cluster upgrade: one version, the nodes change under it.
+        format!(
+            "{} ({}) under {}, {:?}\n",
+            status.name, status.strategy, status.from, status.phase
+        )
+    } else {
+        format!(
+            "rollout {} ({}): {} → {}, {:?}\n",
+            status.name, status.strategy, status.from, status.to, status.phase
+        )
+    };
     if let Some(step) = &status.step {
         out.push_str(&format!("  {step}\n"));
     }
@@ -94,6 +150,13 @@ pub fn render_status(status: &RolloutStatus) -> String {
         ));
     }
     for p in &status.pods {
+        if let (None, Some(reason)) = (&p.node, &p.pending) {
+            out.push_str(&format!(
+                "    {} ({}) pending: {reason}\n",
+                p.name, p.version
+            ));
+            continue;
+        }
         let state = if p.terminating {
             "terminating"
         } else if p.ready {
@@ -101,13 +164,30 @@ pub fn render_status(status: &RolloutStatus) -> String {
         } else {
             "not ready"
         };
+        let place = p
+            .node
+            .as_ref()
+            .map_or(String::new(), |node| format!(" on {node}"));
         out.push_str(&format!(
-            "    {} ({}) {state}, pid {}, restarts {}\n",
+            "    {} ({}) {state}{place}, pid {}, restarts {}\n",
             p.name,
             p.version,
             p.pid.map_or("-".to_string(), |pid| pid.to_string()),
             p.restarts
         ));
+    }
+    for node in &status.nodes {
+        let cordoned = if node.unschedulable {
+            " (cordoned)"
+        } else {
+            ""
+        };
+        let pods = if node.pods.is_empty() {
+            "no pods".to_string()
+        } else {
+            node.pods.join(", ")
+        };
+        out.push_str(&format!("  node {}{cordoned}: {pods}\n", node.name));
     }
     let shares: Vec<String> = status
         .by_version

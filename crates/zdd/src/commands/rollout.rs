@@ -11,10 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::engine::RunOptions;
+use crate::platform::kubernetes::MEASURE_A_DRAIN;
 use crate::platform::kubernetes::{KubernetesConfig, KubernetesPlatform};
-use crate::platform::local::{LocalConfig, LocalPlatform};
+use crate::platform::local::LocalPlatform;
 use crate::platform::{AnyPlatform, RouterKind};
-use crate::rollout::session::{Session, forward_signals, resolve_self_command};
+use crate::rollout::session::{Session, forward_signals, local_config, resolve_self_command};
 use crate::rollout::summary::{Summary, render_table, write_outputs};
 use crate::rollout::{RunOutcome, run_on};
 use crate::spec::{Spec, Strategy};
@@ -71,16 +72,19 @@ pub struct RolloutArgs {
 /// On Kubernetes the preview Service has no URL zdd can reach unless `--preview-url` names one:
 /// the strategies that check the new version through it skip that check.
 fn warn_unchecked_preview(spec: &Spec) {
+    let Some(to) = &spec.to else {
+        return;
+    };
     let what = match spec.strategy {
-        Strategy::Recreate => return,
+        Strategy::Recreate | Strategy::ClusterUpgrade { .. } => return,
         Strategy::BlueGreen { .. } => "blue-green's preview check".to_string(),
         Strategy::CanaryWeight { .. } => format!(
             "the check that {} answers through the preview Service before it gets weight",
-            spec.to.name
+            to.name
         ),
         _ => format!(
             "the check that {} answers through the preview Service before it gets all traffic",
-            spec.to.name
+            to.name
         ),
     };
     tracing::warn!(
@@ -98,7 +102,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Err(usage) = check_flags(&args) {
+    if let Err(usage) = check_flags(&args).and_then(|()| check_spec_fits(&args, &spec)) {
         eprintln!("zdd: {usage}");
         return Ok(ExitCode::from(2));
     }
@@ -197,6 +201,25 @@ fn check_flags(args: &RolloutArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// What a spec asks that the chosen platform cannot do is refused (or said) before anything
+/// starts.
+fn check_spec_fits(args: &RolloutArgs, spec: &Spec) -> Result<(), String> {
+    if args.platform != PlatformKind::Kubernetes {
+        return Ok(());
+    }
+    if let Strategy::ClusterUpgrade { .. } = spec.strategy {
+        return Err(format!("strategy clusterUpgrade: {MEASURE_A_DRAIN}"));
+    }
+    if let Some(budget) = spec.app.disruption_budget {
+        tracing::warn!(
+            "app.podDisruptionBudget ({budget}) is not applied on Kubernetes: it limits drains, \
+             not rollouts; apply one with the app's manifests \
+             (deploy/kubernetes/base/service/pdb.yaml)"
+        );
+    }
+    Ok(())
+}
+
 async fn start_platform(
     args: &RolloutArgs,
     spec: &Spec,
@@ -206,9 +229,8 @@ async fn start_platform(
     let events = session.events.clone();
     Ok(match args.platform {
         PlatformKind::Local => {
-            let mut config = LocalConfig::new(&session.run_dir);
-            config.propagation_delay = spec.local.propagation_delay;
-            config.router = args.router.unwrap_or(RouterKind::Builtin);
+            let router = args.router.unwrap_or(RouterKind::Builtin);
+            let config = local_config(spec, &session.run_dir, router);
             AnyPlatform::Local(
                 LocalPlatform::start(config, events)
                     .await

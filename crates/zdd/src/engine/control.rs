@@ -1,14 +1,16 @@
 //! How a running rollout is steered: `zdd promote`, `zdd abort`, the budget and signals all end
 //! up in a [`Control`], and the engine writes the [`RolloutStatus`] that `zdd status` shows.
-//! (The socket that carries these between processes is `rollout::control_socket`.)
+//! `zdd drain` and `zdd uncordon` reach it too, as [`NodeRequest`]s for whoever serves the run's
+//! nodes. (The socket that carries these between processes is `rollout::control_socket`.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::{PodStatus, Routing, VersionStatus};
+use crate::model::{NodeStatus, PodStatus, Routing, VersionStatus};
 use crate::sync::lock;
 
 /// Why a rollout stops before its end.
@@ -71,6 +73,9 @@ pub struct RolloutStatus {
     pub versions: Vec<VersionStatus>,
     /// Replicas as of the last change the engine made (pid and port on the local platform).
     pub pods: Vec<PodStatus>,
+    /// The nodes and their replicas, as of the last change the engine made.
+    #[serde(default)]
+    pub nodes: Vec<NodeStatus>,
     pub routing: Option<serde_json::Value>,
 }
 
@@ -80,12 +85,30 @@ impl RolloutStatus {
     }
 }
 
+/// What `zdd drain` or `zdd uncordon` asks of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeAction {
+    Drain { eviction_timeout: Duration },
+    Uncordon,
+}
+
+/// A node request on its way to the run, answered when done: the pods a drain evicted, or why it
+/// failed.
+pub struct NodeRequest {
+    pub node: String,
+    pub action: NodeAction,
+    pub reply: oneshot::Sender<Result<Vec<String>, String>>,
+}
+
 /// The shared handle: the engine reads interrupts and promotions from it and writes its status.
 #[derive(Clone)]
 pub struct Control {
     interrupt: watch::Sender<Option<Interrupt>>,
     promotions: watch::Sender<u64>,
     status: Arc<Mutex<RolloutStatus>>,
+    node_requests: mpsc::UnboundedSender<NodeRequest>,
+    /// Taken once, by the run that serves node requests.
+    node_inbox: Arc<Mutex<Option<mpsc::UnboundedReceiver<NodeRequest>>>>,
 }
 
 impl Default for Control {
@@ -96,11 +119,36 @@ impl Default for Control {
 
 impl Control {
     pub fn new() -> Self {
+        let (node_requests, inbox) = mpsc::unbounded_channel();
         Control {
             interrupt: watch::Sender::new(None),
             promotions: watch::Sender::new(0),
             status: Arc::new(Mutex::new(RolloutStatus::default())),
+            node_requests,
+            node_inbox: Arc::new(Mutex::new(Some(inbox))),
         }
+    }
+
+    /// Asks the run to drain or uncordon `node`, and waits for the answer.
+    pub async fn node_request(
+        &self,
+        node: &str,
+        action: NodeAction,
+    ) -> Result<Vec<String>, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = NodeRequest {
+            node: node.to_owned(),
+            action,
+            reply,
+        };
+        let ended = || "the run ended before it answered".to_string();
+        self.node_requests.send(request).map_err(|_| ended())?;
+        answer.await.unwrap_or_else(|_| Err(ended()))
+    }
+
+    /// The node requests, for the run that serves them (`None` once taken).
+    pub fn take_node_requests(&self) -> Option<mpsc::UnboundedReceiver<NodeRequest>> {
+        lock(&self.node_inbox).take()
     }
 
     /// Stops the rollout; the first interrupt wins.

@@ -1,5 +1,5 @@
 //! The step API strategies are written in: scale, wait, route, check the data plane, retire,
-//! pause. Every step runs under the [`guard`] (abort, signals, the failure budget) and leaves an
+//! pause, and on nodes drain, keep down, return (`nodes`). Every step runs under the [`guard`] (abort, signals, the failure budget) and leaves an
 //! [`Event`].
 //!
 //! The one way to take a version down is [`Engine::retire`]: it first takes the version out of
@@ -9,6 +9,7 @@
 pub mod control;
 pub mod data_plane_check;
 mod guard;
+mod nodes;
 pub mod traffic;
 
 use std::future::Future;
@@ -115,13 +116,19 @@ impl<'p, P: Platform> Engine<'p, P> {
             s.name = spec.name.clone();
             s.strategy = spec.strategy.kind().to_string();
             s.from = spec.from.name.clone();
-            s.to = spec.to.name.clone();
+            s.to = spec
+                .to
+                .as_ref()
+                .map(|to| to.name.clone())
+                .unwrap_or_default();
             s.set_routing(&Routing::default());
         });
         Engine {
             platform,
             old: spec.template(&spec.from),
-            new: spec.template(&spec.to),
+            // A cluster upgrade has no new version: `Which::New` is the old one, and no strategy
+            // step of it names `Which::New`.
+            new: spec.template(spec.to.as_ref().unwrap_or(&spec.from)),
             spec: spec.clone(),
             events,
             guard: Guard {
@@ -474,6 +481,7 @@ impl<'p, P: Platform> Engine<'p, P> {
             self.control.update(|s| {
                 s.versions = status.versions;
                 s.pods = status.pods;
+                s.nodes = status.nodes;
             });
         }
     }

@@ -1,8 +1,9 @@
-//! What exists right now: replica counts per version, the replicas themselves, the routing.
+//! What exists right now: replica counts per version, the replicas themselves and their nodes,
+//! the routing.
 
 use serde::{Deserialize, Serialize};
 
-use super::Routing;
+use super::{NodeStatus, Routing};
 
 /// Replica counts of one version.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,12 @@ pub struct PodStatus {
     pub ready: bool,
     pub terminating: bool,
     pub restarts: u32,
+    /// The node it is bound to; `None` while pending (or where the platform does not say).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Why no node takes it yet (a pod's `FailedScheduling` event); `None` once scheduled.
+    #[serde(default)]
+    pub pending: Option<String>,
 }
 
 /// A platform's view of the whole app.
@@ -37,4 +44,6 @@ pub struct PlatformStatus {
     pub versions: Vec<VersionStatus>,
     pub pods: Vec<PodStatus>,
     pub routing: Routing,
+    /// The nodes, when the platform knows them (local: the simulated nodes).
+    pub nodes: Vec<NodeStatus>,
 }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::Scheduling;
+
 /// One version of the app as a platform runs it. The engine builds it from the spec.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VersionTemplate {
@@ -24,6 +26,8 @@ pub struct VersionTemplate {
     /// A new replica counts as available only after being ready this long (Deployment
     /// `minReadySeconds`).
     pub min_ready: Duration,
+    /// Pod anti-affinity and topology spread.
+    pub scheduling: Scheduling,
 }
 
 /// An HTTP probe with Kubernetes semantics.

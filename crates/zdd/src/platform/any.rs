@@ -1,11 +1,12 @@
 //! The platform chosen on the command line, so a command runs a rollout with one call whatever
 //! the platform (the [`Platform`] trait is generic, not a trait object).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::kubernetes::KubernetesPlatform;
 use super::local::LocalPlatform;
-use super::{Platform, Result, TrafficAccess};
+use super::{NodeMaintenance, Platform, Result, TrafficAccess};
 use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
 
 pub enum AnyPlatform {
@@ -64,6 +65,10 @@ impl Platform for AnyPlatform {
 
     fn preview_url(&self) -> Option<String> {
         each!(self, p => p.preview_url())
+    }
+
+    fn nodes(&self) -> Arc<dyn NodeMaintenance> {
+        each!(self, p => p.nodes())
     }
 
     async fn shutdown(&mut self) -> Result<()> {

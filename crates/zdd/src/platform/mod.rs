@@ -13,9 +13,12 @@ pub mod local;
 pub use any::AnyPlatform;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use futures::future::BoxFuture;
+
+use crate::model::{NodeStatus, PlatformStatus, Routing, VersionStatus, VersionTemplate};
 
 /// The data plane that carries the traffic: the `--router` flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +62,20 @@ pub enum TrafficAccess {
 pub enum PlatformError {
     #[error("timed out after {waited:?} waiting for {what}")]
     Timeout { what: String, waited: Duration },
+    /// A drain gave up: the disruption budget refused an eviction for longer than the timeout.
+    #[error(
+        "draining {node}: the eviction of {pod} was refused for {} by the disruption budget \
+         ({budget}: it needs {needed} healthy pods and has {healthy})",
+        humantime::format_duration(*waited)
+    )]
+    EvictionBlocked {
+        node: String,
+        pod: String,
+        budget: String,
+        needed: u32,
+        healthy: u32,
+        waited: Duration,
+    },
     #[error("{0}")]
     Other(String),
     #[error(transparent)]
@@ -114,7 +131,35 @@ pub trait Platform: Send {
     /// URL of the preview route, when one is set.
     fn preview_url(&self) -> Option<String>;
 
+    /// Node maintenance (`kubectl drain`, `kubectl uncordon`), through a handle that stays usable
+    /// while the engine drives the platform (so `zdd drain` works against a running rollout).
+    fn nodes(&self) -> Arc<dyn NodeMaintenance>;
+
     /// Ends the run. Local: every replica is stopped and reaped, and the router is shut down.
     /// Kubernetes: leaves the cluster as the rollout left it.
     fn shutdown(&mut self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What a node upgrade does to a node, in `kubectl` terms.
+pub trait NodeMaintenance: Send + Sync {
+    /// The nodes, in order.
+    fn names(&self) -> Vec<String>;
+
+    /// The nodes with their pods, now (`kubectl get nodes`, `kubectl get pods -o wide`).
+    fn statuses(&self) -> Vec<NodeStatus>;
+
+    /// `kubectl drain NODE`: cordons the node, evicts each of its pods through the eviction API
+    /// (which honours the PodDisruptionBudget: a refused eviction is retried, as `kubectl drain`
+    /// does, until `eviction_timeout` has passed for one pod, then
+    /// [`PlatformError::EvictionBlocked`]), and returns once every evicted pod is gone (preStop
+    /// and grace period included) with their names. Their ReplicaSets create replacements
+    /// elsewhere. The node stays cordoned.
+    fn drain<'a>(
+        &'a self,
+        node: &'a str,
+        eviction_timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<String>>>;
+
+    /// `kubectl uncordon NODE`: the node takes pods again.
+    fn uncordon(&self, node: &str) -> Result<()>;
 }

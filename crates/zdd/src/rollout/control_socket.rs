@@ -1,21 +1,32 @@
-//! The control socket: `zdd promote`, `zdd abort` and `zdd status` reach a running rollout
-//! through a Unix socket in its run directory (`control.sock`). The protocol is one JSON line
-//! each way: `{"command":"promote"|"abort"|"status"}` then a [`ControlReply`].
+//! The control socket: `zdd promote`, `zdd abort`, `zdd status`, `zdd drain` and `zdd uncordon`
+//! reach a running rollout through a Unix socket in its run directory (`control.sock`). The
+//! protocol is one JSON line each way: `{"command":"promote"|"abort"|"status"}` (or
+//! `{"command":{"drain":{"node":"node-1","evictionTimeoutS":60}}}`) then a [`ControlReply`],
+//! sent once the command is done (a drain, once its pods are gone).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::engine::control::{Control, Interrupt, RolloutStatus};
+use crate::engine::control::{Control, Interrupt, NodeAction, RolloutStatus};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ControlCommand {
     Promote,
     Abort,
     Status,
+    #[serde(rename_all = "camelCase")]
+    Drain {
+        node: String,
+        eviction_timeout_s: f64,
+    },
+    Uncordon {
+        node: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +102,32 @@ async fn answer(control: Control, stream: UnixStream) -> std::io::Result<()> {
                     )
                 }
                 ControlCommand::Status => (true, String::new()),
+                ControlCommand::Drain {
+                    node,
+                    eviction_timeout_s,
+                } => {
+                    let eviction_timeout = Duration::try_from_secs_f64(eviction_timeout_s)
+                        .unwrap_or(Duration::from_secs(60));
+                    let drained = control
+                        .node_request(&node, NodeAction::Drain { eviction_timeout })
+                        .await;
+                    match drained {
+                        Ok(pods) if pods.is_empty() => {
+                            (true, format!("node/{node} drained (no pod to evict)"))
+                        }
+                        Ok(pods) => (
+                            true,
+                            format!("node/{node} drained (evicted {})", pods.join(", ")),
+                        ),
+                        Err(why) => (false, why),
+                    }
+                }
+                ControlCommand::Uncordon { node } => {
+                    match control.node_request(&node, NodeAction::Uncordon).await {
+                        Ok(_) => (true, format!("node/{node} uncordoned")),
+                        Err(why) => (false, why),
+                    }
+                }
             };
             ControlReply {
                 ok,

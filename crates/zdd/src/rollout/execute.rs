@@ -1,8 +1,9 @@
 //! The strategy's steps, and the rollback when one fails: on an interrupt other than a signal
 //! (`zdd abort`, the budget) or a failed step, all traffic goes back to the old version and the
-//! new one is taken down.
+//! new one is taken down. A cluster upgrade changes no version: it has nothing to roll back, and a
+//! failure only ends it.
 
-use crate::engine::control::{Interrupt, Phase};
+use crate::engine::control::{Control, Interrupt, Phase};
 use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::events::Event;
 use crate::model::{Routing, TrafficPolicy};
@@ -16,10 +17,18 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
     let control = engine.control().clone();
     let events = engine.events().clone();
     control.update(|s| s.phase = Phase::Progressing);
-    events.emit(Event::RolloutStarted {
-        from: engine.name(Which::Old),
-        to: engine.name(Which::New),
-        strategy: engine.spec().strategy.kind().to_string(),
+    let rollout = engine.spec().strategy.changes_version();
+    events.emit(if rollout {
+        Event::RolloutStarted {
+            from: engine.name(Which::Old),
+            to: engine.name(Which::New),
+            strategy: engine.spec().strategy.kind().to_string(),
+        }
+    } else {
+        Event::ClusterUpgradeStarted {
+            version: engine.name(Which::Old),
+            nodes: engine.node_names(),
+        }
     });
     let initial = strategy::initial_routing(engine);
     let result = match engine.set_routing(initial).await {
@@ -28,12 +37,16 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
     };
     // The old version's replicas finish their termination before the run ends.
     let result = match result {
-        Ok(()) => engine.wait_running_at_most(Which::Old, 0).await,
-        Err(err) => Err(err),
+        Ok(()) if rollout => engine.wait_running_at_most(Which::Old, 0).await,
+        other => other,
     };
     match result {
         Ok(()) => {
-            events.emit(Event::RolloutSucceeded);
+            events.emit(if rollout {
+                Event::RolloutSucceeded
+            } else {
+                Event::ClusterUpgradeFinished
+            });
             control.update(|s| {
                 s.phase = Phase::Succeeded;
                 s.step = None;
@@ -47,6 +60,14 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
             control.update(|s| s.phase = Phase::Interrupted);
             RunOutcome::Interrupted(name)
         }
+        Err(err) if !rollout => {
+            let why = err.to_string();
+            events.emit(Event::ClusterUpgradeFailed {
+                reason: why.clone(),
+            });
+            ended(&control, Phase::Failed, &why);
+            RunOutcome::Failed(why)
+        }
         Err(err) => {
             let why = err.to_string();
             events.emit(Event::RolloutFailed {
@@ -54,10 +75,7 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
             });
             match rollback(engine).await {
                 Ok(()) => {
-                    control.update(|s| {
-                        s.phase = Phase::RolledBack;
-                        s.message = Some(why.clone());
-                    });
+                    ended(&control, Phase::RolledBack, &why);
                     RunOutcome::RolledBack(why)
                 }
                 Err(rollback) => {
@@ -65,15 +83,20 @@ pub async fn execute<P: Platform>(engine: &mut Engine<'_, P>) -> RunOutcome {
                     events.emit(Event::RollbackFailed {
                         reason: rollback.to_string(),
                     });
-                    control.update(|s| {
-                        s.phase = Phase::Failed;
-                        s.message = Some(both.clone());
-                    });
+                    ended(&control, Phase::Failed, &both);
                     RunOutcome::Failed(both)
                 }
             }
         }
     }
+}
+
+/// `zdd status` after a run that did not succeed: its phase and why.
+fn ended(control: &Control, phase: Phase, why: &str) {
+    control.update(|s| {
+        s.phase = phase;
+        s.message = Some(why.to_owned());
+    });
 }
 
 /// All traffic back to the old version, the new one taken down.

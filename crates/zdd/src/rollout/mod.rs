@@ -3,12 +3,14 @@
 //!
 //! - [`run_rollout`] is the run on one platform; [`run_on`] also shuts the platform down;
 //! - `execute` runs the strategy and the rollback;
-//! - `status_ticker` keeps `zdd status` current, `control_socket` answers it;
+//! - `status_ticker` keeps `zdd status` current, `control_socket` answers it (and `zdd drain`,
+//!   which `node_requests` runs on the platform's nodes);
 //! - `summary` turns a run into the table, the JSON and the HTML the commands write;
 //! - `session` holds what a command sets up around a run (run directory, signals).
 
 pub mod control_socket;
 mod execute;
+mod node_requests;
 
 pub use execute::execute;
 pub mod session;
@@ -20,11 +22,12 @@ use std::time::{Duration, Instant};
 
 use zdd_probe::{ProbeConfig, Report};
 
+use self::node_requests::NodeRequests;
 use self::status_ticker::StatusTicker;
 use crate::engine::control::{Control, Interrupt};
 use crate::engine::{Engine, EngineError, RunOptions, Which, join_url};
 use crate::events::{Event, EventLog, Record};
-use crate::platform::{Platform, TrafficAccess};
+use crate::platform::{NodeMaintenance, Platform, TrafficAccess};
 use crate::spec::Spec;
 use crate::strategy;
 
@@ -93,9 +96,11 @@ pub async fn run_rollout<P: Platform>(
     control: Control,
     options: RunOptions,
 ) -> Result<RunResult, EngineError> {
+    let nodes = platform.nodes();
+    let _node_requests = NodeRequests::serve(&control, nodes.clone());
     let mut engine = Engine::new(platform, spec, events.clone(), control.clone(), options);
     if let TrafficAccess::Unreachable { settle_delay } = engine.platform().traffic_access() {
-        return run_unmeasured(engine, settle_delay).await;
+        return run_unmeasured(engine, settle_delay, nodes).await;
     }
     deploy_old_version(&mut engine).await?;
 
@@ -117,7 +122,7 @@ pub async fn run_rollout<P: Platform>(
         url,
     });
     engine.attach_traffic(probe.clone(), traffic_start);
-    let ticker = StatusTicker::start(control.clone(), Some(probe.clone()));
+    let ticker = StatusTicker::start(control.clone(), Some(probe.clone()), nodes);
 
     let settle = engine.options().settle;
     let outcome = match engine.guarded(tokio::time::sleep(settle)).await {
@@ -156,6 +161,7 @@ pub async fn run_rollout<P: Platform>(
 async fn run_unmeasured<P: Platform>(
     mut engine: Engine<'_, P>,
     settle_delay: Duration,
+    nodes: Arc<dyn NodeMaintenance>,
 ) -> Result<RunResult, EngineError> {
     let delay = humantime::format_duration(settle_delay);
     tracing::warn!(
@@ -166,7 +172,7 @@ async fn run_unmeasured<P: Platform>(
     engine
         .events()
         .emit(Event::TrafficNotMeasured { settle_delay });
-    let ticker = StatusTicker::start(engine.control().clone(), None);
+    let ticker = StatusTicker::start(engine.control().clone(), None, nodes);
     deploy_old_version(&mut engine).await?;
     let outcome = execute::execute(&mut engine).await;
     ticker.stop().await;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use super::control_socket::{self, ControlServer};
 use crate::engine::control::{Control, Interrupt};
 use crate::events::EventLog;
+use crate::platform::RouterKind;
+use crate::platform::local::LocalConfig;
 use crate::spec::Spec;
 
 /// A run directory in use: its events file and its control socket (closed on drop).
@@ -39,6 +41,17 @@ impl Session {
     }
 }
 
+/// The local platform as `spec` describes it: its propagation delay, its nodes and the app's
+/// disruption budget, with `router` as the data plane.
+pub fn local_config(spec: &Spec, run_dir: &Path, router: RouterKind) -> LocalConfig {
+    let mut config = LocalConfig::new(run_dir);
+    config.propagation_delay = spec.local.propagation_delay;
+    config.nodes = spec.local.nodes;
+    config.disruption_budget = spec.app.disruption_budget;
+    config.router = router;
+    config
+}
+
 /// `zdd` as a spec's program means this very binary, so specs run on a machine without `zdd` on
 /// PATH (and `zdd demo` needs no second binary).
 pub fn resolve_self_command(spec: &mut Spec) -> anyhow::Result<()> {
@@ -46,7 +59,7 @@ pub fn resolve_self_command(spec: &mut Spec) -> anyhow::Result<()> {
     let exe = exe.to_string_lossy().to_string();
     let commands = std::iter::once(&mut spec.app.command)
         .chain(spec.from.command.iter_mut())
-        .chain(spec.to.command.iter_mut());
+        .chain(spec.to.iter_mut().flat_map(|to| to.command.iter_mut()));
     for command in commands {
         if command.first().is_some_and(|program| program == "zdd") {
             command[0] = exe.clone();

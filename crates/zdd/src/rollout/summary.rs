@@ -66,12 +66,15 @@ impl Summary {
     }
 }
 
-/// Seconds from the rollout's start to its end (succeeded, rolled back, rollback failed or
-/// interrupted).
+/// Seconds from the rollout's (or cluster upgrade's) start to its end (succeeded, rolled back,
+/// rollback failed, failed or interrupted).
 fn rollout_duration(records: &[Record]) -> f64 {
-    let start = records
-        .iter()
-        .find(|r| matches!(r.event, Event::RolloutStarted { .. }));
+    let start = records.iter().find(|r| {
+        matches!(
+            r.event,
+            Event::RolloutStarted { .. } | Event::ClusterUpgradeStarted { .. }
+        )
+    });
     let end = records.iter().rev().find(|r| {
         matches!(
             r.event,
@@ -79,6 +82,8 @@ fn rollout_duration(records: &[Record]) -> f64 {
                 | Event::RolledBack { .. }
                 | Event::RollbackFailed { .. }
                 | Event::RolloutInterrupted { .. }
+                | Event::ClusterUpgradeFinished
+                | Event::ClusterUpgradeFailed { .. }
         )
     });
     match (start, end) {

@@ -14,7 +14,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{ProbeSpec, VersionTemplate};
+pub use crate::model::IntOrPercent;
+use crate::model::{DisruptionBudget, ProbeSpec, Scheduling, VersionTemplate};
 
 /// A validated rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +24,8 @@ pub struct Spec {
     pub name: String,
     pub app: AppSpec,
     pub from: VersionSpec,
-    pub to: VersionSpec,
+    /// `None` for a cluster upgrade, which changes the nodes, not the app.
+    pub to: Option<VersionSpec>,
     pub strategy: Strategy,
     pub traffic: TrafficSpec,
     pub budget: BudgetSpec,
@@ -42,6 +44,10 @@ pub struct AppSpec {
     pub liveness: Option<ProbeSpec>,
     pub pre_stop_sleep: Duration,
     pub termination_grace_period: Duration,
+    /// Pod anti-affinity and topology spread, for every version.
+    pub scheduling: Scheduling,
+    /// The app's PodDisruptionBudget (every version counts); `None`: no budget.
+    pub disruption_budget: Option<DisruptionBudget>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,41 +57,6 @@ pub struct VersionSpec {
     pub env: BTreeMap<String, String>,
     pub command: Option<Vec<String>>,
     pub image: Option<String>,
-}
-
-/// A replica count given as a number or as a percentage of the desired replicas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntOrPercent {
-    Count(u32),
-    Percent(u32),
-}
-
-impl IntOrPercent {
-    /// Resolves against `replicas`; percentages round up (`maxSurge`) or down (`maxUnavailable`),
-    /// as the Deployment controller does.
-    pub fn resolve(self, replicas: u32, round_up: bool) -> u32 {
-        match self {
-            IntOrPercent::Count(n) => n,
-            IntOrPercent::Percent(p) => {
-                let scaled = u64::from(replicas) * u64::from(p);
-                let whole = if round_up {
-                    scaled.div_ceil(100)
-                } else {
-                    scaled / 100
-                };
-                whole as u32
-            }
-        }
-    }
-}
-
-impl fmt::Display for IntOrPercent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            IntOrPercent::Count(n) => write!(f, "{n}"),
-            IntOrPercent::Percent(p) => write!(f, "{p}%"),
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +83,14 @@ pub enum Strategy {
     CanaryWeight {
         steps: Vec<CanaryStep>,
     },
+    /// Not a rollout: the nodes are drained, kept down and returned one at a time while the old
+    /// version keeps serving (a cluster upgrade). Local platform only.
+    ClusterUpgrade {
+        /// How long a drained node stays down (its upgrade) before it takes replicas again.
+        node_downtime: Duration,
+        /// An eviction refused (by the disruption budget) for longer than this fails the upgrade.
+        eviction_timeout: Duration,
+    },
 }
 
 impl Strategy {
@@ -123,7 +102,13 @@ impl Strategy {
             Strategy::BlueGreen { .. } => "blue-green",
             Strategy::CanaryReplicas { .. } => "canary-replicas",
             Strategy::CanaryWeight { .. } => "canary-weight",
+            Strategy::ClusterUpgrade { .. } => "cluster-upgrade",
         }
+    }
+
+    /// A cluster upgrade changes no version: there is no new version and nothing to roll back.
+    pub fn changes_version(&self) -> bool {
+        !matches!(self, Strategy::ClusterUpgrade { .. })
     }
 }
 
@@ -179,6 +164,8 @@ pub struct BudgetSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LocalSpec {
     pub propagation_delay: Duration,
+    /// Simulated nodes the replicas are scheduled onto.
+    pub nodes: u32,
 }
 
 /// How the engine proves that no request reaches a version any more before scaling it to zero.
@@ -242,6 +229,7 @@ impl Spec {
             pre_stop_sleep: self.app.pre_stop_sleep,
             termination_grace_period: self.app.termination_grace_period,
             min_ready,
+            scheduling: self.app.scheduling,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
     AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
     Strategy, TrafficSpec, VersionSpec,
 };
-use crate::model::ProbeSpec;
+use crate::model::{AntiAffinity, DisruptionBudget, ProbeSpec, Scheduling};
 
 type Env = BTreeMap<String, String>;
 
@@ -20,7 +20,7 @@ type Env = BTreeMap<String, String>;
 struct RawSpec {
     name: Spanned<String>,
     app: Spanned<RawApp>,
-    versions: RawVersions,
+    versions: Spanned<RawVersions>,
     strategy: Spanned<RawStrategy>,
     #[serde(default)]
     traffic: Option<RawTraffic>,
@@ -51,6 +51,28 @@ struct RawApp {
     pre_stop: Option<RawPreStop>,
     #[serde(default)]
     termination_grace_period: Option<Spanned<String>>,
+    #[serde(default)]
+    pod_anti_affinity: Option<AntiAffinity>,
+    #[serde(default)]
+    topology_spread: Option<RawTopologySpread>,
+    #[serde(default)]
+    pod_disruption_budget: Option<RawDisruptionBudget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTopologySpread {
+    #[serde(default)]
+    max_skew: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDisruptionBudget {
+    #[serde(default)]
+    min_available: Option<Spanned<RawIntOrPercent>>,
+    #[serde(default)]
+    max_unavailable: Option<Spanned<RawIntOrPercent>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,7 +103,9 @@ struct RawPreStop {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawVersions {
     from: Spanned<RawVersion>,
-    to: Spanned<RawVersion>,
+    /// Absent only for a cluster upgrade.
+    #[serde(default)]
+    to: Option<Spanned<RawVersion>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +127,16 @@ enum RawStrategy {
     RollingUpdate(RawRollingUpdate),
     BlueGreen(RawBlueGreen),
     Canary(RawCanary),
+    ClusterUpgrade(RawClusterUpgrade),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawClusterUpgrade {
+    #[serde(default)]
+    node_downtime: Option<Spanned<String>>,
+    #[serde(default)]
+    eviction_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +250,8 @@ where
 struct RawLocal {
     #[serde(default)]
     propagation_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    nodes: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,20 +386,43 @@ impl Validator<'_> {
     fn spec(&self, raw: RawSpec) -> Result<Spec, SpecError> {
         let name = self.dns_label(&raw.name, "name")?;
         let app = self.app(&raw.app)?;
-        let from = self.version(&raw.versions.from, "versions.from")?;
-        let to = self.version(&raw.versions.to, "versions.to")?;
-        if from.name == to.name {
+        let from = self.version(&raw.versions.value.from, "versions.from")?;
+        let strategy = self.strategy(&raw.strategy, app.replicas)?;
+        let to = match (&raw.versions.value.to, strategy.changes_version()) {
+            (None, true) => {
+                return Err(self.error(
+                    &raw.versions,
+                    "versions.to",
+                    "missing: `to` is required here (the version to roll out)",
+                ));
+            }
+            (Some(to), false) => {
+                return Err(self.error(
+                    to,
+                    "versions.to",
+                    "a cluster upgrade changes the nodes, not the app: it runs versions.from \
+                     only; remove versions.to",
+                ));
+            }
+            (None, false) => None,
+            (Some(to), true) => Some((self.version(to, "versions.to")?, to)),
+        };
+        if let Some((to, spanned)) = &to
+            && from.name == to.name
+        {
             return Err(self.error(
-                &raw.versions.to.value.name,
+                &spanned.value.name,
                 "versions.to.name",
                 format!("`{}` is also the name of versions.from", to.name),
             ));
         }
         if app.command.is_empty() {
-            for (version, spanned, path) in [
-                (&from, &raw.versions.from, "versions.from"),
-                (&to, &raw.versions.to, "versions.to"),
-            ] {
+            let versions = std::iter::once((&from, &raw.versions.value.from, "versions.from"))
+                .chain(
+                    to.as_ref()
+                        .map(|(to, spanned)| (to, *spanned, "versions.to")),
+                );
+            for (version, spanned, path) in versions {
                 if version.command.is_none() {
                     return Err(self.error(
                         &raw.app,
@@ -377,7 +436,7 @@ impl Validator<'_> {
                 }
             }
         }
-        let strategy = self.strategy(&raw.strategy, app.replicas)?;
+        let to = to.map(|(to, _)| to);
         let traffic = match &raw.traffic {
             None => TrafficSpec {
                 rate: 200,
@@ -421,16 +480,7 @@ impl Validator<'_> {
                 .and_then(|b| b.max_failed)
                 .unwrap_or(Some(0)),
         };
-        let local = LocalSpec {
-            propagation_delay: match &raw.local {
-                None => Duration::from_secs(1),
-                Some(local) => self.duration_or(
-                    &local.propagation_delay,
-                    "local.propagationDelay",
-                    Duration::from_secs(1),
-                )?,
-            },
-        };
+        let local = self.local(raw.local.as_ref())?;
         let defaults = DataPlaneCheck::default();
         let data_plane_check = match &raw.data_plane_check {
             None => defaults,
@@ -458,6 +508,35 @@ impl Validator<'_> {
             budget,
             local,
             data_plane_check,
+        })
+    }
+
+    fn local(&self, raw: Option<&RawLocal>) -> Result<LocalSpec, SpecError> {
+        let propagation_delay = Duration::from_secs(1);
+        let Some(local) = raw else {
+            return Ok(LocalSpec {
+                propagation_delay,
+                nodes: 1,
+            });
+        };
+        let nodes = match &local.nodes {
+            None => 1,
+            Some(n) if n.value == 0 || n.value > 100 => {
+                return Err(self.error(
+                    n,
+                    "local.nodes",
+                    format!("{} is outside 1..=100 nodes", n.value),
+                ));
+            }
+            Some(n) => n.value,
+        };
+        Ok(LocalSpec {
+            propagation_delay: self.duration_or(
+                &local.propagation_delay,
+                "local.propagationDelay",
+                propagation_delay,
+            )?,
+            nodes,
         })
     }
 
@@ -538,6 +617,14 @@ impl Validator<'_> {
                 (None, None) => unreachable!("a non-zero sleep was written"),
             });
         }
+        let max_skew = match app.topology_spread.as_ref().map(|t| &t.max_skew) {
+            None => None,
+            Some(None) => Some(1),
+            Some(Some(skew)) if skew.value == 0 => {
+                return Err(self.error(skew, "app.topologySpread.maxSkew", "must be at least 1"));
+            }
+            Some(Some(skew)) => Some(skew.value),
+        };
         Ok(AppSpec {
             command,
             image: app.image.clone(),
@@ -547,7 +634,39 @@ impl Validator<'_> {
             liveness,
             pre_stop_sleep,
             termination_grace_period,
+            scheduling: Scheduling {
+                anti_affinity: app.pod_anti_affinity.unwrap_or_default(),
+                max_skew,
+            },
+            disruption_budget: self.disruption_budget(app.pod_disruption_budget.as_ref())?,
         })
+    }
+
+    /// `{}` is `maxUnavailable: 1` (the manifests' budget); one of the two, never both.
+    fn disruption_budget(
+        &self,
+        raw: Option<&RawDisruptionBudget>,
+    ) -> Result<Option<DisruptionBudget>, SpecError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let base = "app.podDisruptionBudget";
+        Ok(Some(match (&raw.min_available, &raw.max_unavailable) {
+            (Some(_), Some(max)) => {
+                return Err(self.error(
+                    max,
+                    &format!("{base}.maxUnavailable"),
+                    "give minAvailable or maxUnavailable, not both (as a PodDisruptionBudget)",
+                ));
+            }
+            (Some(min), None) => DisruptionBudget::MinAvailable(
+                self.int_or_percent(min, &format!("{base}.minAvailable"))?,
+            ),
+            (None, Some(max)) => DisruptionBudget::MaxUnavailable(
+                self.int_or_percent(max, &format!("{base}.maxUnavailable"))?,
+            ),
+            (None, None) => DisruptionBudget::MaxUnavailable(IntOrPercent::Count(1)),
+        }))
     }
 
     fn probe(
@@ -664,6 +783,31 @@ impl Validator<'_> {
                             .as_ref()
                             .map_or(0, |s| u64::from(s.value)),
                     ),
+                })
+            }
+            RawStrategy::ClusterUpgrade(upgrade) => {
+                let base = "strategy.clusterUpgrade";
+                let eviction_timeout = self.duration_or(
+                    &upgrade.eviction_timeout,
+                    &format!("{base}.evictionTimeout"),
+                    Duration::from_secs(60),
+                )?;
+                if eviction_timeout.is_zero()
+                    && let Some(at) = &upgrade.eviction_timeout
+                {
+                    return Err(self.error(
+                        at,
+                        &format!("{base}.evictionTimeout"),
+                        "must be longer than 0s",
+                    ));
+                }
+                Ok(Strategy::ClusterUpgrade {
+                    node_downtime: self.duration_or(
+                        &upgrade.node_downtime,
+                        &format!("{base}.nodeDowntime"),
+                        Duration::from_secs(5),
+                    )?,
+                    eviction_timeout,
                 })
             }
             RawStrategy::BlueGreen(bg) => Ok(Strategy::BlueGreen {

@@ -1,10 +1,12 @@
 //! One file per strategy. Each turns the spec into steps on the [`crate::platform::Platform`] trait,
 //! through the [`Engine`]: it never scales a version to zero itself but calls
-//! [`Engine::retire`], which checks the data plane first.
+//! [`Engine::retire`], which checks the data plane first. `cluster_upgrade` is the one that
+//! changes no version: it drains and returns the nodes under the old one.
 
 pub mod blue_green;
 pub mod canary_replicas;
 pub mod canary_weight;
+pub mod cluster_upgrade;
 pub mod recreate;
 pub mod rolling_update;
 mod steps;
@@ -34,6 +36,10 @@ pub async fn run<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineEr
         } => blue_green::run(engine, auto_promote, preview_checks).await,
         Strategy::CanaryReplicas { steps } => canary_replicas::run(engine, &steps).await,
         Strategy::CanaryWeight { steps } => canary_weight::run(engine, &steps).await,
+        Strategy::ClusterUpgrade {
+            node_downtime,
+            eviction_timeout,
+        } => cluster_upgrade::run(engine, node_downtime, eviction_timeout).await,
     }
 }
 

@@ -99,6 +99,7 @@ fn template(version: &str) -> VersionTemplate {
         pre_stop_sleep: Duration::from_secs(5),
         termination_grace_period: Duration::from_secs(30),
         min_ready: Duration::ZERO,
+        scheduling: Default::default(),
     }
 }
 

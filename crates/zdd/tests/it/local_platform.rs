@@ -423,6 +423,7 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
         pre_stop_sleep: Duration::from_millis(1000),
         termination_grace_period: Duration::from_secs(10),
         min_ready: Duration::ZERO,
+        scheduling: Default::default(),
     };
     start_ready(&mut platform, &v1, 2).await;
     wait_event(

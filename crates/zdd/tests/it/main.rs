@@ -8,6 +8,7 @@ mod control;
 mod kubernetes_platform;
 mod kubernetes_rollout;
 mod local_platform;
+mod nodes;
 mod probe_cli;
 mod rollout_faults;
 mod rollout_prestop;

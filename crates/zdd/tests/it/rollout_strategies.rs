@@ -4,18 +4,21 @@
 //!
 //! The fake's traffic follows its routing: a request "reaches" every version the main route could
 //! send it to at that moment, so the data-plane check passes only once the routing has excluded a
-//! version for a whole window.
+//! version for a whole window. Its three nodes record what a cluster upgrade does to them.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use zdd::engine::control::{Control, Interrupt, Phase};
 use zdd::engine::traffic::TrafficView;
 use zdd::engine::{Engine, RunOptions};
 use zdd::events::{Event, EventLog};
-use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
-use zdd::platform::{Platform, Result};
+use zdd::model::{
+    NodeStatus, PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights,
+};
+use zdd::platform::{NodeMaintenance, Platform, PlatformError, Result};
 use zdd::rollout::{RunOutcome as Outcome, execute};
 use zdd::spec::Spec;
 use zdd_probe::WindowStats;
@@ -24,6 +27,8 @@ use zdd_probe::WindowStats;
 enum Call {
     Scale(String, u32),
     Routing(Routing),
+    Drain(String),
+    Uncordon(String),
 }
 
 #[derive(Default)]
@@ -38,6 +43,8 @@ struct State {
     min_total_ready: u32,
     /// Failed requests the fake traffic reports.
     failing: bool,
+    /// A drain of this node fails as if the disruption budget blocked an eviction.
+    blocked_node: Option<String>,
 }
 
 #[derive(Clone)]
@@ -100,6 +107,46 @@ impl Fake {
     fn routing(&self) -> Routing {
         self.state().routing_history.last().unwrap().1.clone()
     }
+
+    fn calls(&self) -> Vec<Call> {
+        self.state().calls.iter().map(|(_, c)| c.clone()).collect()
+    }
+}
+
+/// Three nodes; a drain evicts nothing (the fake's replicas have no node) and takes no time.
+impl NodeMaintenance for Fake {
+    fn names(&self) -> Vec<String> {
+        ["node-1", "node-2", "node-3"].map(String::from).to_vec()
+    }
+
+    fn statuses(&self) -> Vec<NodeStatus> {
+        Vec::new()
+    }
+
+    fn drain<'a>(&'a self, node: &'a str, _: Duration) -> BoxFuture<'a, Result<Vec<String>>> {
+        let mut state = self.state();
+        state.calls.push((Instant::now(), Call::Drain(node.into())));
+        let result = match &state.blocked_node {
+            Some(blocked) if blocked == node => Err(PlatformError::EvictionBlocked {
+                node: node.into(),
+                pod: "v1-2".into(),
+                budget: "maxUnavailable 1".into(),
+                needed: 2,
+                healthy: 2,
+                waited: Duration::from_secs(60),
+            }),
+            _ => Ok(Vec::new()),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn uncordon(&self, node: &str) -> Result<()> {
+        let mut state = self.state();
+        state
+            .calls
+            .push((Instant::now(), Call::Uncordon(node.into())));
+        Ok(())
+    }
 }
 
 impl Platform for Fake {
@@ -160,7 +207,12 @@ impl Platform for Fake {
                 .collect(),
             pods: Vec::new(),
             routing: state.routing_history.last().unwrap().1.clone(),
+            nodes: Vec::new(),
         })
+    }
+
+    fn nodes(&self) -> Arc<dyn NodeMaintenance> {
+        Arc::new(self.clone())
     }
 
     fn main_url(&self) -> String {
@@ -234,6 +286,12 @@ fn reaches(routing: &Routing, version: &str) -> bool {
         TrafficPolicy::Only(v) => v == version,
         TrafficPolicy::Weighted(w) => w.of(version) > 0,
     }
+}
+
+/// A cluster upgrade of the fake's three nodes, each down for 10 ms.
+fn upgrade_spec() -> Spec {
+    let text = "name: fake\napp:\n  command: [\"x\"]\n  replicas: 3\nversions:\n  from: { name: v1 }\nstrategy:\n  clusterUpgrade: { nodeDowntime: 10ms }\n";
+    Spec::parse(text, "fake.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn spec(strategy: &str, replicas: u32) -> Spec {
@@ -511,6 +569,76 @@ async fn exceeding_the_budget_rolls_back() {
     }
     assert_eq!(fake.ready("v2"), 0);
     assert_eq!(fake.ready("v1"), 3);
+}
+
+#[tokio::test]
+async fn a_cluster_upgrade_drains_and_returns_each_node_in_turn_and_changes_no_version() {
+    let fake = Fake::new("v1", 3);
+    let (outcome, events) = run(&upgrade_spec(), &fake, Control::new()).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let node_calls: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| !matches!(c, Call::Routing(_)))
+        .collect();
+    let expected: Vec<Call> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .flat_map(|n| [Call::Drain(n.to_string()), Call::Uncordon(n.to_string())])
+        .collect();
+    // Nothing else: no scale, no new version.
+    assert_eq!(node_calls, expected);
+    let downs = events
+        .iter()
+        .filter(|e| matches!(e, Event::NodeDown { .. }))
+        .count();
+    assert_eq!(downs, 3, "{events:#?}");
+    assert!(
+        events.contains(&Event::ClusterUpgradeFinished),
+        "{events:#?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::RolloutStarted { .. })),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_drain_returns_its_node_and_fails_the_upgrade_with_nothing_to_roll_back() {
+    let fake = Fake::new("v1", 3);
+    fake.state().blocked_node = Some("node-2".into());
+    let control = Control::new();
+    let (outcome, events) = run(&upgrade_spec(), &fake, control.clone()).await;
+    match &outcome {
+        Outcome::Failed(why) => assert!(
+            why.contains("v1-2") && why.contains("maxUnavailable 1"),
+            "the budget that blocks is named: {why}"
+        ),
+        other => panic!("{other:?} {events:#?}"),
+    }
+    let node_calls: Vec<Call> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| !matches!(c, Call::Routing(_)))
+        .collect();
+    assert_eq!(
+        node_calls,
+        vec![
+            Call::Drain("node-1".into()),
+            Call::Uncordon("node-1".into()),
+            Call::Drain("node-2".into()),
+            Call::Uncordon("node-2".into()),
+        ]
+    );
+    assert_eq!(fake.ready("v1"), 3);
+    assert_eq!(control.status().phase, Phase::Failed);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ClusterUpgradeFailed { .. })),
+        "{events:#?}"
+    );
 }
 
 /// Traffic whose answers come from v1 until `v1_until`, then only from v2.

@@ -54,6 +54,7 @@ fn endpoint(pod: &str, version: &str, addr: SocketAddr) -> Endpoint {
         pod: pod.into(),
         version: version.into(),
         addr,
+        node: Some(format!("node-of-{pod}")),
     }
 }
 
@@ -89,6 +90,12 @@ pub async fn round_robin_inside_a_version_with_headers(kind: RouterKind) {
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(answer.header("x-zdd-version"), Some("v1"), "{answer:?}");
         let pod = answer.header("x-zdd-pod").unwrap().to_owned();
+        let node = format!("node-of-{pod}");
+        assert_eq!(
+            answer.header("x-zdd-node"),
+            Some(node.as_str()),
+            "{answer:?}"
+        );
         // The header names the pod that really answered.
         let expected_body = if pod == "v1-1" { "a" } else { "b" };
         assert_eq!(answer.body, expected_body, "{answer:?}");

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::Run;
+use zdd::model::{AntiAffinity, DisruptionBudget};
 use zdd::spec::{CanaryStep, IntOrPercent, Spec, Strategy};
 use zdd_test_support::run::text;
 
@@ -54,7 +55,8 @@ fn the_reference_spec_parses_with_its_values() {
     assert_eq!(spec.app.pre_stop_sleep, Duration::from_secs(2));
     assert_eq!(spec.app.readiness.period, Duration::from_millis(500));
     assert_eq!(spec.from.name, "v1");
-    assert_eq!(spec.to.env["APP_VERSION"], "v2");
+    let to = spec.to.as_ref().expect("a new version");
+    assert_eq!(to.env["APP_VERSION"], "v2");
     assert_eq!(
         spec.strategy,
         Strategy::RollingUpdate {
@@ -63,7 +65,7 @@ fn the_reference_spec_parses_with_its_values() {
             min_ready: Duration::ZERO,
         }
     );
-    let template = spec.template(&spec.to);
+    let template = spec.template(to);
     assert_eq!(template.env["APP_VERSION"], "v2");
     assert_eq!(template.env["DRAIN_DELAY"], "1s");
     assert_eq!(template.command, vec!["zdd", "serve"]);
@@ -86,6 +88,7 @@ fn every_example_parses() {
             "blue-green",
             "canary-replicas",
             "canary-weight",
+            "cluster-upgrade",
             "recreate",
             "rolling-update"
         ]
@@ -108,6 +111,94 @@ fn canary_steps_and_pauses_parse() {
                 CanaryStep::Pause(None),
             ]
         }
+    );
+}
+
+/// [`GOOD`] as a cluster upgrade of 3 nodes: `versions.to` gone.
+fn cluster_upgrade(app_extra: &str) -> String {
+    with_strategy("  clusterUpgrade: { nodeDowntime: 2s }")
+        .replace("  to: { name: v2, env: { APP_VERSION: v2 } }\n", "")
+        .replace(
+            "  terminationGracePeriod: 30s\n",
+            &format!("  terminationGracePeriod: 30s\n{app_extra}"),
+        )
+        .replace(
+            "local: { propagationDelay: 1s }",
+            "local: { propagationDelay: 1s, nodes: 3 }",
+        )
+}
+
+#[test]
+fn a_cluster_upgrade_has_nodes_scheduling_and_a_budget_and_no_new_version() {
+    let text = cluster_upgrade(
+        "  podAntiAffinity: required\n  topologySpread: {}\n  podDisruptionBudget: { minAvailable: \"50%\" }\n",
+    );
+    let spec = Spec::parse(&text, "x.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.to, None);
+    assert_eq!(spec.local.nodes, 3);
+    assert_eq!(spec.app.scheduling.anti_affinity, AntiAffinity::Required);
+    assert_eq!(spec.app.scheduling.max_skew, Some(1));
+    assert_eq!(
+        spec.app.disruption_budget,
+        Some(DisruptionBudget::MinAvailable(IntOrPercent::Percent(50)))
+    );
+    assert_eq!(
+        spec.strategy,
+        Strategy::ClusterUpgrade {
+            node_downtime: Duration::from_secs(2),
+            eviction_timeout: Duration::from_secs(60),
+        }
+    );
+    // The version's template carries the scheduling, as a pod template does.
+    assert_eq!(spec.template(&spec.from).scheduling, spec.app.scheduling);
+}
+
+#[test]
+fn versions_to_is_required_by_a_rollout_and_refused_by_a_cluster_upgrade() {
+    let missing = error_of(&GOOD.replace("  to: { name: v2, env: { APP_VERSION: v2 } }\n", ""));
+    assert!(
+        missing.starts_with("x.yaml:10:3: versions.to: missing"),
+        "{missing}"
+    );
+    let given = error_of(
+        &with_strategy("  clusterUpgrade: {}")
+            .replace("local: { propagationDelay: 1s }", "local: { nodes: 2 }"),
+    );
+    assert!(
+        given.starts_with("x.yaml:11:7: versions.to: a cluster upgrade"),
+        "{given}"
+    );
+}
+
+#[test]
+fn scheduling_and_budget_values_are_checked() {
+    let both = error_of(&cluster_upgrade(
+        "  podDisruptionBudget: { minAvailable: 2, maxUnavailable: 1 }\n",
+    ));
+    assert!(
+        both.contains(
+            "app.podDisruptionBudget.maxUnavailable: give minAvailable or maxUnavailable, not both"
+        ),
+        "{both}"
+    );
+    let skew = error_of(&cluster_upgrade("  topologySpread: { maxSkew: 0 }\n"));
+    assert!(
+        skew.contains("app.topologySpread.maxSkew: must be at least 1"),
+        "{skew}"
+    );
+    let affinity = error_of(&cluster_upgrade("  podAntiAffinity: requird\n"));
+    assert!(affinity.contains("did you mean `required`?"), "{affinity}");
+    let nodes = error_of(&cluster_upgrade("").replace("nodes: 3", "nodes: 0"));
+    assert!(
+        nodes.contains("local.nodes: 0 is outside 1..=100 nodes"),
+        "{nodes}"
+    );
+    let percent = error_of(&cluster_upgrade(
+        "  podDisruptionBudget: { maxUnavailable: \"150%\" }\n",
+    ));
+    assert!(
+        percent.contains("neither a count nor a percentage"),
+        "{percent}"
     );
 }
 

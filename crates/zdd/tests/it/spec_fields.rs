@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Map, Value, json};
+use zdd::model::DisruptionBudget;
 use zdd::spec::{CanaryStep, Spec, Strategy};
 
 /// One row of the table: its field paths (a row may name several) and its default column.
@@ -64,14 +65,20 @@ fn base_for(path: &str) -> Value {
         p if p.starts_with("strategy.canary") => {
             json!({"canary": {"steps": [{"pause": {"duration": "1s"}}]}})
         }
+        p if p.starts_with("strategy.clusterUpgrade") => json!({"clusterUpgrade": {}}),
         _ => json!({"rollingUpdate": {}}),
     };
-    json!({
+    let mut spec = json!({
         "name": "web",
         "app": {"command": ["zdd", "serve"], "replicas": 3},
         "versions": {"from": {"name": "v1"}, "to": {"name": "v2"}},
         "strategy": strategy,
-    })
+    });
+    if path.starts_with("strategy.clusterUpgrade") {
+        // A cluster upgrade changes the nodes, not the app: it has no `to`.
+        spec["versions"].as_object_mut().unwrap().remove("to");
+    }
+    spec
 }
 
 /// The mapping at `parts` (created on the way), `steps[]` being the list's first item.
@@ -224,7 +231,18 @@ fn value_of(spec: &Spec, path: &str) -> Option<String> {
         "app.preStop.sleep" => duration(spec.app.pre_stop_sleep),
         "app.terminationGracePeriod" => duration(spec.app.termination_grace_period),
         "versions.from.env" => env(&spec.from.env),
-        "versions.to.env" => env(&spec.to.env),
+        "versions.to.env" => env(&spec.to.as_ref().expect("a new version").env),
+        "app.podAntiAffinity" => spec.app.scheduling.anti_affinity.name().into(),
+        "app.topologySpread.maxSkew" => spec
+            .app
+            .scheduling
+            .max_skew
+            .map_or("none".into(), |skew| skew.to_string()),
+        "app.podDisruptionBudget.maxUnavailable" => match spec.app.disruption_budget {
+            Some(DisruptionBudget::MaxUnavailable(max)) => max.to_string(),
+            other => format!("{other:?}"),
+        },
+        "local.nodes" => spec.local.nodes.to_string(),
         "traffic.rate" => spec.traffic.rate.to_string(),
         "traffic.path" => spec.traffic.path.clone(),
         "traffic.connections" => {
@@ -264,6 +282,16 @@ fn value_of(spec: &Spec, path: &str) -> Option<String> {
             (Strategy::BlueGreen { preview_checks, .. }, "strategy.blueGreen.previewChecks") => {
                 preview_checks.to_string()
             }
+            (
+                Strategy::ClusterUpgrade { node_downtime, .. },
+                "strategy.clusterUpgrade.nodeDowntime",
+            ) => duration(*node_downtime),
+            (
+                Strategy::ClusterUpgrade {
+                    eviction_timeout, ..
+                },
+                "strategy.clusterUpgrade.evictionTimeout",
+            ) => duration(*eviction_timeout),
             (Strategy::CanaryReplicas { .. }, "strategy.canary.trafficRouting") => {
                 "replicas".into()
             }

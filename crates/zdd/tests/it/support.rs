@@ -165,6 +165,7 @@ pub fn python_server(version: &str, dir: &Path) -> VersionTemplate {
         pre_stop_sleep: Duration::ZERO,
         termination_grace_period: Duration::from_secs(3),
         min_ready: Duration::ZERO,
+        scheduling: Default::default(),
     }
 }
 

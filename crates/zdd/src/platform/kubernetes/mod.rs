@@ -11,12 +11,14 @@ mod config;
 mod error;
 mod kubeconfig;
 mod ledger;
+mod nodes;
 pub mod objects;
 mod routers;
 mod status;
 mod wait;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -31,6 +33,8 @@ pub use config::KubernetesConfig;
 pub use error::KubeError;
 use error::Target;
 use ledger::Ledger;
+use nodes::ClusterNodes;
+pub use nodes::MEASURE_A_DRAIN;
 use routers::{KubeRouter, RouteObject, backends_in};
 use status::{pod_status, progress_deadline_exceeded, ready_endpoints, version_status};
 use wait::{Check, WaitEnd, watch_until};
@@ -39,7 +43,9 @@ use crate::events::{Event, EventLog};
 use crate::model::{
     PlatformStatus, PodStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights,
 };
-use crate::platform::{Platform, PlatformError, Result, RouterKind, TrafficAccess};
+use crate::platform::{
+    NodeMaintenance, Platform, PlatformError, Result, RouterKind, TrafficAccess,
+};
 
 const DEPLOYMENTS: &str = "deployments.apps";
 const SERVICES: &str = "services";
@@ -476,7 +482,13 @@ impl Platform for KubernetesPlatform {
                 main,
                 preview: selector_version(preview),
             },
+            // Nodes are not zdd's to list (nor in its RBAC role); each pod names its own.
+            nodes: Vec::new(),
         })
+    }
+
+    fn nodes(&self) -> Arc<dyn NodeMaintenance> {
+        Arc::new(ClusterNodes)
     }
 
     fn main_url(&self) -> String {

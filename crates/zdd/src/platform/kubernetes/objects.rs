@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::KubernetesConfig;
-use crate::model::{ProbeSpec, TrafficPolicy, VersionTemplate, Weights};
+use crate::model::{AntiAffinity, ProbeSpec, Scheduling, TrafficPolicy, VersionTemplate, Weights};
 
 /// The field manager of every apply (`kubectl get -o yaml --show-managed-fields` shows it).
 pub const FIELD_MANAGER: &str = "zdd";
@@ -106,13 +106,52 @@ pub fn deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": {"labels": labels(app, Some(version))},
-                "spec": {
-                    "terminationGracePeriodSeconds": whole_seconds(template.termination_grace_period),
-                    "containers": [container],
-                },
+                "spec": pod_spec(app, template, container),
             },
         },
     })
+}
+
+/// The pod template's spec: the container, its grace period, and where it may be scheduled
+/// (anti-affinity and topology spread on `kubernetes.io/hostname`, against every version of the
+/// app, as in deploy/kubernetes/base).
+fn pod_spec(app: &str, template: &VersionTemplate, container: Value) -> Value {
+    let mut spec = json!({
+        "terminationGracePeriodSeconds": whole_seconds(template.termination_grace_period),
+        "containers": [container],
+    });
+    let Scheduling {
+        anti_affinity,
+        max_skew,
+    } = template.scheduling;
+    let term = json!({
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": {"app": app}},
+    });
+    match anti_affinity {
+        AntiAffinity::None => {}
+        AntiAffinity::Preferred => {
+            spec["affinity"] = json!({"podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100, "podAffinityTerm": term},
+                ],
+            }});
+        }
+        AntiAffinity::Required => {
+            spec["affinity"] = json!({"podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [term],
+            }});
+        }
+    }
+    if let Some(skew) = max_skew {
+        spec["topologySpreadConstraints"] = json!([{
+            "maxSkew": skew,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": app}},
+        }]);
+    }
+    spec
 }
 
 /// A ClusterIP Service `name` selecting `app` (and `version` when given).
@@ -176,6 +215,7 @@ mod tests {
             pre_stop_sleep: Duration::from_secs(5),
             termination_grace_period: Duration::from_secs(30),
             min_ready: Duration::from_secs(2),
+            scheduling: Scheduling::default(),
         }
     }
 
@@ -205,6 +245,41 @@ mod tests {
             30
         );
         assert_eq!(d["spec"]["minReadySeconds"], 2);
+    }
+
+    #[test]
+    fn deployment_carries_anti_affinity_and_topology_spread_against_every_version() {
+        let config = KubernetesConfig::new("web");
+        let plain = deployment(&config, &template(), "demo:2", 3);
+        let pod = &plain["spec"]["template"]["spec"];
+        assert!(pod["affinity"].is_null() && pod["topologySpreadConstraints"].is_null());
+        let scheduled = VersionTemplate {
+            scheduling: Scheduling {
+                anti_affinity: AntiAffinity::Required,
+                max_skew: Some(1),
+            },
+            ..template()
+        };
+        let d = deployment(&config, &scheduled, "demo:2", 3);
+        let pod = &d["spec"]["template"]["spec"];
+        let term = &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+        assert_eq!(term["labelSelector"]["matchLabels"], json!({"app": "web"}));
+        let spread = &pod["topologySpreadConstraints"][0];
+        assert_eq!(spread["maxSkew"], 1);
+        assert_eq!(spread["whenUnsatisfiable"], "DoNotSchedule");
+        let preferred = VersionTemplate {
+            scheduling: Scheduling {
+                anti_affinity: AntiAffinity::Preferred,
+                max_skew: None,
+            },
+            ..template()
+        };
+        let d = deployment(&config, &preferred, "demo:2", 3);
+        let preferred = &d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(preferred["weight"], 100);
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub fn pod_status(pod: &Pod) -> PodStatus {
         .and_then(|s| s.container_statuses.as_ref())
         .map(|cs| cs.iter().map(|c| c.restart_count.max(0) as u32).sum())
         .unwrap_or(0);
+    // A pod no node takes says why in its PodScheduled condition (the FailedScheduling message).
+    let pending = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+        .map(|c| c.message.clone().unwrap_or_default());
     PodStatus {
         name: pod.name_any(),
         version: pod.labels().get("version").cloned().unwrap_or_default(),
@@ -59,6 +69,8 @@ pub fn pod_status(pod: &Pod) -> PodStatus {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         restarts,
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        pending,
     }
 }
 

@@ -1,7 +1,11 @@
 //! The local platform: replicas as child processes, endpoints with a propagation delay, a router.
 //!
 //! The engine creates one `LocalPlatform` per rollout and drives it through [`Platform`]:
-//! - [`supervisor`] plays the kubelet (processes, probes, restarts, preStop/SIGTERM/SIGKILL);
+//! - [`supervisor`] plays the kubelet and the ReplicaSet (processes, probes, restarts,
+//!   preStop/SIGTERM/SIGKILL, a replacement for an evicted replica) on simulated nodes, where
+//!   [`scheduler`] places each replica (anti-affinity, topology spread, cordoned nodes);
+//! - [`eviction`] plays the eviction API (the PodDisruptionBudget's check) and [`drain`]
+//!   `kubectl drain` / `kubectl uncordon`;
 //! - [`endpoints`] plays the endpoint controller (ready replicas reach the router after
 //!   `propagation_delay`);
 //! - [`routers`] play kube-proxy and the ingress (zdd's own router or a real Traefik), fed by
@@ -12,10 +16,13 @@
 //! (an error, a panic) `Drop` SIGKILLs every process group it started.
 
 pub mod data_plane;
+pub mod drain;
 pub mod endpoints;
+pub mod eviction;
 pub mod ports;
 pub mod process_groups;
 pub mod routers;
+pub mod scheduler;
 pub mod supervisor;
 
 use std::net::SocketAddr;
@@ -28,9 +35,10 @@ use tokio::task::JoinHandle;
 use zdd_router::RouterAddrs;
 
 use crate::events::{Event, EventLog};
-use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
-use crate::platform::{Platform, PlatformError, Result, RouterKind};
+use crate::model::{DisruptionBudget, PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use crate::platform::{NodeMaintenance, Platform, PlatformError, Result, RouterKind};
 use data_plane::LocalDataPlane;
+use drain::LocalNodes;
 use process_groups::ProcessGroups;
 use routers::LocalRouter;
 use supervisor::Supervisor;
@@ -49,16 +57,23 @@ pub struct LocalConfig {
     pub router: RouterKind,
     /// Main route's address; port 0 lets the OS pick. Always loopback.
     pub listen: SocketAddr,
+    /// Simulated nodes (`node-1`, `node-2`, ...) the replicas are scheduled onto.
+    pub nodes: u32,
+    /// The app's PodDisruptionBudget, which the eviction API honours during a drain.
+    pub disruption_budget: Option<DisruptionBudget>,
 }
 
 impl LocalConfig {
-    /// The defaults: 1 s propagation delay, builtin router on an OS-picked loopback port.
+    /// The defaults: 1 s propagation delay, builtin router on an OS-picked loopback port, one
+    /// node, no disruption budget.
     pub fn new(run_dir: impl Into<PathBuf>) -> Self {
         LocalConfig {
             run_dir: run_dir.into(),
             propagation_delay: Duration::from_secs(1),
             router: RouterKind::Builtin,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nodes: 1,
+            disruption_budget: None,
         }
     }
 }
@@ -66,6 +81,7 @@ impl LocalConfig {
 pub struct LocalPlatform {
     events: EventLog,
     supervisor: Supervisor,
+    nodes: Arc<LocalNodes>,
     data: Arc<tokio::sync::Mutex<LocalDataPlane>>,
     addrs: RouterAddrs,
     preview: Option<String>,
@@ -93,7 +109,17 @@ impl LocalPlatform {
         )
         .await?;
         let addrs = router.addrs();
-        let supervisor = Supervisor::new(config.run_dir.clone(), events.clone(), groups.clone())?;
+        let supervisor = Supervisor::new(
+            config.run_dir.clone(),
+            events.clone(),
+            groups.clone(),
+            config.nodes,
+        )?;
+        let nodes = Arc::new(LocalNodes {
+            supervisor: supervisor.clone(),
+            budget: config.disruption_budget,
+            events: events.clone(),
+        });
         let data = LocalDataPlane {
             routing: Routing::default(),
             endpoints: Default::default(),
@@ -111,6 +137,7 @@ impl LocalPlatform {
         Ok(LocalPlatform {
             events,
             supervisor,
+            nodes,
             data,
             addrs,
             preview: None,
@@ -139,8 +166,15 @@ impl LocalPlatform {
                 return Ok(status);
             }
             if started.elapsed() >= timeout {
+                // A replica no node takes says why, as `kubectl describe pod` would.
+                let pending = self.supervisor.pending_reasons(version);
+                let pending = if pending.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", pending.join("; "))
+                };
                 return Err(PlatformError::Timeout {
-                    what: format!("{what} (now {status:?})"),
+                    what: format!("{what} (now {status:?}){pending}"),
                     waited: timeout,
                 });
             }
@@ -204,6 +238,7 @@ impl Platform for LocalPlatform {
             versions,
             pods,
             routing,
+            nodes: self.supervisor.node_statuses(),
         })
     }
 
@@ -215,6 +250,10 @@ impl Platform for LocalPlatform {
         self.preview
             .as_ref()
             .map(|_| format!("http://{}", self.addrs.preview))
+    }
+
+    fn nodes(&self) -> Arc<dyn NodeMaintenance> {
+        self.nodes.clone()
     }
 
     async fn shutdown(&mut self) -> Result<()> {
@@ -287,6 +326,7 @@ mod tests {
             pre_stop_sleep: Duration::from_secs(20),
             termination_grace_period: grace,
             min_ready: Duration::ZERO,
+            scheduling: Default::default(),
         }
     }
 

@@ -1,11 +1,14 @@
 //! The kubelet's part: the replica set, every version's replicas, scaled, counted and stopped.
 //!
-//! Each replica ("pod") is one tokio task that owns its child process (`pod`): it spawns the
-//! command in a process group of its own, runs the readiness and liveness probes with Kubernetes
-//! semantics (`probes`), restarts the process when it exits by itself or fails liveness, and runs
-//! the termination sequence (`termination`: preStop sleep, SIGTERM to the group, SIGKILL when the
-//! grace period that started with preStop ends) when the replica is scaled away.
+//! Each replica ("pod") is one tokio task that owns its child process (`pod`): it waits until the
+//! scheduler binds it to a node (`nodes`), spawns the command in a process group of its own, runs
+//! the readiness and liveness probes with Kubernetes semantics (`probes`), restarts the process
+//! when it exits by itself or fails liveness, and runs the termination sequence (`termination`:
+//! preStop sleep, SIGTERM to the group, SIGKILL when the grace period that started with preStop
+//! ends) when the replica is scaled away or evicted. Like a ReplicaSet, a version whose replica
+//! was evicted gets a new one at once.
 
+mod nodes;
 mod pod;
 mod probes;
 mod termination;
@@ -18,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zdd_router::Endpoint;
@@ -29,6 +32,7 @@ use crate::events::{Event, EventLog};
 use crate::model::{PodStatus, VersionStatus, VersionTemplate};
 use crate::platform::{PlatformError, Result};
 use crate::sync::lock;
+pub use nodes::EvictError;
 use pod::run_pod;
 pub use termination::END_OF_RUN_GRACE;
 
@@ -47,6 +51,8 @@ struct Pod {
     /// Cancelled when the whole platform ends: a termination under way gives way to the
     /// end-of-run stop (see `termination`).
     end_of_run: CancellationToken,
+    /// Notified when the scheduler binds the pod to a node.
+    bound: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -57,6 +63,10 @@ struct PodState {
     ready_since: Option<Instant>,
     terminating: bool,
     restarts: u32,
+    /// The node it is bound to; `None` while pending.
+    node: Option<String>,
+    /// Why no node takes it (the last `FailedScheduling` message), while pending.
+    pending: Option<String>,
 }
 
 impl Pod {
@@ -74,12 +84,21 @@ struct VersionEntry {
     name: String,
     desired: u32,
     next_index: u32,
+    /// The template its new replicas get (the last one scaled with).
+    template: Arc<VersionTemplate>,
 }
 
-#[derive(Default)]
+/// A simulated node.
+struct Node {
+    name: String,
+    /// Cordoned: the scheduler binds nothing to it.
+    unschedulable: bool,
+}
+
 struct State {
     versions: Vec<VersionEntry>,
     pods: Vec<Arc<Pod>>,
+    nodes: Vec<Node>,
 }
 
 struct Shared {
@@ -104,14 +123,30 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(run_dir: PathBuf, events: EventLog, groups: Arc<ProcessGroups>) -> Result<Self> {
+    /// A replica set on `nodes` simulated nodes, named `node-1`, `node-2`, ...
+    pub fn new(
+        run_dir: PathBuf,
+        events: EventLog,
+        groups: Arc<ProcessGroups>,
+        nodes: u32,
+    ) -> Result<Self> {
         std::fs::create_dir_all(run_dir.join("pods"))?;
+        let nodes = (1..=nodes.max(1))
+            .map(|n| Node {
+                name: format!("node-{n}"),
+                unschedulable: false,
+            })
+            .collect();
         Ok(Supervisor {
             shared: Arc::new(Shared {
                 run_dir,
                 events,
                 groups,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State {
+                    versions: Vec::new(),
+                    pods: Vec::new(),
+                    nodes,
+                }),
                 changes: watch::channel(0).0,
             }),
         })
@@ -132,9 +167,7 @@ impl Supervisor {
             )));
         }
         let template = Arc::new(template.clone());
-        let mut started = Vec::new();
-        let mut stopping = Vec::new();
-        {
+        let (started, stopping, scheduled) = {
             let mut state = lock(&self.shared.state);
             let index = match state.versions.iter().position(|v| v.name == template.name) {
                 Some(index) => index,
@@ -143,53 +176,32 @@ impl Supervisor {
                         name: template.name.clone(),
                         desired: 0,
                         next_index: 1,
+                        template: template.clone(),
                     });
                     state.versions.len() - 1
                 }
             };
             state.versions[index].desired = replicas;
-            let mut active: Vec<Arc<Pod>> = state
-                .pods
-                .iter()
-                .filter(|pod| pod.version == template.name && !pod.is_terminating())
-                .cloned()
-                .collect();
-            let wanted = replicas as usize;
-            if active.len() < wanted {
-                for _ in active.len()..wanted {
-                    let entry = &mut state.versions[index];
-                    let name = format!("{}-{}", entry.name, entry.next_index);
-                    entry.next_index += 1;
-                    let pod = Arc::new(Pod {
-                        name,
-                        version: template.name.clone(),
-                        port: free_port()?,
-                        template: template.clone(),
-                        created: Instant::now(),
-                        state: Mutex::new(PodState::default()),
-                        stop: CancellationToken::new(),
-                        fast_stop: AtomicBool::new(false),
-                        end_of_run: CancellationToken::new(),
-                        task: Mutex::new(None),
-                    });
-                    state.pods.push(pod.clone());
-                    started.push(pod);
-                }
-            } else if active.len() > wanted {
-                // Unready before ready, then newest first.
-                let surplus = active.len() - wanted;
-                active.sort_by_key(|pod| (pod.is_ready(), std::cmp::Reverse(pod.created)));
-                stopping.extend(active.into_iter().take(surplus));
-            }
-        }
+            state.versions[index].template = template;
+            let Changes { started, stopping } = reconcile(&mut state, index)?;
+            (started, stopping, state.schedule_pending())
+        };
+        self.start_and_stop(started, &stopping, scheduled);
+        Ok(())
+    }
+
+    /// Starts the tasks of new replicas (after the scheduler's events), stops the surplus.
+    fn start_and_stop(&self, started: Vec<Arc<Pod>>, stopping: &[Arc<Pod>], scheduled: Vec<Event>) {
+        scheduled
+            .into_iter()
+            .for_each(|event| self.shared.events.emit(event));
         for pod in started {
             let task = tokio::spawn(run_pod(self.shared.clone(), pod.clone()));
             *lock(&pod.task) = Some(task);
         }
-        for pod in &stopping {
+        for pod in stopping {
             self.begin_termination(pod, false);
         }
-        Ok(())
     }
 
     fn begin_termination(&self, pod: &Pod, fast: bool) {
@@ -204,11 +216,18 @@ impl Supervisor {
             state.terminating = true;
         }
         pod.fast_stop.store(fast, Ordering::SeqCst);
+        self.stop_marked(pod);
+    }
+
+    /// Runs the termination of a replica already marked terminating, and says so.
+    fn stop_marked(&self, pod: &Pod) {
         self.shared.events.emit(Event::PodTerminating {
             pod: pod.name.clone(),
         });
         pod.stop.cancel();
         self.shared.changed();
+        // A terminating replica no longer counts for the topology spread.
+        self.reschedule();
     }
 
     /// Counts of one version (zeros for a version never scaled).
@@ -242,6 +261,8 @@ impl Supervisor {
                     ready: pod_state.ready_since.is_some() && !pod_state.terminating,
                     terminating: pod_state.terminating,
                     restarts: pod_state.restarts,
+                    node: pod_state.node.clone(),
+                    pending: pod_state.pending.clone(),
                 }
             })
             .collect();
@@ -265,6 +286,7 @@ impl Supervisor {
                     pod: pod.name.clone(),
                     version: pod.version.clone(),
                     addr: SocketAddr::from((Ipv4Addr::LOCALHOST, pod.port)),
+                    node: lock(&pod.state).node.clone(),
                 });
         }
         endpoints
@@ -324,6 +346,56 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// What a reconciliation changes: the replicas it created and those it stops.
+struct Changes {
+    started: Vec<Arc<Pod>>,
+    stopping: Vec<Arc<Pod>>,
+}
+
+/// Like a ReplicaSet: new replicas up to the version's desired count of replicas that are not
+/// terminating, or the surplus to stop (unready before ready, then newest first). New replicas
+/// are pending until [`State::schedule_pending`] binds them.
+fn reconcile(state: &mut State, index: usize) -> Result<Changes> {
+    let (name, wanted) = (
+        state.versions[index].name.clone(),
+        state.versions[index].desired,
+    );
+    let mut active: Vec<Arc<Pod>> = state
+        .pods
+        .iter()
+        .filter(|pod| pod.version == name && !pod.is_terminating())
+        .cloned()
+        .collect();
+    let wanted = wanted as usize;
+    let (mut started, mut stopping) = (Vec::new(), Vec::new());
+    if active.len() < wanted {
+        for _ in active.len()..wanted {
+            let entry = &mut state.versions[index];
+            let pod = Arc::new(Pod {
+                name: format!("{}-{}", entry.name, entry.next_index),
+                version: entry.name.clone(),
+                port: free_port()?,
+                template: entry.template.clone(),
+                created: Instant::now(),
+                state: Mutex::new(PodState::default()),
+                stop: CancellationToken::new(),
+                fast_stop: AtomicBool::new(false),
+                end_of_run: CancellationToken::new(),
+                bound: Notify::new(),
+                task: Mutex::new(None),
+            });
+            entry.next_index += 1;
+            state.pods.push(pod.clone());
+            started.push(pod);
+        }
+    } else if active.len() > wanted {
+        let surplus = active.len() - wanted;
+        active.sort_by_key(|pod| (pod.is_ready(), std::cmp::Reverse(pod.created)));
+        stopping.extend(active.into_iter().take(surplus));
+    }
+    Ok(Changes { started, stopping })
 }
 
 fn count(state: &State, version: &str, desired: u32) -> VersionStatus {

@@ -33,6 +33,10 @@ enum ProcessEnd {
 /// One replica's whole life: start, probe, restart, stop.
 pub(super) async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
     let mut backoff = RESTART_BACKOFF_MIN;
+    if !bound_or_stopped(&pod).await {
+        leave(&shared, &pod);
+        return;
+    }
     loop {
         if pod.stop.is_cancelled() {
             break;
@@ -99,10 +103,35 @@ pub(super) async fn run_pod(shared: Arc<Shared>, pod: Arc<Pod>) {
         }
         backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
     }
-    lock(&shared.state)
-        .pods
-        .retain(|other| !Arc::ptr_eq(other, &pod));
+    leave(&shared, &pod);
+}
+
+/// The replica is gone: out of the replica set, and a pending one may fit on its node now.
+fn leave(shared: &Shared, pod: &Arc<Pod>) {
+    let scheduled = {
+        let mut state = lock(&shared.state);
+        state.pods.retain(|other| !Arc::ptr_eq(other, pod));
+        // Gone from its node: a pending replica may fit there now.
+        state.schedule_pending()
+    };
+    scheduled
+        .into_iter()
+        .for_each(|event| shared.events.emit(event));
     shared.changed();
+}
+
+/// Waits until the scheduler binds the replica to a node (true) or it is stopped while pending.
+async fn bound_or_stopped(pod: &Pod) -> bool {
+    loop {
+        if lock(&pod.state).node.is_some() {
+            return true;
+        }
+        // A notification between the look and this wait is kept (`notify_one`).
+        tokio::select! {
+            () = pod.bound.notified() => {}
+            () = pod.stop.cancelled() => return false,
+        }
+    }
 }
 
 /// Sleeps `delay` unless the replica is stopped first; true = stopped.
@@ -148,8 +177,13 @@ fn spawn_replica(shared: &Shared, pod: &Pod) -> io::Result<Child> {
         .envs(&pod.template.env)
         .env("PORT", &port)
         .env("BIND", "127.0.0.1")
-        // What Kubernetes gives a container: its pod's name as the host name.
+        // What Kubernetes gives a container: its pod's name as the host name, and its node's
+        // name where the manifest asks for it (the downward API's `spec.nodeName`).
         .env("HOSTNAME", &pod.name)
+        .env(
+            "NODE_NAME",
+            lock(&pod.state).node.clone().unwrap_or_default(),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

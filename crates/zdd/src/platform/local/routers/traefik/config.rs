@@ -44,12 +44,16 @@ pub(super) fn dynamic_config(
                 "service": name,
             }),
         );
+        let mut headers = json!({
+            "X-Zdd-Version": endpoint.version,
+            "X-Zdd-Pod": endpoint.pod,
+        });
+        if let Some(node) = &endpoint.node {
+            headers["X-Zdd-Node"] = json!(node);
+        }
         middlewares.insert(
             format!("{name}-headers"),
-            json!({"headers": {"customResponseHeaders": {
-                "X-Zdd-Version": endpoint.version,
-                "X-Zdd-Pod": endpoint.pod,
-            }}}),
+            json!({"headers": {"customResponseHeaders": headers}}),
         );
         services.insert(
             name,

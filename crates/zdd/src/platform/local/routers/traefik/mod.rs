@@ -7,9 +7,9 @@
 //! loopback-only entry point, routed by the dynamic configuration itself) answers
 //! `GET /api/http/services` with `X-Zdd-Generation` set by the configuration currently in force.
 //!
-//! `X-Zdd-Version` and `X-Zdd-Pod`: Traefik sets response headers with a `headers` middleware, and
+//! `X-Zdd-Version`, `X-Zdd-Pod` and `X-Zdd-Node`: Traefik sets response headers with a `headers` middleware, and
 //! middlewares belong to routers, not to a weighted service's children nor to a server. So each
-//! pod gets a "pod slot": an extra loopback entry point whose router sets that pod's two headers
+//! pod gets a "pod slot": an extra loopback entry point whose router sets that pod's headers
 //! and forwards to the pod. The version services list the pod slots as their servers. This costs a
 //! second pass through Traefik (on loopback), and makes the answers attributable exactly as with
 //! the builtin router. With more pods than slots ([`POD_SLOTS`]) the extra pods are reached

@@ -3,6 +3,10 @@
 //!
 //! Each strategy runs exactly the spec in `examples/<strategy>.yaml` (compiled in), so the
 //! examples stay runnable; flags only scale the run (rate, replicas, pauses, router).
+//! `zdd demo cluster-upgrade` is a comparison of its own (`cluster_upgrade`): three runs of one
+//! node upgrade, not part of the default five.
+
+mod cluster_upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,9 +18,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::engine::RunOptions;
 use crate::engine::control::{Control, Interrupt};
 use crate::platform::RouterKind;
-use crate::platform::local::{LocalConfig, LocalPlatform};
+use crate::platform::local::LocalPlatform;
 use crate::rollout::run_on;
-use crate::rollout::session::{Session, forward_signals, resolve_self_command};
+use crate::rollout::session::{Session, forward_signals, local_config, resolve_self_command};
 use crate::rollout::summary::{Summary, render_table, write_outputs};
 use crate::spec::{CanaryStep, Spec, Strategy};
 
@@ -24,23 +28,23 @@ use crate::spec::{CanaryStep, Spec, Strategy};
 pub const STRATEGIES: [(&str, &str); 5] = [
     (
         "recreate",
-        include_str!("../../../../examples/recreate.yaml"),
+        include_str!("../../../../../examples/recreate.yaml"),
     ),
     (
         "rolling-update",
-        include_str!("../../../../examples/rolling-update.yaml"),
+        include_str!("../../../../../examples/rolling-update.yaml"),
     ),
     (
         "blue-green",
-        include_str!("../../../../examples/blue-green.yaml"),
+        include_str!("../../../../../examples/blue-green.yaml"),
     ),
     (
         "canary-replicas",
-        include_str!("../../../../examples/canary-replicas.yaml"),
+        include_str!("../../../../../examples/canary-replicas.yaml"),
     ),
     (
         "canary-weight",
-        include_str!("../../../../examples/canary-weight.yaml"),
+        include_str!("../../../../../examples/canary-weight.yaml"),
     ),
 ];
 
@@ -55,6 +59,9 @@ pub enum DemoStrategy {
     /// Canary by weight (`trafficRouting: weight`).
     #[value(alias = "canary-weighted")]
     CanaryWeight,
+    /// Not a rollout: three nodes drained one at a time, three times (packed; spread by
+    /// anti-affinity; with a disruption budget and preStop too), compared in one table.
+    ClusterUpgrade,
 }
 
 impl DemoStrategy {
@@ -65,13 +72,15 @@ impl DemoStrategy {
             DemoStrategy::BlueGreen => "blue-green",
             DemoStrategy::CanaryReplicas => "canary-replicas",
             DemoStrategy::CanaryWeight => "canary-weight",
+            DemoStrategy::ClusterUpgrade => "cluster-upgrade",
         }
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Strategies to run (default: all five, in this order).
+    /// Strategies to run (default: the five rollouts, in this order; cluster-upgrade only when
+    /// named).
     #[arg(value_enum)]
     pub strategies: Vec<DemoStrategy>,
     /// The local data plane: builtin or traefik.
@@ -167,10 +176,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.strategies.iter().map(|s| s.name()).collect()
     };
-    let specs = strategies
-        .iter()
-        .map(|name| demo_spec(name, &args))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut specs = Vec::new();
+    for name in &strategies {
+        if *name == DemoStrategy::ClusterUpgrade.name() {
+            specs.extend(cluster_upgrade::specs(&args)?);
+        } else {
+            specs.push(demo_spec(name, &args)?);
+        }
+    }
     let control = Control::new();
     let signals = forward_signals(control.clone())?;
     let mut rows = Vec::new();
@@ -185,9 +198,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let bar = progress_bar(spec);
         let ticker = tick_progress(bar.clone(), session.control.clone());
 
-        let mut config = LocalConfig::new(&session.run_dir);
-        config.propagation_delay = spec.local.propagation_delay;
-        config.router = args.router;
+        let config = local_config(spec, &session.run_dir, args.router);
         let mut platform = LocalPlatform::start(config, session.events.clone())
             .await
             .context("cannot start the local platform")?;
@@ -206,20 +217,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let summary = Summary::new(spec, &result);
         eprintln!(
             "{:<16} {}: {} requests, {} failed, longest outage {:.2}s",
-            summary.strategy,
-            summary.outcome,
-            summary.total,
-            summary.failed,
-            summary.longest_outage_s
+            summary.name, summary.outcome, summary.total, summary.failed, summary.longest_outage_s
         );
         rows.push(summary);
     }
     signals.abort();
     write_outputs(&rows, args.json.as_deref(), args.html.as_deref(), true)?;
-    println!();
-    print!("{}", render_table(&rows));
+    let (upgrades, rollouts): (Vec<_>, Vec<_>) = specs
+        .iter()
+        .zip(&rows)
+        .partition(|(spec, _)| !spec.strategy.changes_version());
+    if !rollouts.is_empty() {
+        let rollouts: Vec<Summary> = rollouts.into_iter().map(|(_, row)| row.clone()).collect();
+        println!();
+        print!("{}", render_table(&rollouts));
+    }
+    if !upgrades.is_empty() {
+        println!(
+            "\ncluster upgrade of {} nodes, one at a time:\n",
+            upgrades[0].0.local.nodes
+        );
+        print!("{}", cluster_upgrade::render_table(&upgrades));
+    }
     println!(
-        "\n{} strategies, {} replicas, {} requests/s, router {}, {:.0}s in all",
+        "\n{} runs, {} replicas, {} requests/s, router {}, {:.0}s in all",
         rows.len(),
         args.replicas,
         args.rate,
@@ -257,7 +278,7 @@ fn progress_bar(spec: &Spec) -> ProgressBar {
         ProgressStyle::with_template("{spinner} {prefix:<16} {elapsed:>4} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    bar.set_prefix(spec.strategy.kind());
+    bar.set_prefix(spec.name.clone());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
