@@ -80,6 +80,8 @@ struct VersionEntry {
 struct State {
     versions: Vec<VersionEntry>,
     pods: Vec<Arc<Pod>>,
+    /// The port the next new replica of a version gets instead of a fresh one.
+    pinned_ports: BTreeMap<String, u16>,
 }
 
 struct Shared {
@@ -163,7 +165,10 @@ impl Supervisor {
                     let pod = Arc::new(Pod {
                         name,
                         version: template.name.clone(),
-                        port: free_port()?,
+                        port: match state.pinned_ports.remove(&template.name) {
+                            Some(port) => port,
+                            None => free_port()?,
+                        },
                         template: template.clone(),
                         created: Instant::now(),
                         state: Mutex::new(PodState::default()),
@@ -190,6 +195,15 @@ impl Supervisor {
             self.begin_termination(pod, false);
         }
         Ok(())
+    }
+
+    /// The next new replica of `version` listens on `port`, whoever had it before: a process
+    /// that replaces one on the same address (a container restarted in its pod, a pod on the
+    /// host's network), which must be able to listen there at once.
+    pub fn pin_next_port(&self, version: &str, port: u16) {
+        lock(&self.shared.state)
+            .pinned_ports
+            .insert(version.to_owned(), port);
     }
 
     fn begin_termination(&self, pod: &Pod, fast: bool) {
