@@ -73,7 +73,7 @@ fn timeline(report: &CheckReport, t: &Termination) -> String {
     let sigterm = t.sigterm_s.unwrap_or(t.terminating_s);
     let exit = t.exit_s.unwrap_or(sigterm);
     let mut bars: Vec<(String, f64, f64, &str)> = Vec::new();
-    if sigterm > t.terminating_s {
+    if sigterm - t.terminating_s > 0.01 {
         bars.push(("preStop sleep".into(), t.terminating_s, sigterm, "#999"));
     }
     if let Some(removal) = t.removal_s {
@@ -114,7 +114,7 @@ fn timeline(report: &CheckReport, t: &Termination) -> String {
     let to = bars.iter().map(|b| b.2).fold(sigterm, f64::max) + 0.2;
     let (left, width, row) = (250.0, 800.0, 26.0);
     let x = |t_s: f64| left + (t_s - from) / (to - from) * width;
-    let height = row * (bars.len() as f64 + 1.5);
+    let height = row * (bars.len() as f64 + 2.0);
     let mut svg = format!(
         "<svg width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"termination time line\">\n",
         left + width + 20.0
@@ -148,7 +148,7 @@ fn timeline(report: &CheckReport, t: &Termination) -> String {
     let _ = writeln!(
         svg,
         "<text x=\"{left}\" y=\"{0}\">{1}</text><text x=\"{2}\" y=\"{0}\" text-anchor=\"end\">{3}</text>",
-        axis_y + 14.0,
+        axis_y + 30.0,
         escape(&format!("{} after SIGTERM", human(from - sigterm))),
         left + width,
         escape(&format!("{} after SIGTERM", human(to - sigterm)))

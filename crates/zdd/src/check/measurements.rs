@@ -40,8 +40,8 @@ impl Reply {
 impl std::fmt::Display for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reply::Status { status } => write!(f, "{status}"),
-            Reply::Refused => f.write_str("refused"),
+            Reply::Status { status } => write!(f, "answered {status}"),
+            Reply::Refused => f.write_str("refused the connection"),
             Reply::Failed { error } => write!(f, "failed ({error})"),
         }
     }

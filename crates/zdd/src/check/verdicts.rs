@@ -189,7 +189,7 @@ fn liveness(m: &Measurements) -> Judged {
         return (
             Verdict::Fail,
             format!(
-                "{path} answered {} {} after SIGTERM, while the app was still running",
+                "{path} {} {} after SIGTERM, while the app was still running",
                 failing.reply,
                 human(failing.at_s - sigterm)
             ),
@@ -221,13 +221,18 @@ fn readiness_fails(config: &CheckConfig, m: &Measurements) -> Judged {
     let period = config.readiness_period.as_secs_f64();
     let path = &m.paths.readiness;
     let failure = Termination::first_failure_after_sigterm(&termination.readiness, sigterm);
+    let killed = |at: f64| termination.sigkill_s.is_some_and(|kill| at >= kill - 0.05);
     let (at, what) = match (failure, termination.exit_s) {
         (Some(seen), Some(exit)) if seen.at_s > exit => (exit, "the process exited".to_owned()),
+        (Some(seen), _) if killed(seen.at_s) => (
+            seen.at_s,
+            format!("{path} answered 200 until the SIGKILL at the end of the grace period,"),
+        ),
         (Some(seen), _) if seen.reply.is_refused() => (
             seen.at_s,
             format!("{path} refused the connection (the app had stopped listening)"),
         ),
-        (Some(seen), _) => (seen.at_s, format!("{path} answered {}", seen.reply)),
+        (Some(seen), _) => (seen.at_s, format!("{path} {}", seen.reply)),
         (None, Some(exit)) => (exit, "the process exited".to_owned()),
         (None, None) => {
             return (
