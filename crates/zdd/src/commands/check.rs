@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::check::{CheckConfig, CheckError, CheckReport, ProbePath, render_html, render_text};
 use crate::model::ProbeSpec;
-use crate::rollout::session::resolve_self_command;
+use crate::rollout::session::{on_signals, resolve_self_command};
 use crate::spec::Spec;
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +72,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let cancel = CancellationToken::new();
-    let signals = cancel_on_signals(cancel.clone())?;
+    // The app and everything zdd started are stopped and reaped; a second signal exits at once.
+    let stop = cancel.clone();
+    let signals = on_signals("stopping the app", move |_| stop.cancel())?;
     let result = crate::check::run(&config, cancel).await;
     signals.abort();
     let run = match result {
@@ -206,26 +208,4 @@ fn validate(config: &CheckConfig, args: &CheckArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Ctrl-C and SIGTERM stop the check (the app and everything zdd started are stopped and reaped);
-/// a second one exits at once (the app dies with zdd: `PR_SET_PDEATHSIG`).
-fn cancel_on_signals(cancel: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(tokio::spawn(async move {
-        for _ in 0..2 {
-            let name = tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            };
-            if cancel.is_cancelled() {
-                eprintln!("zdd check: second {name}, exiting now");
-                std::process::exit(1);
-            }
-            eprintln!("zdd check: {name}: stopping the app");
-            cancel.cancel();
-        }
-    }))
 }

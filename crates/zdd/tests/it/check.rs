@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 use zdd_test_support::poll::wait_for;
 use zdd_test_support::run::{text, wait_with_deadline};
 
-use crate::support::Run;
+use crate::support::{Run, SIGTERM_IGNORING_SERVER};
 
 /// Every check of the fast settings ends well within this.
 const CHECK_DEADLINE: Duration = Duration::from_secs(120);
@@ -203,28 +203,11 @@ fn go_naive_fails_and_correct_passes() {
     assert_passes(&output, report);
 }
 
-/// Only SIGKILL stops it; its slow request outlasts the grace period.
-const IGNORES_SIGTERM: &str = r#"
-import os, signal, time, http.server
-from urllib.parse import urlparse, parse_qs
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        time.sleep(int(parse_qs(urlparse(self.path).query).get("ms", ["0"])[0]) / 1000)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"#;
-
 #[test]
 fn an_app_that_ignores_sigterm_is_sigkilled_at_the_grace_period_with_its_request_cut() {
     let run = Run::new("check-stubborn");
-    run.write("stubborn.py", IGNORES_SIGTERM);
+    // Its slow request outlasts the grace period.
+    run.write("stubborn.py", SIGTERM_IGNORING_SERVER);
     let flags = ["--grace-period", "2s", "--slow-path", "/work?ms=5000"];
     let (output, report) = check(&run, &flags, &["python3", "stubborn.py"]);
     let report = report.unwrap_or_else(|| panic!("{}", describe(&output)));
