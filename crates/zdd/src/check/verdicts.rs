@@ -401,7 +401,10 @@ fn keep_alive(m: &Measurements) -> Judged {
             format!("{} after SIGTERM", human(at - sigterm))
         }
     };
-    let answers = keep_alive.answers;
+    let answers = match keep_alive.answers {
+        1 => "1 answer".to_owned(),
+        n => format!("{n} answers"),
+    };
     match &keep_alive.end {
         KeepAliveEnd::NotKeptAlive => {
             skipped("the app keeps no connection alive (its first answer closed it)")
@@ -412,7 +415,7 @@ fn keep_alive(m: &Measurements) -> Judged {
         KeepAliveEnd::ToldToClose { at_s } => (
             Verdict::Pass,
             format!(
-                "after {answers} answers on it, the answer {} said Connection: close",
+                "after {answers} on it, the answer {} said Connection: close",
                 when(*at_s)
             ),
             "",
@@ -422,7 +425,7 @@ fn keep_alive(m: &Measurements) -> Judged {
             (
                 Verdict::Pass,
                 format!(
-                    "after {answers} answers on it, closed between requests {}{}",
+                    "after {answers} on it, closed between requests {}{}",
                     when(*at_s),
                     if exiting {
                         " (as the process exited)"
@@ -436,7 +439,7 @@ fn keep_alive(m: &Measurements) -> Judged {
         KeepAliveEnd::BrokenUnderRequest { at_s, error } => (
             Verdict::Fail,
             format!(
-                "after {answers} answers on it, a request sent {} broke ({error})",
+                "after {answers} on it, a request sent {} broke ({error})",
                 when(*at_s)
             ),
             "during the drain, answer with `Connection: close` and close idle keep-alive \

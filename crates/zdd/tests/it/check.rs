@@ -246,6 +246,9 @@ fn default_probe_paths_fall_back_to_root_and_a_port_not_reusable_fails_check_8()
     assert_eq!(report["measurements"]["paths"]["readiness"], "/");
     assert_eq!(report["measurements"]["paths"]["liveness"], "/");
     assert!(failed(&report).contains(&8), "{}", describe(&output));
+    // Because the new process could not listen there: it exited.
+    let restart = &report["measurements"]["restart"];
+    assert_eq!(restart["start"]["end"]["kind"], "exited", "{restart}");
     assert_eq!(verdicts(&report)[&5], "skipped", "no --slow-path");
 }
 
