@@ -11,16 +11,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd examples/apps/go && go build -o "$work/go-naive" ./naive && go build -o "$work/go-correct" ./correct)
 
+# NAME, the command as shown, then the command as run.
 check() {
   local name=$1 shown=$2
   shift 2
-  echo "### $name"
-  echo
-  echo "\`zdd check --slow-path '/work?ms=2000' -- $shown\`"
-  echo
-  "$zdd" check --slow-path '/work?ms=2000' --run-dir "$work/runs/$name" -- "$@" \
-    | sed -n -e '/^note:/p' -e '/^| /p' -e '/^zdd check: .*\(failed\|no check\)/p' \
-    | sed -e 's/^note:/note:/' -e '/^zdd check:/{x;p;x;}'
+  printf '### %s\n\n`zdd check --slow-path '"'"'/work?ms=2000'"'"' -- %s`\n\n' "$name" "$shown"
+  "$zdd" check --slow-path '/work?ms=2000' --run-dir "$work/runs/${name// /-}" -- "$@" \
+    | sed -n -e '/^note:/{s/$/\n/;p}' -e '/^|/p' -e '/^zdd check: .*\(failed\|no check\)/{s/^/\n/;p}'
   echo
 }
 

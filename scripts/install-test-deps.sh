@@ -5,7 +5,8 @@
 #            (schema checks of the manifests), pytest. A changed pin file reinstalls them.
 # - deploy/kubernetes/tests/crd-schemas/node_modules: validators from the Traefik and Gateway API
 #            CRDs, pinned by package-lock.json (npm ci).
-# - Debian packages the tests need when they are missing (Node.js and npm), as root or via sudo.
+# - Debian packages the tests need when they are missing, as root or via sudo: Node.js and npm;
+#            a JDK and Go for `zdd check`'s tests on examples/apps/java and examples/apps/go.
 # Python 3 comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ cd "$(dirname "$0")/.."
 apt_missing=()
 command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
+command -v javac >/dev/null 2>&1 || apt_missing+=(openjdk-17-jdk-headless)
+command -v go >/dev/null 2>&1 || apt_missing+=(golang-go)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${apt_missing[*]}"
   sudo_=""

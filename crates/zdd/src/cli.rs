@@ -27,6 +27,9 @@ pub enum Command {
     Probe(commands::probe::ProbeArgs),
     /// Run the talk's strategies locally, from v1 to v2, and compare what each costs.
     Demo(commands::demo::DemoArgs),
+    /// Is a service safe to roll? Its start, SIGTERM and exit measured in eight checks, with the
+    /// preStop sleep and grace period to set.
+    Check(commands::check::CheckArgs),
     /// Run one rollout described by a spec file.
     Rollout(commands::rollout::RolloutArgs),
     /// Let a rollout that waits for a person go on.

@@ -184,10 +184,15 @@ pub enum Event {
     PodTerminating {
         pod: String,
     },
-    /// `how`: `code 0`, `signal SIGKILL`, ...
+    /// The termination sequence signalled the replica's process group: `SIGTERM` after the preStop
+    /// sleep, `SIGKILL` when the grace period ended.
+    PodSignalled {
+        pod: String,
+        signal: String,
+    },
     PodExited {
         pod: String,
-        how: String,
+        how: PodExit,
     },
     PodFailedToStart {
         pod: String,
@@ -235,7 +240,37 @@ pub enum Event {
     PlatformShutDown,
 }
 
-fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+/// How a replica's process ended; written `code 0`, `signal SIGKILL` (also in JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodExit {
+    Code(i32),
+    /// The signal's name, `SIGKILL`.
+    Signal(String),
+    /// The wait itself failed.
+    Unknown(String),
+}
+
+impl fmt::Display for PodExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PodExit::Code(code) => write!(f, "code {code}"),
+            PodExit::Signal(signal) => write!(f, "signal {signal}"),
+            PodExit::Unknown(why) => write!(f, "unknown: {why}"),
+        }
+    }
+}
+
+impl Serialize for PodExit {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A duration as seconds in JSON (`"window": 0.5`).
+pub(crate) fn seconds<S: Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
@@ -342,6 +377,7 @@ impl fmt::Display for Event {
             Event::PodReady { pod } => write!(f, "pod {pod} ready"),
             Event::PodUnready { pod } => write!(f, "pod {pod} unready"),
             Event::PodTerminating { pod } => write!(f, "pod {pod} terminating"),
+            Event::PodSignalled { pod, signal } => write!(f, "pod {pod}: {signal}"),
             Event::PodExited { pod, how } => write!(f, "pod {pod} exited ({how})"),
             Event::PodFailedToStart { pod, error } => {
                 write!(f, "pod {pod} failed to start: {error}")

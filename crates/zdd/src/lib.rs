@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cli, commands      the command line: one file per subcommand
+//! check              `zdd check`: one app's lifecycle measured on the local platform, judged
 //! rollout            one whole run: deploy, traffic, strategy, rollback, status, summary
 //! strategy           one file per strategy, written in the engine's step API
 //! engine             the step API: scale, route, check the data plane, retire, pause
@@ -16,6 +17,7 @@
 
 #[cfg(test)]
 mod architecture;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod engine;

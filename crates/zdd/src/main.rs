@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Serve => unreachable!("handled above"),
             Command::Probe(args) => commands::probe::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Check(args) => commands::check::run(args).await,
             Command::Rollout(args) => commands::rollout::run(args).await,
             Command::Promote(args) => commands::control::promote(args).await,
             Command::Abort(args) => commands::control::abort(args).await,

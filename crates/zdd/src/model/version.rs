@@ -40,3 +40,18 @@ pub struct ProbeSpec {
     pub success_threshold: u32,
     pub initial_delay: Duration,
 }
+
+impl ProbeSpec {
+    /// A readiness probe on `path` with the spec's defaults: every 500 ms, 1 s timeout, one
+    /// failure makes a replica unready and one success ready again.
+    pub fn readiness(path: &str) -> Self {
+        ProbeSpec {
+            path: path.to_owned(),
+            period: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            failure_threshold: 1,
+            success_threshold: 1,
+            initial_delay: Duration::ZERO,
+        }
+    }
+}

@@ -86,24 +86,32 @@ pub fn prepare_run_dir(run_dir: &Path) -> anyhow::Result<()> {
 /// Ctrl-C and SIGTERM interrupt the rollout (no rollback; the platform is shut down). A second
 /// signal exits at once; the replicas die with zdd (`PR_SET_PDEATHSIG`).
 pub fn forward_signals(control: Control) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    on_signals("stopping the traffic and the replicas", move |name| {
+        control.interrupt(Interrupt::Signal { name: name.into() });
+    })
+}
+
+/// Ctrl-C and SIGTERM: the first says `stopping` and calls `on_first` with the signal's name, a
+/// second exits at once (1); every process zdd started dies with it (`PR_SET_PDEATHSIG`).
+pub fn on_signals(
+    stopping: &'static str,
+    on_first: impl FnOnce(&'static str) + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     Ok(tokio::spawn(async move {
-        for _ in 0..2 {
-            let name = tokio::select! {
+        let mut next = async || {
+            tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
-            };
-            if control
-                .interrupted()
-                .is_some_and(|i| matches!(i, Interrupt::Signal { .. }))
-            {
-                eprintln!("zdd: second {name}, exiting now");
-                std::process::exit(1);
             }
-            eprintln!("zdd: {name}: stopping the traffic and the replicas");
-            control.interrupt(Interrupt::Signal { name: name.into() });
-        }
+        };
+        let name = next().await;
+        eprintln!("zdd: {name}: {stopping}");
+        on_first(name);
+        let name = next().await;
+        eprintln!("zdd: second {name}, exiting now");
+        std::process::exit(1);
     }))
 }

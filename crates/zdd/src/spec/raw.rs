@@ -570,14 +570,7 @@ impl Validator<'_> {
         let readiness = self.probe(
             app.readiness_probe.as_ref(),
             "app.readinessProbe",
-            ProbeSpec {
-                path: "/".into(),
-                period: Duration::from_millis(500),
-                timeout: Duration::from_secs(1),
-                failure_threshold: 1,
-                success_threshold: 1,
-                initial_delay: Duration::ZERO,
-            },
+            ProbeSpec::readiness("/"),
         )?;
         let liveness = match &app.liveness_probe {
             None => None,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::{probe, python_server, sigterm_ignoring_server};
-use zdd::events::{Event, EventLog};
+use zdd::events::{Event, EventLog, PodExit};
 use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
 use zdd::platform::Platform;
 use zdd::platform::local::{LocalConfig, LocalPlatform};
@@ -291,7 +291,7 @@ async fn sigkilled_replica_is_restarted() {
         &events,
         &Event::PodExited {
             pod: "v1-1".into(),
-            how: "signal SIGKILL".into()
+            how: PodExit::Signal("SIGKILL".into())
         }
     ));
     wait_routed_to(&platform.main_url(), "v1").await;
@@ -349,7 +349,7 @@ async fn termination_is_pre_stop_then_sigterm_then_sigkill_after_grace() {
         &events,
         &Event::PodExited {
             pod: "v1-1".into(),
-            how: "signal SIGKILL".into(),
+            how: PodExit::Signal("SIGKILL".into()),
         },
     )
     .unwrap_or_else(|| panic!("not SIGKILLed: {:?}", events.snapshot()));
@@ -469,7 +469,7 @@ async fn zdd_serve_replicas_scale_down_without_failures_when_pre_stop_covers_the
             &events,
             &Event::PodExited {
                 pod: "v1-2".into(),
-                how: "code 0".into()
+                how: PodExit::Code(0)
             }
         ),
         "{:?}",

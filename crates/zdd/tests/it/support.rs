@@ -169,18 +169,33 @@ pub fn python_server(version: &str, dir: &Path) -> VersionTemplate {
     }
 }
 
+/// An HTTP server on 127.0.0.1:$PORT that ignores SIGTERM (only SIGKILL stops it) and answers
+/// 200 `ok` to any GET on a kept-alive connection, after `ms` milliseconds when asked
+/// (`/work?ms=5000`).
+pub const SIGTERM_IGNORING_SERVER: &str = r#"
+import os, signal, time, http.server
+from urllib.parse import urlparse, parse_qs
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        time.sleep(int(parse_qs(urlparse(self.path).query).get("ms", ["0"])[0]) / 1000)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
 /// A replica that ignores SIGTERM: only SIGKILL stops it.
 pub fn sigterm_ignoring_server(version: &str) -> VersionTemplate {
-    let script = "import signal, sys, http.server\n\
-                  signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
-                  http.server.test(HandlerClass=http.server.SimpleHTTPRequestHandler, \
-                  port=int(sys.argv[1]), bind='127.0.0.1')";
     VersionTemplate {
         command: vec![
             "python3".into(),
             "-c".into(),
-            script.into(),
-            "{port}".into(),
+            SIGTERM_IGNORING_SERVER.into(),
         ],
         ..python_server(version, Path::new("."))
     }

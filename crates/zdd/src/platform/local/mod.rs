@@ -147,6 +147,11 @@ impl LocalPlatform {
         })
     }
 
+    /// The next new replica of `version` gets `port` (see [`Supervisor::pin_next_port`]).
+    pub fn pin_next_port(&self, version: &str, port: u16) {
+        self.supervisor.pin_next_port(version, port);
+    }
+
     /// Both entry points, whether a preview route is set or not.
     pub fn router_addrs(&self) -> RouterAddrs {
         self.addrs
@@ -336,7 +341,7 @@ mod tests {
             .events()
             .into_iter()
             .filter_map(|event| match event {
-                Event::PodExited { pod, how } => Some((pod, how)),
+                Event::PodExited { pod, how } => Some((pod, how.to_string())),
                 _ => None,
             })
             .collect()

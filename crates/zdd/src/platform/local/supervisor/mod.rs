@@ -99,6 +99,8 @@ struct State {
     versions: Vec<VersionEntry>,
     pods: Vec<Arc<Pod>>,
     nodes: Vec<Node>,
+    /// The port the next new replica of a version gets instead of a fresh one.
+    pinned_ports: BTreeMap<String, u16>,
 }
 
 struct Shared {
@@ -146,6 +148,7 @@ impl Supervisor {
                     versions: Vec::new(),
                     pods: Vec::new(),
                     nodes,
+                    pinned_ports: BTreeMap::new(),
                 }),
                 changes: watch::channel(0).0,
             }),
@@ -202,6 +205,15 @@ impl Supervisor {
         for pod in stopping {
             self.begin_termination(pod, false);
         }
+    }
+
+    /// The next new replica of `version` listens on `port`, whoever had it before: a process
+    /// that replaces one on the same address (a container restarted in its pod, a pod on the
+    /// host's network), which must be able to listen there at once.
+    pub fn pin_next_port(&self, version: &str, port: u16) {
+        lock(&self.shared.state)
+            .pinned_ports
+            .insert(version.to_owned(), port);
     }
 
     fn begin_termination(&self, pod: &Pod, fast: bool) {
@@ -372,11 +384,15 @@ fn reconcile(state: &mut State, index: usize) -> Result<Changes> {
     let (mut started, mut stopping) = (Vec::new(), Vec::new());
     if active.len() < wanted {
         for _ in active.len()..wanted {
+            let port = match state.pinned_ports.remove(&state.versions[index].name) {
+                Some(port) => port,
+                None => free_port()?,
+            };
             let entry = &mut state.versions[index];
             let pod = Arc::new(Pod {
                 name: format!("{}-{}", entry.name, entry.next_index),
                 version: entry.name.clone(),
-                port: free_port()?,
+                port,
                 template: entry.template.clone(),
                 created: Instant::now(),
                 state: Mutex::new(PodState::default()),

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use super::probes::{liveness_failure, readiness_loop, set_ready};
 use super::termination::stop;
 use super::{Pod, Shared};
-use crate::events::Event;
+use crate::events::{Event, PodExit};
 use crate::sync::lock;
 
 /// Restart back-off after a replica exits by itself: doubles from this...
@@ -142,17 +142,17 @@ async fn wait_or_stop(pod: &Pod, delay: Duration) -> bool {
     }
 }
 
-fn describe_exit(status: &io::Result<ExitStatus>) -> String {
+fn describe_exit(status: &io::Result<ExitStatus>) -> PodExit {
     match status {
         Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("code {code}"),
-            (None, Some(signal)) => match Signal::try_from(signal) {
-                Ok(signal) => format!("signal {}", signal.as_str()),
-                Err(_) => format!("signal {signal}"),
-            },
-            (None, None) => status.to_string(),
+            (Some(code), _) => PodExit::Code(code),
+            (None, Some(signal)) => PodExit::Signal(match Signal::try_from(signal) {
+                Ok(signal) => signal.as_str().to_owned(),
+                Err(_) => signal.to_string(),
+            }),
+            (None, None) => PodExit::Unknown(status.to_string()),
         },
-        Err(err) => format!("unknown: {err}"),
+        Err(err) => PodExit::Unknown(err.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@ use nix::sys::signal::Signal;
 use tokio::process::Child;
 
 use super::{Pod, Shared};
+use crate::events::Event;
 
 /// When preStop used up the grace period, SIGTERM still gets this long before SIGKILL (the
 /// kubelet's one-time 2 s extension).
@@ -94,13 +95,23 @@ async fn terminate(
     let Some(pid) = child.id() else {
         return child.wait().await;
     };
-    shared.groups.signal(pid, Signal::SIGTERM);
+    signal_and_report(shared, pod, pid, Signal::SIGTERM);
     tokio::select! {
         status = child.wait() => status,
         () = tokio::time::sleep_until(kill_at) => {
-            tracing::info!(pod = pod.name, "grace period over: SIGKILL");
-            shared.groups.signal(pid, Signal::SIGKILL);
+            signal_and_report(shared, pod, pid, Signal::SIGKILL);
             child.wait().await
         }
     }
+}
+
+/// One signal of the termination sequence, in the events: when SIGTERM came is what `zdd check`
+/// measures the app's shutdown from. Stamped just before the signal goes, so that nothing the app
+/// does in answer can seem to come first.
+fn signal_and_report(shared: &Shared, pod: &Pod, pid: u32, signal: Signal) {
+    shared.events.emit(Event::PodSignalled {
+        pod: pod.name.clone(),
+        signal: signal.as_str().to_owned(),
+    });
+    shared.groups.signal(pid, signal);
 }

@@ -1,0 +1,3 @@
+module zdd.example/apps
+
+go 1.19
