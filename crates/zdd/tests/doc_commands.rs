@@ -3,8 +3,13 @@
 //! A command block is a ```sh or ```console block, or any block whose first line starts with `$ `.
 //! One that cannot run on these machines (a cluster, a container engine, a transcript of one run)
 //! starts with `# not run here: <why>` or follows a `<!-- not run here: <why> -->` line; every
-//! other one is run here with bash (`set -euo pipefail`) from a scratch directory that sees the
-//! repository's `examples/`, with this build's `zdd` and the project's `.venv` first on PATH.
+//! other one is run here with bash from a scratch directory that sees the repository's
+//! `examples/`, with this build's `zdd` and the project's `.venv` first on PATH:
+//! - a script block (```sh) as a whole, with `set -euo pipefail`;
+//! - a transcript (```console, or `$ ` lines) command by command, its `$ ` lines only: the
+//!   transcript shows their exit statuses, so a failing one is fine, but a command that is not
+//!   found (127), cannot run (126), is refused as bad usage (2) or hangs fails the block.
+//!
 //! Port 8080 in a block becomes a free port (the only change made to a block).
 //!
 //! A binary of its own: a block may run `zdd demo`, which wants the machine to itself.
@@ -25,6 +30,8 @@ struct Block {
     /// `page:line` of the opening fence.
     at: String,
     text: String,
+    /// A transcript: `$ ` lines are commands, the rest their output.
+    transcript: bool,
     /// Why it is not run, when it says so.
     not_run: Option<String>,
 }
@@ -70,8 +77,9 @@ fn command_blocks(page: &Path) -> Vec<Block> {
             .find(|i| lines[*i].trim_start().starts_with("```"))
             .unwrap_or_else(|| panic!("{name}:{}: unclosed block", start + 1));
         let body = &lines[start + 1..end];
-        let is_command = matches!(lang.trim(), "sh" | "bash" | "shell" | "console")
-            || body.first().is_some_and(|line| line.starts_with("$ "));
+        let transcript =
+            lang.trim() == "console" || body.first().is_some_and(|line| line.starts_with("$ "));
+        let is_command = transcript || matches!(lang.trim(), "sh" | "bash" | "shell");
         if is_command {
             let marked_before = start
                 .checked_sub(1)
@@ -86,6 +94,7 @@ fn command_blocks(page: &Path) -> Vec<Block> {
             blocks.push(Block {
                 at: format!("{name}:{}", start + 1),
                 text: body.join("\n"),
+                transcript,
                 not_run: marked_before.or(marked_inside),
             });
         }
@@ -113,10 +122,23 @@ fn run(block: &Block) -> Result<(), String> {
         repo().join(".venv/bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let script = format!(
-        "set -euo pipefail\n{}\n",
-        block.text.replace("8080", &free_port().to_string())
-    );
+    let text = block.text.replace("8080", &free_port().to_string());
+    let script = if block.transcript {
+        // Each command on its own; the block fails on the exit statuses no transcript shows.
+        let commands: String = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("$ "))
+            .map(|command| {
+                format!(
+                    "{command}\ncode=$?; case $code in 2|126|127) echo \"exit $code: {}\" >&2; exit $code;; esac\n",
+                    command.replace('"', "'")
+                )
+            })
+            .collect();
+        format!("set -uo pipefail\n{commands}")
+    } else {
+        format!("set -euo pipefail\n{text}\n")
+    };
     let marker = format!(
         "doc-commands-{}-{}",
         std::process::id(),
