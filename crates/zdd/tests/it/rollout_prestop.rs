@@ -1,4 +1,4 @@
-//! The race preStop exists for. `python3 -m http.server` exits the moment SIGTERM arrives; the
+//! The race preStop exists for. Python's http.server exits the moment SIGTERM arrives; the
 //! router learns that the replica is gone only after the propagation delay (1 s). So a rolling
 //! update with no preStop sleep drops the requests routed to the dead replica meanwhile, and one
 //! with a preStop sleep longer than the delay drops none.
@@ -8,11 +8,16 @@ use std::time::Duration;
 use crate::support::Run;
 use zdd_test_support::run::{text, wait_with_deadline};
 
+/// `python3 -m http.server`, with a listen backlog of 128 instead of socketserver's 5: a loaded
+/// machine that stalls the server for a moment must not turn into dropped connections (that would
+/// be the backlog's failure, not the race's).
+const PYTHON_SERVER: &str = "import http.server as h, sys; h.ThreadingHTTPServer.request_queue_size = 128; h.test(HandlerClass=h.SimpleHTTPRequestHandler, ServerClass=h.ThreadingHTTPServer, port=int(sys.argv[1]), bind='127.0.0.1')";
+
 fn python_spec(pre_stop: &str, max_failed: &str) -> String {
     format!(
         r#"name: python
 app:
-  command: ["python3", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"]
+  command: ["python3", "-c", "{PYTHON_SERVER}", "{{port}}"]
   replicas: 3
   readinessProbe: {{ path: /, period: 200ms, failureThreshold: 1 }}
   {pre_stop}
