@@ -291,7 +291,7 @@ impl<'p, P: Platform> Engine<'p, P> {
         ]));
         self.set_routing(Routing {
             main,
-            preview: self.routing.preview.clone(),
+            ..self.routing.clone()
         })
         .await
     }
@@ -323,8 +323,8 @@ impl<'p, P: Platform> Engine<'p, P> {
     ) -> Result<(), EngineError> {
         let name = self.name(which);
         self.set_routing(Routing {
-            main: self.routing.main.clone(),
             preview: Some(name.clone()),
+            ..self.routing.clone()
         })
         .await?;
         let Some(preview) = self.platform.preview_url() else {
@@ -411,18 +411,17 @@ impl<'p, P: Platform> Engine<'p, P> {
             Retire::WithDowntime => {}
             Retire::AfterDrainCheck => {
                 let keep = which.other();
-                if self.main_reaches(which) {
+                let main = if self.main_reaches(which) {
                     self.ensure_reachable(keep).await?;
-                    let main = match &self.routing.main {
+                    match &self.routing.main {
                         TrafficPolicy::Weighted(_) => self.weights_all_to(keep),
                         _ => TrafficPolicy::Only(self.name(keep)),
-                    };
-                    self.set_routing(Routing {
-                        main,
-                        preview: None,
-                    })
-                    .await?;
-                }
+                    }
+                } else {
+                    self.routing.main.clone()
+                };
+                // The preview and every managed route go before a version does.
+                self.set_routing(Routing::main_only(main)).await?;
                 self.verify_drained(which).await?;
             }
             Retire::EvenIfStillReached => {

@@ -6,7 +6,9 @@ mod scheduling;
 mod status;
 mod version;
 
-pub use routing::{Routing, TrafficPolicy, Weights};
+pub use routing::{
+    HeaderRoute, MirrorRoute, RequestMatch, Routing, TrafficPolicy, ValueMatch, Weights,
+};
 pub use scheduling::{AntiAffinity, DisruptionBudget, IntOrPercent, NodeStatus, Scheduling};
-pub use status::{PlatformStatus, PodStatus, VersionStatus};
+pub use status::{MirrorStats, PlatformStatus, PodStatus, VersionStatus};
 pub use version::{ProbeSpec, VersionTemplate};

@@ -71,6 +71,14 @@ pub struct Routing {
     /// A second entry point that reaches only this version (blue-green's preview, and the check
     /// that a version is reachable before it gets traffic).
     pub preview: Option<String>,
+    /// Managed routes (A/B by header or cookie), tried in order before `main`: a request one of
+    /// them matches goes to its version, whatever the weights say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_routes: Vec<HeaderRoute>,
+    /// A shadow: a copy of (a share of) the requests `main` takes also goes to a version, whose
+    /// answers are discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorRoute>,
 }
 
 impl Default for Routing {
@@ -78,16 +86,81 @@ impl Default for Routing {
         Routing {
             main: TrafficPolicy::AllReady,
             preview: None,
+            header_routes: Vec::new(),
+            mirror: None,
         }
     }
 }
 
-/// `main: v1=90 v2=10, preview: v2`: the one way zdd describes a routing.
+impl Routing {
+    /// `main` alone: no preview and no managed route.
+    pub fn main_only(main: TrafficPolicy) -> Routing {
+        Routing {
+            main,
+            ..Routing::default()
+        }
+    }
+}
+
+/// Requests whose every match holds go to `version` (Argo Rollouts' `setHeaderRoute`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRoute {
+    pub name: String,
+    pub matches: Vec<RequestMatch>,
+    pub version: String,
+}
+
+/// A copy of `percent` % of the requests that `matches` take (all when empty) goes to `version`
+/// (Argo Rollouts' `setMirrorRoute`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorRoute {
+    pub name: String,
+    pub version: String,
+    pub percent: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<RequestMatch>,
+}
+
+/// One condition on a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestMatch {
+    Header {
+        name: String,
+        value: ValueMatch,
+    },
+    /// The value of the cookie `name` in the `Cookie` header.
+    Cookie {
+        name: String,
+        value: ValueMatch,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueMatch {
+    Exact(String),
+    /// A regular expression that must match the whole value.
+    Regex(String),
+}
+
+/// `main: v1=90 v2=10, preview: v2, route testers → v2, mirror shadow 50% → v2`: the one way zdd
+/// describes a routing.
 impl fmt::Display for Routing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "main: {}", self.main)?;
         if let Some(preview) = &self.preview {
             write!(f, ", preview: {preview}")?;
+        }
+        for route in &self.header_routes {
+            write!(f, ", route {} → {}", route.name, route.version)?;
+        }
+        if let Some(mirror) = &self.mirror {
+            write!(
+                f,
+                ", mirror {} {}% → {}",
+                mirror.name, mirror.percent, mirror.version
+            )?;
         }
         Ok(())
     }

@@ -47,3 +47,26 @@ pub struct PlatformStatus {
     /// The nodes, when the platform knows them (local: the simulated nodes).
     pub nodes: Vec<NodeStatus>,
 }
+
+/// What a mirror target made of the copies it was sent since its mirror route was set: the data
+/// plane's own counters (the probe never sees a copy, nor does a user).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MirrorStats {
+    /// The version the copies went to.
+    pub version: String,
+    /// Copies sent.
+    pub sent: u64,
+    /// Answered 1xx to 3xx.
+    pub ok: u64,
+    pub http_4xx: u64,
+    pub http_5xx: u64,
+    /// Copies that got no answer, by kind (`refused`, `reset`, `timeout`, `other`).
+    pub failed_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Not sent: the queue of copies was full.
+    pub dropped: u64,
+    /// Not sent: the request's body was larger than a copy may carry.
+    pub skipped_too_large: u64,
+    /// Latency of the answered copies, in milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}

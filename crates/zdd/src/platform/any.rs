@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::kubernetes::KubernetesPlatform;
 use super::local::LocalPlatform;
 use super::{NodeMaintenance, Platform, Result, TrafficAccess};
-use crate::model::{PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use crate::model::{MirrorStats, PlatformStatus, Routing, VersionStatus, VersionTemplate};
 
 pub enum AnyPlatform {
     Local(LocalPlatform),
@@ -61,6 +61,10 @@ impl Platform for AnyPlatform {
 
     fn traffic_access(&self) -> TrafficAccess {
         each!(self, p => p.traffic_access())
+    }
+
+    async fn mirror_stats(&mut self) -> Result<Vec<MirrorStats>> {
+        each!(self, p => p.mirror_stats().await)
     }
 
     fn preview_url(&self) -> Option<String> {

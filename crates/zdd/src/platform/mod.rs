@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::model::{NodeStatus, PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use crate::model::{
+    MirrorStats, NodeStatus, PlatformStatus, Routing, VersionStatus, VersionTemplate,
+};
 
 /// The data plane that carries the traffic: the `--router` flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -130,6 +132,12 @@ pub trait Platform: Send {
 
     /// URL of the preview route, when one is set.
     fn preview_url(&self) -> Option<String>;
+
+    /// The mirror targets' counters since their mirror route was set (empty with no mirror route,
+    /// or where the data plane does not count copies).
+    fn mirror_stats(&mut self) -> impl Future<Output = Result<Vec<MirrorStats>>> + Send {
+        async { Ok(Vec::new()) }
+    }
 
     /// Node maintenance (`kubectl drain`, `kubectl uncordon`), through a handle that stays usable
     /// while the engine drives the platform (so `zdd drain` works against a running rollout).

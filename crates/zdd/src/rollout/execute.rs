@@ -106,23 +106,15 @@ async fn rollback<P: Platform>(engine: &mut Engine<'_, P>) -> Result<(), EngineE
     let replicas = engine.replicas();
     engine.scale(Which::Old, replicas).await?;
     engine.wait_ready(Which::Old, replicas).await?;
-    if engine.main_reaches(Which::New) {
+    let main = if engine.main_reaches(Which::New) {
         engine.ensure_reachable(Which::Old).await?;
-        engine
-            .set_routing(Routing {
-                main: TrafficPolicy::Only(engine.name(Which::Old)),
-                preview: None,
-            })
-            .await?;
-    } else if engine.routing().preview.is_some() {
-        // Aborted during blue-green's preview: the preview route must not outlive the version.
-        engine
-            .set_routing(Routing {
-                main: engine.routing().main.clone(),
-                preview: None,
-            })
-            .await?;
-    }
+        TrafficPolicy::Only(engine.name(Which::Old))
+    } else {
+        engine.routing().main.clone()
+    };
+    // The preview route (an abort during blue-green's preview) and every managed route (header
+    // routes, a mirror) must not outlive the new version.
+    engine.set_routing(Routing::main_only(main)).await?;
     engine
         .retire(Which::New, Retire::EvenIfStillReached)
         .await?;

@@ -44,10 +44,7 @@ pub async fn run<P: Platform>(
     let step = format!("switch the main route to {new}, retire the old version");
     engine.step_started(index, total, &step);
     engine
-        .set_routing(Routing {
-            main: TrafficPolicy::Only(new),
-            preview: None,
-        })
+        .set_routing(Routing::main_only(TrafficPolicy::Only(new)))
         .await?;
     engine.retire(Which::Old, Retire::AfterDrainCheck).await?;
     engine.step_finished(index, total, &step);

@@ -52,8 +52,5 @@ pub fn initial_routing<P: Platform>(engine: &Engine<'_, P>) -> Routing {
         }
         _ => TrafficPolicy::AllReady,
     };
-    Routing {
-        main,
-        preview: None,
-    }
+    Routing::main_only(main)
 }

@@ -146,6 +146,7 @@ fn only(version: &str, preview: Option<&str>) -> Routing {
     Routing {
         main: TrafficPolicy::Only(version.into()),
         preview: preview.map(String::from),
+        ..Routing::default()
     }
 }
 
@@ -153,6 +154,7 @@ fn weighted(weights: &[(&str, u32)]) -> Routing {
     Routing {
         main: TrafficPolicy::Weighted(weights.iter().map(|(v, w)| (v.to_string(), *w)).collect()),
         preview: None,
+        ..Routing::default()
     }
 }
 

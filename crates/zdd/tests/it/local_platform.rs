@@ -231,6 +231,7 @@ async fn weighted_split_and_preview_route() {
         .set_routing(&Routing {
             main: TrafficPolicy::Weighted(Weights(vec![("v1".into(), 75), ("v2".into(), 25)])),
             preview: Some("v2".into()),
+            ..Routing::default()
         })
         .await
         .unwrap();
@@ -259,6 +260,7 @@ async fn weighted_split_and_preview_route() {
         .set_routing(&Routing {
             main: TrafficPolicy::Only("v1".into()),
             preview: None,
+            ..Routing::default()
         })
         .await
         .unwrap();

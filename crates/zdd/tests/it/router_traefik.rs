@@ -67,6 +67,7 @@ async fn local_platform_on_traefik_routes_and_leaves_nothing() {
         .set_routing(&Routing {
             main: TrafficPolicy::Only("v1".into()),
             preview: Some("v2".into()),
+            ..Routing::default()
         })
         .await
         .unwrap();

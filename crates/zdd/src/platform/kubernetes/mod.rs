@@ -481,6 +481,7 @@ impl Platform for KubernetesPlatform {
             routing: Routing {
                 main,
                 preview: selector_version(preview),
+                ..Routing::default()
             },
             // Nodes are not zdd's to list (nor in its RBAC role); each pod names its own.
             nodes: Vec::new(),
