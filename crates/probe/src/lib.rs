@@ -410,17 +410,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_handle_can_move_between_tasks() {
-        fn send_sync<T: Send + Sync>(_: &T) {}
-        fn send<T: Send>(_: T) {}
+    fn the_handle_moves_to_another_task_and_finishes_there() {
+        fn shared_between_threads<T: Send + Sync>(_: &T) {}
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let _guard = runtime.enter();
-        let mut config = ProbeConfig::new("http://127.0.0.1:9/".parse().unwrap());
-        config.rate = 1;
-        let probe = start(config).unwrap();
-        send_sync(&probe);
-        probe.stop();
-        send(probe.finish());
+        let report = runtime.block_on(async {
+            // Nothing listens on the discard port of loopback: every request is refused.
+            let mut config = ProbeConfig::new("http://127.0.0.1:9/".parse().unwrap());
+            config.rate = 50;
+            config.duration = Some(Duration::from_millis(200));
+            let probe = start(config).unwrap();
+            shared_between_threads(&probe);
+            // Spawning needs the handle and its `finish` future to be `Send`.
+            tokio::spawn(async move { probe.finish().await })
+                .await
+                .unwrap()
+        });
+        assert_eq!(report.total, 10, "{report:?}");
+        assert_eq!(report.failed_by_kind["refused"], 10, "{report:?}");
     }
 
     #[test]
