@@ -144,13 +144,13 @@ pub enum ValueMatch {
     Regex(String),
 }
 
-/// `main: v1=90 v2=10, preview: v2, route testers → v2, mirror shadow 50% → v2`: the one way zdd
+/// `main v1=90 v2=10, preview v2, route testers → v2, mirror shadow 50% → v2`: the one way zdd
 /// describes a routing.
 impl fmt::Display for Routing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "main: {}", self.main)?;
+        write!(f, "main {}", self.main)?;
         if let Some(preview) = &self.preview {
-            write!(f, ", preview: {preview}")?;
+            write!(f, ", preview {preview}")?;
         }
         for route in &self.header_routes {
             write!(f, ", route {} → {}", route.name, route.version)?;
