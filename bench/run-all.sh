@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark in one go and writes BENCHMARKS.md from their Markdown sections.
 # Each bench/<name>.sh measures zdd's part against a named peer in the same run and prints a section.
-# Needs: wrk, nginx, haproxy (Debian), oha (cargo install oha), .venv/bin/traefik (scripts/install-test-deps.sh).
+# Needs: wrk, nginx, haproxy (Debian), oha (cargo install oha), .venv/bin/traefik (scripts/install-test-deps.sh);
+# bench/lifecycle.sh installs valgrind (Debian) for its instruction counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
@@ -20,7 +21,7 @@ out=$(mktemp)
   echo "Every figure is a ratio against a peer measured in the same run on the same machine;"
   echo "absolute numbers vary from machine to machine and run to run, the ratios much less."
   echo
-  for script in bench/service.sh bench/probe.sh bench/router.sh; do
+  for script in bench/service.sh bench/lifecycle.sh bench/probe.sh bench/router.sh; do
     [ -x "$script" ] || continue
     echo "running $script" >&2
     "$script"
