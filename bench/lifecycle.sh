@@ -7,6 +7,7 @@
 #
 #   bench/lifecycle.sh                                   # 5 rounds of 5s, then the instruction counts
 #   DURATION=2s ROUNDS=2 INSTRUCTIONS=0 bench/lifecycle.sh # a quick check
+#   BENCH_SERVER=/tmp/bench_server bench/lifecycle.sh      # measure that binary, no build
 #
 # Installs wrk (and valgrind for INSTRUCTIONS=1) from Debian when missing, as root or via sudo.
 # Needs curl and python3. Release builds; loopback only.
@@ -39,8 +40,12 @@ for tool in curl python3; do
   command -v "$tool" >/dev/null || { echo "bench/lifecycle.sh: $tool is required" >&2; exit 2; }
 done
 
-cargo build --release --quiet -p zdd-lifecycle --example bench_server
-BIN=target/release/examples/bench_server
+# BENCH_SERVER=path/to/bench_server skips the build (to measure a given binary).
+if [ -z "${BENCH_SERVER:-}" ]; then
+  cargo build --release --quiet -p zdd-lifecycle --example bench_server
+  BENCH_SERVER=target/release/examples/bench_server
+fi
+BIN=$BENCH_SERVER
 WORK=$(mktemp -d)
 
 free_port() {
