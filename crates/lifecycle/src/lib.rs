@@ -43,6 +43,7 @@
 mod config;
 mod error;
 pub mod metrics;
+mod request;
 mod routes;
 mod serve;
 mod state;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use std::convert::Infallible;
 
-use http::{HeaderValue, Request, Version, header};
+use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -17,7 +17,7 @@ use tower::Service;
 
 use crate::Lifecycle;
 use crate::error::ServeError;
-use crate::metrics::InFlight;
+use crate::request::ConnectionService;
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,30 +259,7 @@ impl<S: HttpApp> Connections<S> {
     fn spawn(&self, stream: TcpStream) {
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let lifecycle = self.lifecycle.clone();
-        let app = self.app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            // While draining, HTTP/1 keep-alive clients are told to reconnect (to a ready
-            // replica): connection headers are not allowed in HTTP/2, which gets GOAWAY later.
-            let close_after = request.version() < Version::HTTP_2 && lifecycle.is_shutting_down();
-            // Counted here rather than by a `Router::layer`, which would wrap (and box) every
-            // route once more on each request. Probes and scrapes are not traffic.
-            let in_flight = (!lifecycle.is_lifecycle_path(request.uri().path()))
-                .then(|| InFlight::enter(lifecycle.shared.metrics.clone()));
-            let mut app = app.clone();
-            async move {
-                let mut response = app.call(request).await?;
-                if let Some(in_flight) = in_flight {
-                    in_flight.answered(response.status());
-                }
-                if close_after {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
+        let service = ConnectionService::new(self.app.clone(), self.lifecycle.clone());
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
