@@ -41,6 +41,7 @@
 //! ```
 
 mod config;
+mod connections;
 mod error;
 pub mod metrics;
 mod request;
