@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 
 use crate::Lifecycle;
 use crate::metrics::InFlight;
-use crate::serve::HttpApp;
 
 /// The service hyper calls for each request of one connection.
 pub(crate) struct ConnectionService<S> {
@@ -25,8 +24,11 @@ impl<S> ConnectionService<S> {
     }
 }
 
-impl<S: HttpApp> hyper::service::Service<Request<Incoming>> for ConnectionService<S> {
-    type Response = Response<S::Body>;
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    type Response = Response<B>;
     type Error = Infallible;
     type Future = Answer<S::Future>;
 
