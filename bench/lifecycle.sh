@@ -94,8 +94,8 @@ stop() { # pid
   PIDS=("${left[@]}")
 }
 
-# CPU time (user + system, clock ticks) of the process, all threads, so far.
-cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# CPU time of the process, all threads, so far: "user system" in clock ticks.
+cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 CLOCK_TICKS=$(getconf CLK_TCK)
 requests_total() { awk '$2 == "requests" && $3 == "in" { print $1 }'; }
 errors() { awk '/Non-2xx|Socket errors/ { print }' | tr '\n' ' '; }
@@ -108,39 +108,47 @@ for mode in plain lifecycle; do
   wait_answering "http://127.0.0.1:${port[$mode]}/"
 done
 
-load() { # mode -> "req/s cpu_us_per_request errors"
-  local before after output requests
-  before=$(cpu_ticks "${pid[$1]}")
+load() { # mode -> "req/s cpu_us_per_request user_cpu_us_per_request errors"
+  local user0 system0 user1 system1 output requests
+  read -r user0 system0 <<<"$(cpu_ticks "${pid[$1]}")"
   output=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:${port[$1]}/")
-  after=$(cpu_ticks "${pid[$1]}")
+  read -r user1 system1 <<<"$(cpu_ticks "${pid[$1]}")"
   requests=$(requests_total <<<"$output")
-  python3 -c "import sys; n, s = int(sys.argv[1]), sys.argv[2].rstrip('s'); \
-print(f'{n / float(s):.0f} {($after - $before) * 1e6 / $CLOCK_TICKS / max(n, 1):.2f}', end='')" \
+  python3 -c "import sys; n, s = max(int(sys.argv[1]), 1), float(sys.argv[2].rstrip('s')); \
+us = 1e6 / $CLOCK_TICKS / n; \
+print(f'{n / s:.0f} {($user1 - $user0 + $system1 - $system0) * us:.2f} {($user1 - $user0) * us:.2f}', end='')" \
     "$requests" "$DURATION"
   echo " $(errors <<<"$output")"
 }
 
+median() { # "values separated by spaces" [decimals]
+  local values
+  read -ra values <<<"$1"
+  python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.${2:-2}f}')" "${values[@]}"
+}
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "$1" "$2"; }
+
 rows=()
-declare -A cpu rps round_cpu round_rps round_errors
-round_ratios=""
+declare -A cpu user rps round_cpu round_user round_rps round_errors
+round_ratios="" round_user_ratios=""
 for round in $(seq 1 "$ROUNDS"); do
   # Taking turns, so that neither server always runs on a cooler (or hotter) machine.
   if ((round % 2 == 1)); then order="plain lifecycle"; else order="lifecycle plain"; fi
   for mode in $order; do
-    read -r r c errs <<<"$(load "$mode")"
-    round_rps[$mode]=$r round_cpu[$mode]=$c round_errors[$mode]=${errs:-none}
+    read -r r c u errs <<<"$(load "$mode")"
+    round_rps[$mode]=$r round_cpu[$mode]=$c round_user[$mode]=$u round_errors[$mode]=${errs:-none}
     cpu[$mode]+="$c "
+    user[$mode]+="$u "
     rps[$mode]+="$r "
   done
   # Both measured back to back: a drift in the machine's load moves both alike.
-  r_ratio=$(python3 -c "print(f'{${round_cpu[lifecycle]} / ${round_cpu[plain]}:.3f}')")
+  r_ratio=$(ratio "${round_cpu[lifecycle]}" "${round_cpu[plain]}")
   round_ratios+="$r_ratio "
-  rows+=("| $round | ${order/ / then } | ${round_rps[plain]} | ${round_rps[lifecycle]} | ${round_cpu[plain]} | ${round_cpu[lifecycle]} | ${r_ratio}x | ${round_errors[plain]} / ${round_errors[lifecycle]} |")
+  round_user_ratios+="$(ratio "${round_user[lifecycle]}" "${round_user[plain]}") "
+  rows+=("| $round | ${order/ / then } | ${round_rps[plain]} | ${round_rps[lifecycle]} | ${round_cpu[plain]} (${round_user[plain]}) | ${round_cpu[lifecycle]} (${round_user[lifecycle]}) | ${r_ratio}x | ${round_errors[plain]} / ${round_errors[lifecycle]} |")
 done
 for mode in plain lifecycle; do stop "${pid[$mode]}"; done
 
-median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.${2:-2}f}')" $1; }
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "$1" "$2"; }
 PLAIN_CPU=$(median "${cpu[plain]}")
 LIFECYCLE_CPU=$(median "${cpu[lifecycle]}")
 PLAIN_RPS=$(median "${rps[plain]}" 0)
@@ -148,6 +156,9 @@ LIFECYCLE_RPS=$(median "${rps[lifecycle]}" 0)
 CPU_RATIO=$(ratio "$LIFECYCLE_CPU" "$PLAIN_CPU")
 RPS_RATIO=$(ratio "$LIFECYCLE_RPS" "$PLAIN_RPS")
 ROUND_RATIO=$(median "$round_ratios" 3)
+PLAIN_USER=$(median "${user[plain]}")
+LIFECYCLE_USER=$(median "${user[lifecycle]}")
+ROUND_USER_RATIO=$(median "$round_user_ratios" 3)
 VERDICT=$(python3 -c "print('meets' if $ROUND_RATIO <= $TARGET_RATIO else 'misses')")
 
 # Instructions per request (user space, callgrind): the server under valgrind answers a bounded
@@ -213,6 +224,7 @@ builder per connection, as \`axum::serve\` does) and through zdd-lifecycle (\`wi
 |---|---:|---:|---:|
 | server CPU per request, median of the rounds' ratios | | | **${ROUND_RATIO}x** |
 | server CPU per request, median (µs) | $PLAIN_CPU | $LIFECYCLE_CPU | ${CPU_RATIO}x |
+| of which user space, median (µs); median of the rounds' ratios | $PLAIN_USER | $LIFECYCLE_USER | ${ROUND_USER_RATIO}x |
 | requests/s, median | $PLAIN_RPS | $LIFECYCLE_RPS | ${RPS_RATIO}x |
 $INSTR_ROW
 
@@ -220,12 +232,13 @@ Target: the lifecycle layer costs <= ${TARGET_RATIO}x the plain server's CPU per
 the median of the rounds' ratios: each round measures both servers back to back, so a change in
 the machine's load between rounds moves both alike).
 Server CPU per request is user + system time from /proc over each round, divided by the requests
-answered; it moves much less than requests/s with other load on the machine. Instructions per
-request count user space only (not the kernel's share of each request, the same for both), each
+answered; it moves much less than requests/s with other load on the machine. Most of it is the
+kernel's loopback TCP work, the same for both servers (and the noisiest part on a shared machine);
+the lifecycle's own work is in user space. Instructions per request count user space only, each
 server alone under callgrind, with the instructions of an unloaded start and stop subtracted;
 they hardly move with the machine's load.
 
-| round | order | plain req/s | lifecycle req/s | plain CPU per request (µs) | lifecycle CPU per request (µs) | lifecycle / plain | errors (plain / lifecycle) |
+| round | order | plain req/s | lifecycle req/s | plain CPU per request (user), µs | lifecycle CPU per request (user), µs | lifecycle / plain | errors (plain / lifecycle) |
 |---:|---|---:|---:|---:|---:|---:|---|
 $(printf '%s\n' "${rows[@]}")
 MARKDOWN
