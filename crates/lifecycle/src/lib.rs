@@ -41,8 +41,10 @@
 //! ```
 
 mod config;
+mod connections;
 mod error;
 pub mod metrics;
+mod request;
 mod routes;
 mod serve;
 mod state;

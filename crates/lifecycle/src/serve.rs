@@ -5,19 +5,18 @@ use std::time::{Duration, Instant};
 
 use std::convert::Infallible;
 
-use http::{HeaderValue, Request, Version, header};
+use http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::Lifecycle;
+use crate::connections::OpenConnections;
 use crate::error::ServeError;
-use crate::metrics::InFlight;
+use crate::request::ConnectionService;
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +181,7 @@ impl Lifecycle {
         let builder = auto::Builder::new(TokioExecutor::new());
         let connections = Connections {
             builder,
-            graceful: GracefulShutdown::new(),
-            cut_off: CancellationToken::new(),
+            open: OpenConnections::default(),
             lifecycle: self.clone(),
             app,
         };
@@ -208,21 +206,19 @@ impl Lifecycle {
             tracing::info!(
                 drain_delay = %humantime::format_duration(config.drain_delay),
                 in_flight = self.metrics().in_flight(),
-                open_connections = connections.graceful.count(),
+                open_connections = connections.open.count(),
                 "drain delay passed: listener closed, closing connections"
             );
         }
 
-        let Connections {
-            graceful, cut_off, ..
-        } = connections;
+        let Connections { open, .. } = connections;
         let outcome = if !drain_delay_passed {
             DrainOutcome::Forced {
                 requests_cut_off: self.metrics().in_flight(),
             }
         } else {
             tokio::select! {
-                () = graceful.shutdown() => DrainOutcome::Completed,
+                () = open.close_all() => DrainOutcome::Completed,
                 () = tokio::time::sleep(config.shutdown_timeout) => DrainOutcome::TimedOut {
                     requests_cut_off: self.metrics().in_flight(),
                 },
@@ -232,7 +228,7 @@ impl Lifecycle {
             }
         };
         // Whatever is left is cut off now rather than when the runtime goes away.
-        cut_off.cancel();
+        open.cut_off();
         self.mark_stopped();
         let report = DrainReport {
             outcome,
@@ -249,8 +245,7 @@ impl Lifecycle {
 
 struct Connections<S> {
     builder: auto::Builder<TokioExecutor>,
-    graceful: GracefulShutdown,
-    cut_off: CancellationToken,
+    open: OpenConnections,
     lifecycle: Lifecycle,
     app: S,
 }
@@ -259,44 +254,16 @@ impl<S: HttpApp> Connections<S> {
     fn spawn(&self, stream: TcpStream) {
         // Small answers must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let lifecycle = self.lifecycle.clone();
-        let app = self.app.clone();
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            // While draining, HTTP/1 keep-alive clients are told to reconnect (to a ready
-            // replica): connection headers are not allowed in HTTP/2, which gets GOAWAY later.
-            let close_after = request.version() < Version::HTTP_2 && lifecycle.is_shutting_down();
-            // Counted here rather than by a `Router::layer`, which would wrap (and box) every
-            // route once more on each request. Probes and scrapes are not traffic.
-            let in_flight = (!lifecycle.is_lifecycle_path(request.uri().path()))
-                .then(|| InFlight::enter(lifecycle.shared.metrics.clone()));
-            let mut app = app.clone();
-            async move {
-                let mut response = app.call(request).await?;
-                if let Some(in_flight) = in_flight {
-                    in_flight.answered(response.status());
-                }
-                if close_after {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
+        let service = ConnectionService::new(self.app.clone(), self.lifecycle.clone());
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let connection = self.graceful.watch(connection);
-        let cut_off = self.cut_off.clone();
+        let connection = self.open.track(connection);
         tokio::spawn(async move {
-            tokio::select! {
-                result = connection => {
-                    if let Err(error) = result {
-                        tracing::debug!(%error, "connection ended with an error");
-                    }
-                }
-                () = cut_off.cancelled() => {}
+            // `None`: cut off.
+            if let Some(Err(error)) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
             }
         });
     }

@@ -130,7 +130,7 @@ async fn timeout_reports_the_requests_cut_off() {
         .shutdown_timeout(Duration::from_millis(300));
     let (lifecycle, address, server) = start(config).await;
     lifecycle.mark_ready();
-    let (mut sender, _driver) = h2_connect(address).await;
+    let (mut sender, driver) = h2_connect(address).await;
     let slow = tokio::spawn(async move { h2_get(&mut sender, "/slow").await });
     eventually("the slow request arrives", PATIENCE, async || {
         lifecycle.metrics().in_flight() >= 1
@@ -151,6 +151,11 @@ async fn timeout_reports_the_requests_cut_off() {
     );
     assert!(!report.is_clean());
     assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
+    // Cut off when serve returns, not when the runtime goes away.
+    tokio::time::timeout(PATIENCE, driver)
+        .await
+        .expect("the cut-off connection is closed")
+        .unwrap();
     slow.abort();
 }
 
