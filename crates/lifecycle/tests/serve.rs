@@ -178,3 +178,42 @@ async fn second_request_ends_the_drain_at_once() {
     );
     assert!(!report.is_clean());
 }
+
+/// tower's contract: a service is called only once it said it is ready. A backpressure layer
+/// (here a concurrency limit of 1) holds the second request until the first is answered,
+/// instead of panicking on a call it was not ready for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_with_backpressure_is_called_only_when_ready() {
+    use tower::Layer;
+    let config = LifecycleConfig::default()
+        .version("test")
+        .drain_delay(Duration::from_millis(100));
+    let lifecycle = Lifecycle::new(config);
+    lifecycle.mark_ready();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let slow = Router::new().route(
+        "/",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "done"
+        }),
+    );
+    let limited = tower::limit::ConcurrencyLimitLayer::new(1).layer(slow);
+    let serving = lifecycle.clone();
+    let server = tokio::spawn(async move { serving.serve(listener, limited).await });
+    let url = format!("http://{address}");
+    let (first, second) = tokio::join!(
+        zdd_test_support::http::get(&url),
+        zdd_test_support::http::get(&url)
+    );
+    for answer in [first.unwrap(), second.unwrap()] {
+        assert_eq!((answer.status, answer.body.as_str()), (200, "done"));
+    }
+    lifecycle.request_shutdown();
+    let report = tokio::time::timeout(PATIENCE, server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.unwrap().is_clean());
+}
