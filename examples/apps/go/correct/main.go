@@ -59,7 +59,17 @@ func main() {
 		}
 		answer(w, http.StatusOK, "ready")
 	})
-	server := &http.Server{Addr: env("BIND", "0.0.0.0") + ":" + env("PORT", "8080"), Handler: mux}
+	// While draining, every answer says `Connection: close`: the client opens its next request's
+	// connection to another pod, and Go closes this one after the answer, between requests.
+	// (Not SetKeepAlivesEnabled(false): it also closes the idle connections at once, under a
+	// request that may be arriving on one of them; zdd check's check 6 catches that.)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})
+	server := &http.Server{Addr: env("BIND", "0.0.0.0") + ":" + env("PORT", "8080"), Handler: handler}
 
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
@@ -75,8 +85,6 @@ func main() {
 		os.Exit(1)
 	}()
 	draining.Store(true)
-	// Answers now say `Connection: close`: clients open their next connection to another pod.
-	server.SetKeepAlivesEnabled(false)
 	time.Sleep(drainDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
