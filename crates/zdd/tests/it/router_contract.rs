@@ -233,15 +233,14 @@ pub async fn header_rule_goes_first(kind: RouterKind) {
         main: Route {
             rules: vec![
                 Rule {
-                    matcher: Matcher::Header {
-                        name: "X-Canary".into(),
-                        value: "yes".into(),
-                    },
+                    matcher: Matcher::header("X-Canary", "yes"),
                     backends: vec![backend("v2", 1, vec![endpoint("v2-1", "v2", v2.addr)])],
+                    mirror: None,
                 },
                 Rule {
                     matcher: Matcher::Always,
                     backends: vec![backend("v1", 1, vec![endpoint("v1-1", "v1", v1.addr)])],
+                    mirror: None,
                 },
             ],
         },
