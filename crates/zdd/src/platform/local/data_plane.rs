@@ -3,13 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use zdd_router::{
-    Backend, Condition, Endpoint, Matcher, Mirror, Route, RouteTable, Rule, ValueMatch,
-};
+use zdd_router::{Backend, Endpoint, Matcher, Mirror, Route, RouteTable, Rule};
 
 use super::routers::LocalRouter;
-use crate::model::{self, RequestMatch, Routing, TrafficPolicy};
+use crate::model::{Routing, TrafficPolicy};
 use crate::platform::PlatformError;
+use crate::platform::matches::router_matcher;
 
 /// What the router serves, and the router itself.
 pub struct LocalDataPlane {
@@ -56,7 +55,7 @@ pub fn route_table(routing: &Routing, endpoints: &BTreeMap<String, Vec<Endpoint>
         .header_routes
         .iter()
         .map(|route| Rule {
-            matcher: matcher(&route.matches),
+            matcher: router_matcher(&route.matches),
             backends: vec![version_backend(&route.version, 1)],
             mirror: None,
         })
@@ -73,7 +72,7 @@ pub fn route_table(routing: &Routing, endpoints: &BTreeMap<String, Vec<Endpoint>
     };
     match (&routing.mirror, mirror) {
         (Some(route), Some(mirror)) if !route.matches.is_empty() => rules.push(Rule {
-            matcher: matcher(&route.matches),
+            matcher: router_matcher(&route.matches),
             backends: main.backends.clone(),
             mirror: Some(mirror),
         }),
@@ -89,33 +88,11 @@ pub fn route_table(routing: &Routing, endpoints: &BTreeMap<String, Vec<Endpoint>
     }
 }
 
-/// The router's matcher for a route's matches (all must hold).
-fn matcher(matches: &[RequestMatch]) -> Matcher {
-    let value = |value: &model::ValueMatch| match value {
-        model::ValueMatch::Exact(text) => ValueMatch::Exact(text.clone()),
-        model::ValueMatch::Regex(pattern) => ValueMatch::Regex(pattern.clone()),
-    };
-    Matcher::All(
-        matches
-            .iter()
-            .map(|request_match| match request_match {
-                RequestMatch::Header { name, value: v } => Condition::Header {
-                    name: name.clone(),
-                    value: value(v),
-                },
-                RequestMatch::Cookie { name, value: v } => Condition::Cookie {
-                    name: name.clone(),
-                    value: value(v),
-                },
-            })
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{HeaderRoute, MirrorRoute, Weights};
+    use crate::model::{self, HeaderRoute, MirrorRoute, RequestMatch, Weights};
+    use zdd_router::{Condition, ValueMatch};
 
     fn endpoints() -> BTreeMap<String, Vec<Endpoint>> {
         ["v1", "v2"]

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde_json::{Map, Value, json};
-use zdd_router::{Condition, Matcher, Mirror, MirrorOptions, Route, RouteTable, ValueMatch};
+use zdd_router::{Mirror, MirrorOptions, Route, RouteTable};
 
 use super::mirrors::{MirrorService, RuleAt};
 use super::slots::{SlotEntry, slot_name};
+use crate::platform::matches::traefik_rule;
 
 /// Where a rule's pods are reached, and its mirrors' services.
 pub(super) struct Placement<'a> {
@@ -85,68 +86,6 @@ pub(super) fn dynamic_config(table: &RouteTable, placement: &Placement, generati
         }
     }
     json!({ "http": http })
-}
-
-/// A Go string literal (Traefik's rule values are Go strings): JSON's escapes are a subset of Go's.
-fn go_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned())
-}
-
-/// `text` as a Go regexp that matches it literally (Go accepts `\` before any punctuation).
-fn go_regex_literal(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_punctuation() {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-/// Traefik's `HeaderRegexp` finds a match anywhere in the value: anchored, it must match the
-/// whole value, as the builtin router's regexes do.
-fn whole(pattern: &str) -> String {
-    format!("^(?:{pattern})$")
-}
-
-fn traefik_condition(condition: &Condition) -> String {
-    match condition {
-        Condition::Header {
-            name,
-            value: ValueMatch::Exact(value),
-        } => format!("Header({}, {})", go_string(name), go_string(value)),
-        Condition::Header {
-            name,
-            value: ValueMatch::Regex(pattern),
-        } => format!(
-            "HeaderRegexp({}, {})",
-            go_string(name),
-            go_string(&whole(pattern))
-        ),
-        // The cookie's value in the `Cookie` header: after the start or a `;`, up to the next `;`
-        // or the end. (A regex that matches `;` could run into the next cookie: Traefik sees the
-        // whole header.)
-        Condition::Cookie { name, value } => {
-            let value = match value {
-                ValueMatch::Exact(value) => go_regex_literal(value),
-                ValueMatch::Regex(pattern) => format!("(?:{pattern})"),
-            };
-            let pattern = format!(r"(?:^|;\s*){}={value}\s*(?:;|$)", go_regex_literal(name));
-            format!("HeaderRegexp(\"Cookie\", {})", go_string(&pattern))
-        }
-    }
-}
-
-fn traefik_rule(matcher: &Matcher) -> String {
-    let mut rule = "PathPrefix(`/`)".to_owned();
-    if let Matcher::All(conditions) = matcher {
-        for condition in conditions {
-            rule.push_str(" && ");
-            rule.push_str(&traefik_condition(condition));
-        }
-    }
-    rule
 }
 
 /// One router per rule (earlier rules get higher priorities), one weighted service per rule, one
@@ -243,33 +182,4 @@ fn add_mirror(
         }}),
     );
     name
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn header(name: &str, value: ValueMatch) -> Condition {
-        Condition::Header {
-            name: name.into(),
-            value,
-        }
-    }
-
-    #[test]
-    fn rules_quote_values_anchor_regexes_and_isolate_cookies() {
-        assert_eq!(traefik_rule(&Matcher::Always), "PathPrefix(`/`)");
-        let rule = traefik_rule(&Matcher::All(vec![
-            header("X-Canary", ValueMatch::Exact("al\"ways`".into())),
-            header("X-User", ValueMatch::Regex("beta-\\d+|qa".into())),
-            Condition::Cookie {
-                name: "group".into(),
-                value: ValueMatch::Exact("b.1".into()),
-            },
-        ]));
-        assert_eq!(
-            rule,
-            r#"PathPrefix(`/`) && Header("X-Canary", "al\"ways`") && HeaderRegexp("X-User", "^(?:beta-\\d+|qa)$") && HeaderRegexp("Cookie", "(?:^|;\\s*)group=b\\.1\\s*(?:;|$)")"#
-        );
-    }
 }
