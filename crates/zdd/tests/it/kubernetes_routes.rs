@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use zdd::model::{HeaderRoute, MirrorRoute, RequestMatch, Routing, ValueMatch};
 use zdd::platform::kubernetes::KubernetesPlatform;
 use zdd::platform::{Platform, RouterKind};
+use zdd_test_support::http::send;
 
 use crate::kubernetes_platform::{Cluster, NAMESPACE, WAIT, cluster, template, weighted};
 
@@ -283,4 +284,69 @@ async fn gateway_api_refuses_two_matches_on_one_header() {
     assert!(err.contains("route \"testers\""), "{err}");
     assert!(err.contains("two on Cookie"), "{err}");
     assert_eq!(c.server.requests().len(), sent, "nothing was sent");
+}
+
+/// The version that answered a GET through the fake data plane to `web`, with `headers`.
+async fn version_with(c: &Cluster, headers: &[(&str, &str)]) -> Option<String> {
+    let url = c.server.data_plane_url(NAMESPACE, "web");
+    let (authority, path) = url
+        .trim_start_matches("http://")
+        .split_once('/')
+        .expect("a path");
+    let answer = send(
+        &format!("http://{authority}"),
+        "GET",
+        &format!("/{path}/"),
+        headers,
+        None,
+    )
+    .await
+    .expect("the data plane answers");
+    answer.header("x-version").map(str::to_owned)
+}
+
+/// Through the (fake) cluster's data plane: the testers reach v2 while their route is set, though
+/// its weight is 0; everyone else stays on v1; without the route the testers are back on v1.
+async fn header_route_reaches_its_version(router: RouterKind) {
+    let c = cluster(router).await;
+    let mut platform = c.connect().await;
+    for version in ["v1", "v2"] {
+        platform.scale(&template(version), 1).await.unwrap();
+        platform.wait_ready(version, 1, WAIT).await.unwrap();
+    }
+    let base = weighted(&[("v1", 100), ("v2", 0)]);
+    let ab = Routing {
+        header_routes: vec![testers()],
+        ..base.clone()
+    };
+    platform.set_routing(&ab).await.unwrap();
+    let tester: &[(&str, &str)] = &[("X-Canary", "always"), ("Cookie", "theme=dark; group=b")];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The endpoints reach the data plane on their own tick.
+    while version_with(&c, tester).await.as_deref() != Some("v2") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the testers never reached v2"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        assert_eq!(version_with(&c, tester).await.as_deref(), Some("v2"));
+        assert_eq!(version_with(&c, &tester[..1]).await.as_deref(), Some("v1"));
+        assert_eq!(version_with(&c, &[]).await.as_deref(), Some("v1"));
+    }
+    platform.set_routing(&base).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(version_with(&c, tester).await.as_deref(), Some("v1"));
+    }
+}
+
+#[tokio::test]
+async fn a_traefik_header_route_reaches_its_version() {
+    header_route_reaches_its_version(RouterKind::Traefik).await;
+}
+
+#[tokio::test]
+async fn a_gateway_api_header_route_reaches_its_version() {
+    header_route_reaches_its_version(RouterKind::GatewayApi).await;
 }
