@@ -149,6 +149,11 @@ async fn local_platform_on_traefik_routes_and_leaves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_route_and_mirror_on_traefik() {
+    crate::local_platform::header_route_and_mirror_on(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_platform_takes_traefik_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
