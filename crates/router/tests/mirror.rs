@@ -237,11 +237,7 @@ async fn the_copy_is_the_request_with_its_body_up_to_the_limit() {
         .await
         .unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "main"));
-    eventually("the copy arrived", Duration::from_secs(10), || async {
-        !shadow.seen().is_empty()
-    })
-    .await;
-    let (original, copy) = (main.seen().remove(0), shadow.seen().remove(0));
+    let (original, copy) = (main.seen().remove(0), shadow.wait_seen(1).await.remove(0));
     assert_eq!(copy, original);
     assert_eq!(copy.method, "POST");
     assert_eq!(copy.path, "/orders?x=1");

@@ -166,6 +166,16 @@ impl TestServer {
         self.behaviour.seen.lock().unwrap().clone()
     }
 
+    /// Waits (up to 10 s) until it has recorded `count` requests; returns them.
+    pub async fn wait_seen(&self, count: usize) -> Vec<Seen> {
+        let what = format!("{count} requests recorded by {}", self.addr);
+        crate::poll::eventually(&what, Duration::from_secs(10), || async {
+            self.seen().len() >= count
+        })
+        .await;
+        self.seen()
+    }
+
     pub fn connections(&self) -> u64 {
         self.behaviour.connections.load(Ordering::SeqCst)
     }

@@ -228,45 +228,48 @@ async fn gateway_api_header_routes_and_mirrors_are_httproute_rules_and_filters()
     );
 }
 
-/// The Service router cannot match a header or copy a request: it says so, and sends nothing.
-#[tokio::test]
-async fn the_service_router_refuses_header_routes_and_mirrors() {
-    let c = cluster(RouterKind::Service).await;
+/// The errors of `routings` on `router`, each set after the default routing; none of them sent
+/// a request.
+async fn refusals(router: RouterKind, routings: &[Routing]) -> Vec<String> {
+    let c = cluster(router).await;
     let mut platform = c.connect().await;
     platform.set_routing(&Routing::default()).await.unwrap();
     let sent = c.server.requests().len();
+    let mut errors = Vec::new();
+    for routing in routings {
+        let err = platform.set_routing(routing).await.unwrap_err();
+        errors.push(err.to_string());
+    }
+    assert_eq!(c.server.requests().len(), sent, "nothing was sent");
+    errors
+}
+
+/// The Service router cannot match a header or copy a request: it says so, and sends nothing.
+#[tokio::test]
+async fn the_service_router_refuses_header_routes_and_mirrors() {
     let header_route = Routing {
         header_routes: vec![testers()],
         ..Routing::default()
     };
-    let err = platform.set_routing(&header_route).await.unwrap_err();
-    let err = err.to_string();
-    assert!(err.contains("header route \"testers\""), "{err}");
-    assert!(
-        err.contains("--router traefik or --router gateway-api"),
-        "{err}"
-    );
     let mirror = Routing {
         mirror: Some(shadow(50, vec![])),
         ..Routing::default()
     };
-    let err = platform.set_routing(&mirror).await.unwrap_err().to_string();
-    assert!(err.contains("mirror route \"shadow\""), "{err}");
-    assert!(
-        err.contains("--router traefik or --router gateway-api"),
-        "{err}"
-    );
-    assert_eq!(c.server.requests().len(), sent, "nothing was sent");
+    let errors = refusals(RouterKind::Service, &[header_route, mirror]).await;
+    assert!(errors[0].contains("header route \"testers\""), "{errors:?}");
+    assert!(errors[1].contains("mirror route \"shadow\""), "{errors:?}");
+    for err in &errors {
+        assert!(
+            err.contains("--router traefik or --router gateway-api"),
+            "{err}"
+        );
+    }
 }
 
 /// The Gateway API considers one match per header name: two cookie matches in one route cannot be
 /// expressed, and nothing is applied.
 #[tokio::test]
 async fn gateway_api_refuses_two_matches_on_one_header() {
-    let c = cluster(RouterKind::GatewayApi).await;
-    let mut platform = c.connect().await;
-    platform.set_routing(&Routing::default()).await.unwrap();
-    let sent = c.server.requests().len();
     let mut route = testers();
     route.matches.push(RequestMatch::Cookie {
         name: "beta".into(),
@@ -276,14 +279,9 @@ async fn gateway_api_refuses_two_matches_on_one_header() {
         header_routes: vec![route],
         ..Routing::default()
     };
-    let err = platform
-        .set_routing(&routing)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("route \"testers\""), "{err}");
-    assert!(err.contains("two on Cookie"), "{err}");
-    assert_eq!(c.server.requests().len(), sent, "nothing was sent");
+    let errors = refusals(RouterKind::GatewayApi, &[routing]).await;
+    assert!(errors[0].contains("route \"testers\""), "{errors:?}");
+    assert!(errors[0].contains("two on Cookie"), "{errors:?}");
 }
 
 /// The version that answered a GET through the fake data plane to `web`, with `headers`.

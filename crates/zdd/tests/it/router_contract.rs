@@ -568,11 +568,7 @@ pub async fn the_copy_carries_the_body_up_to_the_limit(kind: RouterKind) {
     .await
     .unwrap();
     assert_eq!((answer.status, answer.body.as_str()), (200, "main"));
-    eventually("the copy arrived", Duration::from_secs(10), || async {
-        !shadow.seen().is_empty()
-    })
-    .await;
-    let (original, copy) = (main.seen().remove(0), shadow.seen().remove(0));
+    let (original, copy) = (main.seen().remove(0), shadow.wait_seen(1).await.remove(0));
     assert_eq!(
         (copy.method.as_str(), copy.path.as_str()),
         ("POST", "/orders?id=7")
@@ -593,13 +589,8 @@ pub async fn the_copy_carries_the_body_up_to_the_limit(kind: RouterKind) {
     assert_eq!(main.seen().last().unwrap().body.len(), large.len());
     // A later request's copy arrives: the large one's never will.
     assert_eq!(get(&running.main()).await.unwrap().status, 200);
-    eventually(
-        "the GET's copy arrived",
-        Duration::from_secs(10),
-        || async { shadow.seen().len() == 2 },
-    )
-    .await;
-    assert_eq!(shadow.seen()[1].method, "GET");
+    let copies = shadow.wait_seen(2).await;
+    assert_eq!((copies.len(), copies[1].method.as_str()), (2, "GET"));
     let stats = mirror_stats(&running).await;
     let skipped = if kind == RouterKind::Builtin { 1 } else { 0 };
     assert_eq!(stats.skipped_too_large, skipped, "{stats:?}");
