@@ -2,6 +2,8 @@
 //! `GET /<namespace>/<name>/...` is routed the way the cluster's objects say, and answered on
 //! behalf of the chosen pod (the pods are not processes here).
 //!
+//! - header routes of an IngressRoute or HTTPRoute called `<name>` go first: a request they match
+//!   goes to their Service (see `header_routes.rs`);
 //! - a TraefikService or HTTPRoute called `<name>` splits by weight (smooth weighted round robin)
 //!   between the Services it names;
 //! - a Service is served by the ready endpoints of its EndpointSlice, round robin;
@@ -17,12 +19,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::header_routes::{self, HeaderRoute};
 use crate::store::{
-    ENDPOINT_SLICES, HTTP_ROUTES, ObjectKey, PODS, Store, TRAEFIK_SERVICES, label_of,
+    ENDPOINT_SLICES, HTTP_ROUTES, INGRESS_ROUTES, ObjectKey, PODS, Store, TRAEFIK_SERVICES,
+    label_of,
 };
 use crate::{DataPlaneAnswer, Shared};
 
@@ -53,6 +57,8 @@ fn key(kind: crate::store::Kind, namespace: &str, name: &str) -> ObjectKey {
 pub(crate) struct DataView {
     /// `(namespace, name)` of a TraefikService or HTTPRoute → `(Service, weight)`.
     routes: HashMap<(String, String), Vec<(String, i64)>>,
+    /// `(namespace, name)` of an IngressRoute or HTTPRoute → its header routes, in order.
+    header_routes: HashMap<(String, String), Vec<HeaderRoute>>,
     /// `(namespace, Service)` → ready endpoints (pod names).
     endpoints: HashMap<(String, String), Vec<String>>,
 }
@@ -75,6 +81,12 @@ impl DataView {
         for route in store.list(HTTP_ROUTES, None) {
             let list = route["spec"]["rules"][0]["backendRefs"].as_array();
             view.routes.insert(ns_name(&route), backends(list));
+            let header_routes = header_routes::of_http_route(&route);
+            view.header_routes.insert(ns_name(&route), header_routes);
+        }
+        for route in store.list(INGRESS_ROUTES, None) {
+            let header_routes = header_routes::of_ingress_route(&route);
+            view.header_routes.insert(ns_name(&route), header_routes);
         }
         for route in store.list(TRAEFIK_SERVICES, None) {
             let list = route["spec"]["weighted"]["services"].as_array();
@@ -124,9 +136,10 @@ fn pick_endpoint(
 async fn serve(
     State((shared, balancer)): State<(Arc<Shared>, Arc<Mutex<Balancer>>)>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Response {
     let route = uri.path().to_string();
-    let (status, version, response) = answer(&shared, &balancer, &route);
+    let (status, version, response) = answer(&shared, &balancer, &route, &headers);
     shared
         .answers
         .lock()
@@ -145,6 +158,7 @@ fn answer(
     shared: &Shared,
     balancer: &Mutex<Balancer>,
     path: &str,
+    headers: &HeaderMap,
 ) -> (StatusCode, Option<String>, Response) {
     let fail = |status: StatusCode, text: String| (status, None, (status, text).into_response());
     let mut segments = path.trim_start_matches('/').splitn(3, '/');
@@ -164,9 +178,15 @@ fn answer(
             .unwrap_or_else(|| Arc::new(DataView::of(&store)))
     };
     let mut balancer = balancer.lock().expect("balancer poisoned");
-    let routes = view.routes.get(&(namespace.to_string(), name.to_string()));
-    let service = match routes.cloned() {
-        Some(backends) => {
+    let id = (namespace.to_string(), name.to_string());
+    let header_route = view
+        .header_routes
+        .get(&id)
+        .and_then(|routes| header_routes::route(routes, headers));
+    let routes = view.routes.get(&id);
+    let service = match (header_route, routes.cloned()) {
+        (Some(service), _) => service.to_owned(),
+        (None, Some(backends)) => {
             // Smooth weighted round robin (nginx): even spread, exact ratios over a cycle.
             let total: i64 = backends.iter().map(|(_, w)| (*w).max(0)).sum();
             if total == 0 {
@@ -193,7 +213,7 @@ fn answer(
                 .expect("entry made above") -= total;
             chosen
         }
-        None => name.to_string(),
+        (None, None) => name.to_string(),
     };
     let Some(pod_name) = pick_endpoint(&view, &mut balancer, namespace, &service) else {
         return fail(

@@ -12,6 +12,7 @@
 
 mod controller;
 mod data_plane;
+mod header_routes;
 mod server;
 pub mod store;
 

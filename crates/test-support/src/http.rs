@@ -39,15 +39,34 @@ pub async fn get(url: &str) -> io::Result<Answer> {
 /// `GET path` on a fresh connection (`Connection: close`), with extra request headers; the answer
 /// is whatever comes until the server closes (within 5 s).
 pub async fn get_with(url: &str, path: &str, headers: &[(&str, &str)]) -> io::Result<Answer> {
+    send(url, "GET", path, headers, None).await
+}
+
+/// `method path` on a fresh connection (`Connection: close`), with extra request headers and, when
+/// given, a body (with its `Content-Length`); the answer is whatever comes until the server closes
+/// (within 5 s).
+pub async fn send(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> io::Result<Answer> {
     let authority = url.trim_start_matches("http://").trim_end_matches('/');
     let request = async {
         let mut stream = TcpStream::connect(authority).await?;
-        let mut text = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+        let mut text =
+            format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
         for (name, value) in headers {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
+        if let Some(body) = body {
+            text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
         text.push_str("\r\n");
-        stream.write_all(text.as_bytes()).await?;
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(body.unwrap_or_default());
+        stream.write_all(&bytes).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         let text = String::from_utf8_lossy(&raw);

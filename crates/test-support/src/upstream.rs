@@ -1,6 +1,6 @@
 //! Servers on loopback for the tests to route to or probe:
 //! - [`TestServer`], a real HTTP server that tests can stop, restart on the same port, make answer
-//!   500, slow down, or answer as several versions;
+//!   500, slow down (or hang), answer as several versions, or have record what it was sent;
 //! - [`scripted_upstream`], which writes the exact bytes each edge case needs;
 //! - [`refused_addr`], where nothing listens.
 
@@ -44,6 +44,30 @@ pub struct Behaviour {
     pub max_connection_age: Mutex<Option<Duration>>,
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    /// Keep every request (its body read whole before answering) in `seen`.
+    pub record: AtomicBool,
+    pub seen: Mutex<Vec<Seen>>,
+}
+
+/// A request as a [`TestServer`] got it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The first header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 pub struct TestServer {
@@ -66,6 +90,8 @@ impl TestServer {
             max_connection_age: Mutex::new(None),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            record: AtomicBool::new(false),
+            seen: Mutex::new(Vec::new()),
         });
         let accept_loop = Some(tokio::spawn(serve(listener, behaviour.clone())));
         TestServer {
@@ -130,6 +156,26 @@ impl TestServer {
         self.behaviour.requests.load(Ordering::SeqCst)
     }
 
+    /// From now on, keep every request it gets (see [`TestServer::seen`]).
+    pub fn record_requests(&self) {
+        self.behaviour.record.store(true, Ordering::SeqCst);
+    }
+
+    /// The requests recorded so far, in the order they were read whole.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.behaviour.seen.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until it has recorded `count` requests; returns them.
+    pub async fn wait_seen(&self, count: usize) -> Vec<Seen> {
+        let what = format!("{count} requests recorded by {}", self.addr);
+        crate::poll::eventually(&what, Duration::from_secs(10), || async {
+            self.seen().len() >= count
+        })
+        .await;
+        self.seen()
+    }
+
     pub fn connections(&self) -> u64 {
         self.behaviour.connections.load(Ordering::SeqCst)
     }
@@ -172,9 +218,31 @@ async fn serve(listener: TcpListener, behaviour: Arc<Behaviour>) {
 }
 
 async fn answer(
-    _request: Request<hyper::body::Incoming>,
+    request: Request<hyper::body::Incoming>,
     behaviour: Arc<Behaviour>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if behaviour.record.load(Ordering::SeqCst) {
+        use http_body_util::BodyExt;
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.map(|b| b.to_bytes().to_vec());
+        let seen = Seen {
+            method: parts.method.to_string(),
+            path: parts
+                .uri
+                .path_and_query()
+                .map_or("/".into(), |p| p.to_string()),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), value)
+                })
+                .collect(),
+            body: body.unwrap_or_default(),
+        };
+        behaviour.seen.lock().unwrap().push(seen);
+    }
     let n = behaviour.requests.fetch_add(1, Ordering::SeqCst);
     let delay = *behaviour.delay.lock().unwrap();
     if !delay.is_zero() {

@@ -9,7 +9,10 @@
 //! - upstream connections come from the worker's pool, shared by all its client connections and
 //!   taken by a lock only its thread uses; so the router holds about as many as it has requests in
 //!   flight, whatever the number of clients (see `pool.rs`);
-//! - the `Host` fallback and the `X-Zdd-*` header values are prepared when the table is applied;
+//! - the `Host` fallback and the `X-Zdd-*` header values are prepared when the table is applied,
+//!   and so are the rules' matchers (header names parsed, regexes compiled);
+//! - a request a mirror copies costs the client a copy of its head and references to its body's
+//!   chunks; the copy is sent by a task of the worker, through a bounded queue (see `mirror.rs`);
 //! - after a request a worker keeps polling its sockets for [`BUSY_POLL`] instead of sleeping at
 //!   once: waking a thread that sleeps costs tens of microseconds on a virtual machine, more than
 //!   the proxying itself (HAProxy's `busy-polling`, bounded here to the moments after traffic).
@@ -24,7 +27,11 @@
 
 mod body;
 mod busy_poll;
+mod copy_body;
 mod fd_limit;
+mod matcher;
+mod mirror;
+mod mirror_stats;
 mod pool;
 mod proxy;
 mod send;
@@ -44,11 +51,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{RouteTable, RouterAddrs, RouterError};
 use busy_poll::BusyPoll;
 use fd_limit::{AcceptGate, Throttled};
+use mirror::{Copy, MirrorQueue, send_copies};
 use pool::Pool;
 use proxy::{ClientConnection, serve_client};
 use table::{CompiledTable, EntryPoint, compile};
 
 pub use busy_poll::BUSY_POLL;
+pub use mirror::MirrorOptions;
+pub use mirror_stats::MirrorStats;
 pub use pool::DEFAULT_IDLE_TIMEOUT;
 pub use table::{NODE_HEADER, POD_HEADER, VERSION_HEADER};
 
@@ -84,6 +94,7 @@ struct WorkerState {
     shared: Arc<Shared>,
     pool: Pool,
     busy: BusyPoll,
+    mirror: MirrorQueue,
 }
 
 /// How a [`BuiltinRouter`] runs.
@@ -94,6 +105,8 @@ pub struct BuiltinOptions {
     pub threads: usize,
     /// An idle upstream connection unused for this long is closed.
     pub upstream_idle_timeout: Duration,
+    /// How copies for mirrors are sent.
+    pub mirror: MirrorOptions,
 }
 
 impl Default for BuiltinOptions {
@@ -101,6 +114,7 @@ impl Default for BuiltinOptions {
         BuiltinOptions {
             threads: 1,
             upstream_idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            mirror: MirrorOptions::default(),
         }
     }
 }
@@ -150,7 +164,7 @@ impl BuiltinRouter {
     ) -> Result<BuiltinRouter, RouterError> {
         let threads = options.threads.max(1);
         let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(compile(&RouteTable::default(), 0)),
+            table: ArcSwap::from_pointee(compile(&RouteTable::default(), 0, None)),
             changes: watch::Sender::new(0),
             accept_failures: Throttled::new("accept"),
             connect_failures: Throttled::new("connect to an upstream"),
@@ -176,12 +190,14 @@ impl BuiltinRouter {
             let thread = std::thread::Builder::new()
                 .name(format!("zdd-router-{index}"))
                 .spawn(move || {
+                    let (mirror, copies) = MirrorQueue::new(options.mirror);
                     let worker = WorkerState {
                         shared: shared.clone(),
                         pool: Pool::new(options.upstream_idle_timeout),
                         busy: BusyPoll::default(),
+                        mirror,
                     };
-                    run_worker(wanted, threads > 1, shared, worker, stop, bound);
+                    run_worker(wanted, threads > 1, shared, worker, copies, stop, bound);
                     let _ = done_tx.send(());
                 })?;
             router.workers.push(Worker { done, thread });
@@ -196,15 +212,21 @@ impl BuiltinRouter {
         self.addrs
     }
 
-    /// Takes effect for the next request (requests in flight finish where they were sent).
+    /// Takes effect for the next request (requests in flight finish where they were sent). A
+    /// mirror that stays the same (name, percent, rule matcher) keeps its counters.
     pub fn apply(&self, table: &RouteTable) {
         // Under the watch's lock: tables applied at once from several threads keep their order.
         self.shared.changes.send_modify(|generation| {
             *generation += 1;
-            self.shared
-                .table
-                .store(Arc::new(compile(table, *generation)));
+            let previous = self.shared.table.load();
+            let compiled = compile(table, *generation, Some(&previous));
+            self.shared.table.store(Arc::new(compiled));
         });
+    }
+
+    /// The counters of each mirror of the table in force, since that mirror was set.
+    pub fn mirror_stats(&self) -> Vec<MirrorStats> {
+        self.shared.table.load().mirror_stats()
     }
 
     /// Closes the listeners and every client and upstream connection.
@@ -244,6 +266,7 @@ fn run_worker(
     reuse_port: bool,
     shared: Arc<Shared>,
     worker: WorkerState,
+    copies: tokio::sync::mpsc::Receiver<Copy>,
     stop: CancellationToken,
     bound: oneshot::Sender<io::Result<RouterAddrs>>,
 ) {
@@ -286,12 +309,14 @@ fn run_worker(
             let worker = worker.clone();
             tokio::spawn(async move { worker.pool.reap(&worker.shared).await })
         };
+        let mirror = tokio::spawn(send_copies(worker.clone(), copies));
         tokio::join!(
             serve(main, EntryPoint::Main, &shared, &worker, &stop),
             serve(preview, EntryPoint::Preview, &shared, &worker, &stop),
         );
         busy_poll.abort();
         reaper.abort();
+        mirror.abort();
     });
     // Dropping the runtime drops every connection task: the sockets close.
     drop(runtime);

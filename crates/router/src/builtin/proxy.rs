@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::AnswerBody;
+use super::copy_body::{BodyCopy, ClientBody};
 use super::send::send;
 use super::table::{EntryPoint, NODE_HEADER, POD_HEADER, VERSION_HEADER};
 use super::{WRITEV, WorkerState};
@@ -112,7 +113,7 @@ pub(super) async fn proxy(
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     client.worker.busy.request_seen();
-    let (target, generation) = {
+    let (picked, generation) = {
         let table = client.worker.shared.table.load();
         let route = match client.entry {
             EntryPoint::Main => &table.main,
@@ -120,8 +121,8 @@ pub(super) async fn proxy(
         };
         (route.pick(request.headers()), table.generation)
     };
-    let target = match target {
-        Ok(target) => target,
+    let (target, mirror) = match picked {
+        Ok(picked) => picked,
         Err((status, text)) => return Ok(plain(status, text)),
     };
     strip_hop_by_hop(request.headers_mut());
@@ -132,6 +133,9 @@ pub(super) async fn proxy(
             .headers_mut()
             .insert(header::HOST, target.host.clone());
     }
+    // The copy is of the request as it goes upstream.
+    let copy = mirror.and_then(|mirror| BodyCopy::start(&client.worker, mirror, &request));
+    let request = request.map(|body| ClientBody::new(body, copy));
     let mut response = match send(&client.worker, target.addr, request).await {
         Ok((upstream, response)) => {
             let upstream = keeps_alive(&response).then_some(upstream);

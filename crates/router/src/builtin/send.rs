@@ -14,10 +14,11 @@
 use std::net::SocketAddr;
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 
 use super::WorkerState;
+use super::copy_body::ClientBody;
 use super::pool::Checkout;
 use super::upstream::{RequestBody, Upstream, UpstreamError};
 
@@ -25,7 +26,7 @@ use super::upstream::{RequestBody, Upstream, UpstreamError};
 pub(super) async fn send(
     worker: &WorkerState,
     addr: SocketAddr,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Result<(Upstream, Response<Incoming>), UpstreamError> {
     let (pool, shared) = (&worker.pool, &*worker.shared);
     let Checkout {
@@ -59,7 +60,7 @@ pub(super) async fn send(
 }
 
 /// RFC 9110 9.2.2: the methods whose request may be repeated with the same effect.
-fn is_idempotent(method: &Method) -> bool {
+pub(super) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -75,7 +76,7 @@ struct Replay {
 
 impl Replay {
     /// `None` for a request that must not go twice.
-    fn of(request: &Request<Incoming>) -> Option<Replay> {
+    fn of(request: &Request<ClientBody>) -> Option<Replay> {
         if !is_idempotent(request.method()) || !request.body().is_end_stream() {
             return None;
         }
@@ -87,7 +88,7 @@ impl Replay {
     }
 
     fn request(self) -> Request<RequestBody> {
-        let mut request = Request::new(Either::Right(Empty::new()));
+        let mut request = Request::new(Either::Right(Full::default()));
         *request.method_mut() = self.method;
         *request.uri_mut() = self.uri;
         *request.version_mut() = Version::HTTP_11;

@@ -1,5 +1,5 @@
-//! The route table as the hot path reads it: header values prepared once, rules and backends
-//! picked with atomic counters (no lock per request).
+//! The route table as the hot path reads it: header values and matchers prepared once, rules and
+//! backends picked with atomic counters (no lock per request).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
-use crate::{Matcher, Route, RouteTable};
+use super::matcher::CompiledMatcher;
+use super::mirror::CompiledMirror;
+use super::mirror_stats::MirrorStats;
+use crate::{Route, RouteTable};
 
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-zdd-version");
 pub const POD_HEADER: HeaderName = HeaderName::from_static("x-zdd-pod");
@@ -30,16 +33,12 @@ pub(super) struct CompiledBackend {
     next: AtomicU64,
 }
 
-pub(super) enum CompiledMatcher {
-    Always,
-    Header(HeaderName, HeaderValue),
-}
-
 pub(super) struct CompiledRule {
     matcher: CompiledMatcher,
     backends: Vec<CompiledBackend>,
     total_weight: u64,
     requests: AtomicU64,
+    mirror: Option<Arc<CompiledMirror>>,
 }
 
 pub(super) struct CompiledRoute {
@@ -61,21 +60,24 @@ impl CompiledTable {
     pub(super) fn routes_to(&self, addr: SocketAddr) -> bool {
         self.endpoints.binary_search(&addr).is_ok()
     }
+
+    pub(super) fn mirrors(&self) -> impl Iterator<Item = &CompiledMirror> {
+        [&self.main, &self.preview]
+            .into_iter()
+            .flat_map(|route| route.rules.iter())
+            .filter_map(|rule| rule.mirror.as_deref())
+    }
+
+    /// Each mirror's counters, in rule order (main route first).
+    pub(super) fn mirror_stats(&self) -> Vec<MirrorStats> {
+        self.mirrors().map(CompiledMirror::stats).collect()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum EntryPoint {
     Main,
     Preview,
-}
-
-impl CompiledMatcher {
-    pub(super) fn matches(&self, headers: &HeaderMap) -> bool {
-        match self {
-            CompiledMatcher::Always => true,
-            CompiledMatcher::Header(name, value) => headers.get(name) == Some(value),
-        }
-    }
 }
 
 impl CompiledRule {
@@ -103,22 +105,29 @@ impl CompiledRule {
     }
 }
 
+/// Where a request goes: its endpoint, and the mirror when it is to be copied.
+pub(super) type Picked = (Arc<Target>, Option<Arc<CompiledMirror>>);
+
 impl CompiledRoute {
     /// The endpoint for a request; or 404 when no rule takes it (like an ingress without a
     /// matching rule), 503 when its rule has no endpoint for it.
-    pub(super) fn pick(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Arc<Target>, (StatusCode, &'static str)> {
+    pub(super) fn pick(&self, headers: &HeaderMap) -> Result<Picked, (StatusCode, &'static str)> {
         let rule = self
             .rules
             .iter()
             .find(|rule| rule.matcher.matches(headers))
             .ok_or((StatusCode::NOT_FOUND, "no route\n"))?;
-        rule.pick().cloned().ok_or((
+        let target = rule.pick().cloned().ok_or((
             StatusCode::SERVICE_UNAVAILABLE,
             "no ready endpoint for this route\n",
-        ))
+        ))?;
+        // The mirror's `Arc` is cloned only for a request it copies.
+        let mirror = rule
+            .mirror
+            .as_ref()
+            .filter(|mirror| mirror.takes())
+            .cloned();
+        Ok((target, mirror))
     }
 }
 
@@ -126,19 +135,17 @@ pub(super) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-pub(super) fn compile_route(route: &Route) -> CompiledRoute {
+/// `previous`: the table in force, whose mirrors' counters the same mirrors keep.
+fn compile_route(route: &Route, previous: Option<&CompiledTable>) -> CompiledRoute {
     let rules = route
         .rules
         .iter()
         .map(|rule| {
-            let matcher = match &rule.matcher {
-                Matcher::Always => CompiledMatcher::Always,
-                Matcher::Header { name, value } => match HeaderName::try_from(name.as_str()) {
-                    Ok(name) => CompiledMatcher::Header(name, header_value(value)),
-                    // A header name no request can carry matches nothing.
-                    Err(_) => CompiledMatcher::Header(VERSION_HEADER, header_value("\u{1}")),
-                },
-            };
+            let matcher = CompiledMatcher::compile(&rule.matcher);
+            let mirror = rule.mirror.as_ref().map(|mirror| {
+                let previous = previous.into_iter().flat_map(CompiledTable::mirrors);
+                Arc::new(CompiledMirror::compile(mirror, &rule.matcher, previous))
+            });
             let backends: Vec<CompiledBackend> = rule
                 .backends
                 .iter()
@@ -165,13 +172,18 @@ pub(super) fn compile_route(route: &Route) -> CompiledRoute {
                 total_weight: backends.iter().map(|b| b.weight).sum(),
                 backends,
                 requests: AtomicU64::new(0),
+                mirror,
             }
         })
         .collect();
     CompiledRoute { rules }
 }
 
-pub(super) fn compile(table: &RouteTable, generation: u64) -> CompiledTable {
+pub(super) fn compile(
+    table: &RouteTable,
+    generation: u64,
+    previous: Option<&CompiledTable>,
+) -> CompiledTable {
     let mut endpoints: Vec<SocketAddr> = table
         .main
         .endpoints()
@@ -181,8 +193,8 @@ pub(super) fn compile(table: &RouteTable, generation: u64) -> CompiledTable {
     endpoints.sort_unstable();
     endpoints.dedup();
     CompiledTable {
-        main: compile_route(&table.main),
-        preview: compile_route(&table.preview),
+        main: compile_route(&table.main, previous),
+        preview: compile_route(&table.preview, previous),
         generation,
         endpoints,
     }

@@ -9,21 +9,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
+use http_body_util::{Either, Full};
 use hyper::client::conn::http1 as client_http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::WRITEV;
+use super::copy_body::ClientBody;
 
 /// A replica that does not accept within this is unreachable: 502.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the router sends upstream: the client's body as it streams in, or nothing (a replayed
-/// request, which has no body).
-pub(super) type RequestBody = Either<Incoming, Empty<Bytes>>;
+/// What the router sends upstream: the client's body as it streams in, or a whole one (a mirror's
+/// copy; empty for a replayed request, which has no body).
+pub(super) type RequestBody = Either<ClientBody, Full<Bytes>>;
 
 /// An open HTTP/1.1 connection to an endpoint.
 pub(super) struct Upstream {

@@ -9,6 +9,7 @@
 mod any;
 pub mod kubernetes;
 pub mod local;
+pub mod matches;
 
 pub use any::AnyPlatform;
 

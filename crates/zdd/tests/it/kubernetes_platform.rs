@@ -14,17 +14,17 @@ use zdd::model::{ProbeSpec, Routing, TrafficPolicy, VersionTemplate, Weights};
 use zdd::platform::kubernetes::{KubernetesConfig, KubernetesPlatform};
 use zdd::platform::{Platform, RouterKind, TrafficAccess};
 
-const NAMESPACE: &str = "zdd-test";
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const NAMESPACE: &str = "zdd-test";
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-struct Cluster {
-    server: FakeApiServer,
+pub(crate) struct Cluster {
+    pub(crate) server: FakeApiServer,
     _dir: tempfile::TempDir,
     config: KubernetesConfig,
     events: EventLog,
 }
 
-async fn cluster(router: RouterKind) -> Cluster {
+pub(crate) async fn cluster(router: RouterKind) -> Cluster {
     cluster_with(
         router,
         FakeConfig {
@@ -59,7 +59,7 @@ async fn cluster_with(router: RouterKind, fake: FakeConfig) -> Cluster {
 }
 
 impl Cluster {
-    async fn connect(&self) -> KubernetesPlatform {
+    pub(crate) async fn connect(&self) -> KubernetesPlatform {
         KubernetesPlatform::connect(self.config.clone(), self.events.clone())
             .await
             .expect("connects to the fake apiserver")
@@ -80,7 +80,7 @@ impl Cluster {
     }
 }
 
-fn template(version: &str) -> VersionTemplate {
+pub(crate) fn template(version: &str) -> VersionTemplate {
     let probe = ProbeSpec {
         path: "/ready".into(),
         period: Duration::from_secs(1),
@@ -150,7 +150,7 @@ fn only(version: &str, preview: Option<&str>) -> Routing {
     }
 }
 
-fn weighted(weights: &[(&str, u32)]) -> Routing {
+pub(crate) fn weighted(weights: &[(&str, u32)]) -> Routing {
     Routing {
         main: TrafficPolicy::Weighted(weights.iter().map(|(v, w)| (v.to_string(), *w)).collect()),
         preview: None,
@@ -729,7 +729,14 @@ async fn the_rbac_role_grants_exactly_the_verbs_zdd_uses() {
             run_canary(&c).await
         };
         platform.status().await.unwrap();
-        for request in c.server.requests() {
+        let mut requests = c.server.requests();
+        if router != RouterKind::Service {
+            // Header routes and a mirror, set and removed.
+            let managed = cluster(router).await;
+            crate::kubernetes_routes::run_managed_routes(&managed).await;
+            requests.extend(managed.server.requests());
+        }
+        for request in requests {
             if let Some((group, resource)) = group_resource(&request.path) {
                 let verb = request.verb().to_string();
                 if verb == "patch" {

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::support::{probe, python_server, sigterm_ignoring_server};
 use zdd::events::{Event, EventLog, PodExit};
-use zdd::model::{PlatformStatus, Routing, TrafficPolicy, VersionStatus, VersionTemplate, Weights};
-use zdd::platform::Platform;
+use zdd::model::{
+    HeaderRoute, MirrorRoute, PlatformStatus, RequestMatch, Routing, TrafficPolicy, ValueMatch,
+    VersionStatus, VersionTemplate, Weights,
+};
 use zdd::platform::local::{LocalConfig, LocalPlatform};
-use zdd_test_support::http::get;
+use zdd::platform::{Platform, RouterKind};
+use zdd_test_support::http::{get, get_with};
 use zdd_test_support::poll::eventually;
 use zdd_test_support::process::{children_among, processes_in_groups, test_path};
 
@@ -537,4 +540,78 @@ async fn replicas_die_with_a_sigkilled_zdd() {
         || async { processes_in_groups(&replicas).is_empty() },
     )
     .await;
+}
+
+/// The version that answered a GET of `url` with `headers`.
+async fn answered_by(url: &str, headers: &[(&str, &str)]) -> Option<String> {
+    let answer = get_with(url, "/", headers).await.unwrap();
+    answer.header("x-zdd-version").map(str::to_owned)
+}
+
+/// A header route and a mirror through the local platform on `router`: the testers reach v2 and
+/// everyone else v1; v2 gets a copy of v1's requests, counted by `mirror_stats` until the mirror
+/// route goes.
+pub(crate) async fn header_route_and_mirror_on(router: RouterKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LocalConfig::new(dir.path().join("run"));
+    config.router = router;
+    config.propagation_delay = Duration::from_millis(200);
+    let mut platform = LocalPlatform::start(config, EventLog::new(Instant::now()))
+        .await
+        .unwrap();
+    for version in ["v1", "v2"] {
+        start_ready(&mut platform, &python_server(version, dir.path()), 1).await;
+    }
+    let only_v1 = Routing::main_only(TrafficPolicy::Only("v1".into()));
+    let routing = Routing {
+        header_routes: vec![HeaderRoute {
+            name: "testers".into(),
+            matches: vec![RequestMatch::Cookie {
+                name: "group".into(),
+                value: ValueMatch::Regex("b|beta".into()),
+            }],
+            version: "v2".into(),
+        }],
+        mirror: Some(MirrorRoute {
+            name: "shadow".into(),
+            version: "v2".into(),
+            percent: 100,
+            matches: vec![],
+        }),
+        ..only_v1.clone()
+    };
+    platform.set_routing(&routing).await.unwrap();
+    let url = platform.main_url();
+    let tester = [("Cookie", "group=beta")];
+    eventually(
+        "v2's endpoint reached the router",
+        READY_TIMEOUT,
+        || async { answered_by(&url, &tester).await.as_deref() == Some("v2") },
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(answered_by(&url, &tester).await.as_deref(), Some("v2"));
+        assert_eq!(answered_by(&url, &[]).await.as_deref(), Some("v1"));
+    }
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let stats = platform.mirror_stats().await.unwrap();
+        if stats.len() == 1 && stats[0].version == "v2" && stats[0].ok >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "v1's requests not copied: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    platform.set_routing(&only_v1).await.unwrap();
+    assert!(platform.mirror_stats().await.unwrap().is_empty());
+    assert_eq!(answered_by(&url, &tester).await.as_deref(), Some("v1"));
+    platform.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_route_and_mirror_on_the_builtin_router() {
+    header_route_and_mirror_on(RouterKind::Builtin).await;
 }

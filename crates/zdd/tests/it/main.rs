@@ -8,6 +8,7 @@ mod check;
 mod control;
 mod kubernetes_platform;
 mod kubernetes_rollout;
+mod kubernetes_routes;
 mod local_platform;
 mod nodes;
 mod probe_cli;

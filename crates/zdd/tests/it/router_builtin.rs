@@ -23,3 +23,28 @@ async fn preview_route_and_failures() {
 async fn header_rule_goes_first() {
     contract::header_rule_goes_first(RouterKind::Builtin).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_regex_and_cookie_rules() {
+    contract::header_regex_and_cookie_rules(RouterKind::Builtin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_routes_go_before_weights() {
+    contract::header_routes_go_before_weights(RouterKind::Builtin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_the_share_asked() {
+    contract::mirror_copies_the_share_asked(RouterKind::Builtin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_shadow_costs_the_client_nothing() {
+    contract::a_failing_shadow_costs_the_client_nothing(RouterKind::Builtin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_carries_the_body_up_to_the_limit() {
+    contract::the_copy_carries_the_body_up_to_the_limit(RouterKind::Builtin).await;
+}

@@ -35,6 +35,31 @@ async fn header_rule_goes_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_regex_and_cookie_rules() {
+    contract::header_regex_and_cookie_rules(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_routes_go_before_weights() {
+    contract::header_routes_go_before_weights(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_copies_the_share_asked() {
+    contract::mirror_copies_the_share_asked(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_shadow_costs_the_client_nothing() {
+    contract::a_failing_shadow_costs_the_client_nothing(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_carries_the_body_up_to_the_limit() {
+    contract::the_copy_carries_the_body_up_to_the_limit(RouterKind::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_platform_on_traefik_routes_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run_dir = dir.path().join("run");
@@ -121,6 +146,11 @@ async fn local_platform_on_traefik_routes_and_leaves_nothing() {
         "traefik left: {:?}",
         processes_mentioning(&needle)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_route_and_mirror_on_traefik() {
+    crate::local_platform::header_route_and_mirror_on(RouterKind::Traefik).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

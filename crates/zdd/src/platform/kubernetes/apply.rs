@@ -3,7 +3,7 @@
 //! the ledger; a failure says where it happened and what the run had changed.
 
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -76,6 +76,27 @@ impl Cluster {
                 Ok(())
             }
             Err(e) => Err(self.fail("patch", resource, Some(name), e)),
+        }
+    }
+
+    /// Deletes `name`, recorded as `change`; `false` when it did not exist (nothing to do).
+    pub async fn delete<K>(
+        &mut self,
+        api: &Api<K>,
+        resource: &str,
+        name: &str,
+        change: String,
+    ) -> Result<bool>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                self.ledger.record(change);
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) => Err(self.fail("delete", resource, Some(name), e)),
         }
     }
 }

@@ -68,6 +68,21 @@ pub enum KubeError {
     )]
     WeightsNeedRouter,
 
+    #[error(
+        "header route {0:?} (A/B) needs a router that matches headers: --router traefik or \
+         --router gateway-api (a Service selects pods, it does not look at requests)"
+    )]
+    HeaderRoutesNeedRouter(String),
+
+    #[error(
+        "mirror route {0:?} (shadow) needs a router that copies requests: --router traefik or \
+         --router gateway-api (a Service selects pods, it does not copy requests)"
+    )]
+    MirrorNeedsRouter(String),
+
+    #[error("route {route:?} cannot be expressed: {reason}")]
+    RouteNotExpressible { route: String, reason: String },
+
     #[error("deployment {name} {location} exceeded its progress deadline: {detail}")]
     ProgressDeadline {
         name: String,

@@ -4,7 +4,9 @@
 //! - Deployment `<app>-<version>`, labels `app`, `version`, `app.kubernetes.io/{name,version,managed-by}`;
 //! - Service `<app>` (selector `app`, or `app`+`version` for blue-green);
 //! - Service `<app>-preview` (blue-green's preview route);
-//! - per-version Services `<app>-<version>` and a TraefikService or HTTPRoute `<app>` for weights.
+//! - per-version Services `<app>-<version>` and a TraefikService or HTTPRoute `<app>` for weights;
+//! - header routes and a mirror in the IngressRoute and a TraefikService `<app>-mirror`, or in the
+//!   HTTPRoute's rules (see `routers/`).
 
 mod apply;
 mod config;
@@ -17,14 +19,14 @@ mod routers;
 mod status;
 mod wait;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
@@ -35,7 +37,7 @@ use error::Target;
 use ledger::Ledger;
 use nodes::ClusterNodes;
 pub use nodes::MEASURE_A_DRAIN;
-use routers::{KubeRouter, RouteObject, backends_in};
+use routers::{KubeRouter, RouteObject, StaleObject, backends_in};
 use status::{pod_status, progress_deadline_exceeded, ready_endpoints, version_status};
 use wait::{Check, WaitEnd, watch_until};
 
@@ -62,6 +64,9 @@ pub struct KubernetesPlatform {
     version_services: BTreeSet<String>,
     /// The routing last applied by this run (`None` before the first `set_routing`).
     routing: Option<Routing>,
+    /// The route objects last applied by this run, by `kind/name`: one that would not change is
+    /// not applied again.
+    route_objects: BTreeMap<String, serde_json::Value>,
 }
 
 impl KubernetesPlatform {
@@ -104,6 +109,7 @@ impl KubernetesPlatform {
             events,
             version_services: BTreeSet::new(),
             routing: None,
+            route_objects: BTreeMap::new(),
         })
     }
 
@@ -126,24 +132,18 @@ impl KubernetesPlatform {
     async fn delete_preview_service(&mut self, version: Option<&str>) -> Result<()> {
         let preview_name = objects::preview_service_name(&self.config.app);
         let api: Api<Service> = self.cluster.api();
-        match api.delete(&preview_name, &DeleteParams::default()).await {
-            Ok(_) => {
-                self.cluster
-                    .ledger
-                    .record(format!("Service {preview_name} deleted"));
-                if let Some(version) = version {
-                    self.events.emit(Event::PreviewServiceDeleted {
-                        service: preview_name,
-                        version: version.to_owned(),
-                    });
-                }
-                Ok(())
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(self
-                .cluster
-                .fail("delete", SERVICES, Some(&preview_name), e)),
+        let change = format!("Service {preview_name} deleted");
+        let deleted = self
+            .cluster
+            .delete(&api, SERVICES, &preview_name, change)
+            .await?;
+        if let (true, Some(version)) = (deleted, version) {
+            self.events.emit(Event::PreviewServiceDeleted {
+                service: preview_name,
+                version: version.to_owned(),
+            });
         }
+        Ok(())
     }
 
     async fn ensure_version_service(&mut self, version: &str) -> Result<()> {
@@ -183,6 +183,22 @@ impl KubernetesPlatform {
             .map(|o| backends_in(&serde_json::to_value(&o).unwrap_or_default(), pointer))
             .unwrap_or_default())
     }
+}
+
+/// The versions whose per-version Service `routing` sends to: weighted ones, header routes' and
+/// the mirror's.
+fn routed_versions(routing: &Routing) -> BTreeSet<String> {
+    let weighted = match &routing.main {
+        TrafficPolicy::Weighted(weights) => weights.iter().map(|(v, _)| v.to_owned()).collect(),
+        _ => Vec::new(),
+    };
+    let managed = routing.header_routes.iter().map(|r| r.version.clone());
+    let mirrored = routing.mirror.iter().map(|m| m.version.clone());
+    weighted
+        .into_iter()
+        .chain(managed)
+        .chain(mirrored)
+        .collect()
 }
 
 impl Platform for KubernetesPlatform {
@@ -384,23 +400,39 @@ impl Platform for KubernetesPlatform {
             self.cluster.apply(&api, SERVICES, &object, what).await?;
         }
 
-        // Weights: one Service per version behind the TraefikService / HTTPRoute; otherwise the
-        // router sends everything to the main Service. The Service router refuses weights.
-        let route = self.router.objects(&self.config, &routing.main)?;
-        if let TrafficPolicy::Weighted(weights) = &routing.main {
-            for (version, _) in weights.iter() {
-                self.ensure_version_service(version).await?;
-            }
+        // Weights and managed routes: one Service per version they name, behind the
+        // TraefikService / IngressRoute / HTTPRoute; otherwise the router sends everything to the
+        // main Service. The Service router refuses weights and managed routes.
+        let route = self.router.objects(&self.config, routing)?;
+        for version in routed_versions(routing) {
+            self.ensure_version_service(&version).await?;
         }
-        if previous.as_ref().map(|r| &r.main) != Some(&routing.main) {
+        let routes = |r: &Routing| (r.main.clone(), r.header_routes.clone(), r.mirror.clone());
+        if previous.as_ref().map(routes) != Some(routes(routing)) {
             for RouteObject {
                 crd,
                 object,
                 change,
             } in route
             {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                let key = format!("{}/{name}", crd.kind);
+                if self.route_objects.get(&key) == Some(&object) {
+                    continue;
+                }
                 let (api, resource) = (self.cluster.custom_api(crd), crd.resource());
                 self.cluster.apply(&api, &resource, &object, change).await?;
+                self.route_objects.insert(key, object);
+            }
+            // Once nothing routes to them.
+            let stale = previous
+                .as_ref()
+                .map(|previous| self.router.stale(&self.config, previous, routing))
+                .unwrap_or_default();
+            for StaleObject { crd, name, change } in stale {
+                let (api, resource) = (self.cluster.custom_api(crd), crd.resource());
+                self.cluster.delete(&api, &resource, &name, change).await?;
+                self.route_objects.remove(&format!("{}/{name}", crd.kind));
             }
         }
 

@@ -30,6 +30,11 @@ pub fn route_name(app: &str) -> String {
     app.to_string()
 }
 
+/// The TraefikService that mirrors the main route's (`mirroring`), while a mirror route is set.
+pub fn mirror_service_name(app: &str) -> String {
+    format!("{app}-mirror")
+}
+
 /// Kubernetes counts in whole seconds; a shorter non-zero duration rounds up so that it does not
 /// turn into "off".
 pub fn whole_seconds(d: Duration) -> u64 {

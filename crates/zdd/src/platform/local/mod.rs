@@ -35,7 +35,9 @@ use tokio::task::JoinHandle;
 use zdd_router::RouterAddrs;
 
 use crate::events::{Event, EventLog};
-use crate::model::{DisruptionBudget, PlatformStatus, Routing, VersionStatus, VersionTemplate};
+use crate::model::{
+    DisruptionBudget, MirrorStats, PlatformStatus, Routing, VersionStatus, VersionTemplate,
+};
 use crate::platform::{NodeMaintenance, Platform, PlatformError, Result, RouterKind};
 use data_plane::LocalDataPlane;
 use drain::LocalNodes;
@@ -245,6 +247,10 @@ impl Platform for LocalPlatform {
             routing,
             nodes: self.supervisor.node_statuses(),
         })
+    }
+
+    async fn mirror_stats(&mut self) -> Result<Vec<MirrorStats>> {
+        self.data.lock().await.router.mirror_stats().await
     }
 
     fn main_url(&self) -> String {

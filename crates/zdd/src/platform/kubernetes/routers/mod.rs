@@ -1,5 +1,6 @@
-//! How the main route's backends (Service names and weights) are expressed in the cluster: one
-//! [`KubeRouter`] per `--router`, chosen by [`for_kind`].
+//! How the main route (Service names and weights) and the managed routes (header routes, a
+//! mirror) are expressed in the cluster: one [`KubeRouter`] per `--router`, chosen by
+//! [`for_kind`].
 
 mod gateway_api;
 mod service;
@@ -10,14 +11,26 @@ use serde_json::{Value, json};
 
 use super::KubernetesConfig;
 use super::objects::{self, Backends};
-use crate::model::TrafficPolicy;
+use crate::model::Routing;
 use crate::platform::{Result, RouterKind};
 
-/// How the main route's backends are expressed in the cluster.
+/// How the routes are expressed in the cluster.
 pub trait KubeRouter: Sync {
-    /// The objects that send the main route where `main` says, in apply order (none when the main
-    /// Service alone routes); an error when this router cannot express it.
-    fn objects(&self, config: &KubernetesConfig, main: &TrafficPolicy) -> Result<Vec<RouteObject>>;
+    /// The objects that route as `routing` says (its main route and its managed routes), in apply
+    /// order (none when the main Service alone routes); an error when this router cannot express
+    /// it.
+    fn objects(&self, config: &KubernetesConfig, routing: &Routing) -> Result<Vec<RouteObject>>;
+
+    /// Objects `previous` needed and `routing` does not: deleted once `routing`'s are applied (so
+    /// nothing routes to them any more).
+    fn stale(
+        &self,
+        _config: &KubernetesConfig,
+        _previous: &Routing,
+        _routing: &Routing,
+    ) -> Vec<StaleObject> {
+        Vec::new()
+    }
 
     /// For `zdd status`: the kind of the route object that keeps the backends, and where in it (a
     /// JSON pointer to the list); `None` when the cluster keeps no weights.
@@ -55,11 +68,16 @@ impl Crd {
 
     /// The main route's object of this kind, with its `spec`.
     fn object(&self, config: &KubernetesConfig, spec: Value) -> Value {
+        self.named(config, &objects::route_name(&config.app), spec)
+    }
+
+    /// An object `name` of this kind, with the app's labels and `spec`.
+    fn named(&self, config: &KubernetesConfig, name: &str, spec: Value) -> Value {
         json!({
             "apiVersion": format!("{}/{}", self.group, self.version),
             "kind": self.kind,
             "metadata": {
-                "name": objects::route_name(&config.app),
+                "name": name,
                 "labels": objects::labels(&config.app, None),
             },
             "spec": spec,
@@ -67,11 +85,47 @@ impl Crd {
     }
 }
 
-/// One object of the main route: its kind, its JSON, and the change the ledger records.
+/// One object of the routes: its kind, its JSON, and the change the ledger records.
 pub struct RouteObject {
     pub crd: &'static Crd,
     pub object: Value,
     pub change: String,
+}
+
+/// An object to delete: its kind and name, and the change the ledger records.
+pub struct StaleObject {
+    pub crd: &'static Crd,
+    pub name: String,
+    pub change: String,
+}
+
+/// The per-version Service a managed route sends to, as a backend reference.
+fn version_ref(config: &KubernetesConfig, version: &str) -> Value {
+    json!({"name": objects::version_service_name(&config.app, version), "port": config.service_port})
+}
+
+/// `: route testers → web-v2, mirror shadow 50% → web-v2`, or nothing without managed routes: for
+/// the ledger.
+fn managed_routes(config: &KubernetesConfig, routing: &Routing) -> String {
+    let service = |version: &str| objects::version_service_name(&config.app, version);
+    let mut parts: Vec<String> = routing
+        .header_routes
+        .iter()
+        .map(|route| format!("route {} → {}", route.name, service(&route.version)))
+        .collect();
+    if let Some(mirror) = &routing.mirror {
+        parts.push(format!(
+            "mirror {} {}% → {}",
+            mirror.name,
+            mirror.percent,
+            service(&mirror.version)
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join(", "))
+    }
 }
 
 /// The backends as a TraefikService's `services` or an HTTPRoute's `backendRefs`.
@@ -98,12 +152,13 @@ pub fn backends_in(object: &Value, pointer: &str) -> Backends {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Weights;
+    use crate::model::{TrafficPolicy, Weights};
 
     /// The backends read back from the first object of the route `main` on `kind`, and that object.
     fn routed(kind: RouterKind, main: &TrafficPolicy) -> Result<(Backends, Value)> {
         let router = for_kind(kind);
-        let objects = router.objects(&KubernetesConfig::new("web"), main)?;
+        let routing = Routing::main_only(main.clone());
+        let objects = router.objects(&KubernetesConfig::new("web"), &routing)?;
         let (_, pointer) = router.backends_at().unwrap();
         let object = objects[0].object.clone();
         Ok((backends_in(&object, pointer), object))

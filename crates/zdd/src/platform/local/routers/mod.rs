@@ -12,6 +12,7 @@ use std::sync::Arc;
 use zdd_router::{BuiltinRouter, RouteTable, RouterAddrs};
 
 use super::process_groups::ProcessGroups;
+use crate::model::MirrorStats;
 use crate::platform::{PlatformError, RouterKind};
 use traefik::TraefikRouter;
 
@@ -63,6 +64,30 @@ impl LocalRouter {
                 Ok(())
             }
             LocalRouter::Traefik(router) => Ok(router.apply(table).await?),
+        }
+    }
+
+    /// Each mirror's counters since it was set (empty without a mirror): the builtin router
+    /// counts its copies itself, Traefik's are read from its metrics.
+    pub async fn mirror_stats(&self) -> Result<Vec<MirrorStats>, PlatformError> {
+        match self {
+            LocalRouter::Builtin(router) => Ok(router
+                .mirror_stats()
+                .into_iter()
+                .map(|stats| MirrorStats {
+                    version: stats.name,
+                    sent: stats.sent,
+                    ok: stats.ok,
+                    http_4xx: stats.http_4xx,
+                    http_5xx: stats.http_5xx,
+                    failed_by_kind: stats.failed_by_kind,
+                    dropped: stats.dropped,
+                    skipped_too_large: stats.skipped_too_large,
+                    p50_ms: stats.p50_ms,
+                    p99_ms: stats.p99_ms,
+                })
+                .collect()),
+            LocalRouter::Traefik(router) => Ok(router.mirror_stats().await?),
         }
     }
 

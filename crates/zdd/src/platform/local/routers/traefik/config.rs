@@ -1,34 +1,33 @@
-//! Traefik's dynamic configuration: a pure function of the route table and the pod slots.
+//! Traefik's dynamic configuration: a pure function of the route table, the pod slots and the
+//! mirrors' services.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde_json::{Map, Value, json};
-use zdd_router::{Matcher, Route, RouteTable};
+use zdd_router::{Mirror, MirrorOptions, Route, RouteTable};
 
+use super::mirrors::{MirrorService, RuleAt};
 use super::slots::{SlotEntry, slot_name};
+use crate::platform::matches::traefik_rule;
 
-/// The dynamic configuration for `table`, its pods reached through `slots` (listening on
-/// `slot_addrs`), marked with `generation`.
-pub(super) fn dynamic_config(
-    table: &RouteTable,
-    slots: &BTreeMap<String, SlotEntry>,
-    slot_addrs: &[SocketAddr],
-    generation: u64,
-) -> Value {
+/// Where a rule's pods are reached, and its mirrors' services.
+pub(super) struct Placement<'a> {
+    pub(super) slots: &'a BTreeMap<String, SlotEntry>,
+    pub(super) slot_addrs: &'a [SocketAddr],
+    pub(super) mirrors: &'a BTreeMap<RuleAt, MirrorService>,
+}
+
+/// The dynamic configuration for `table`, its pods reached through `placement`'s slots and its
+/// mirrors through their services, marked with `generation`.
+pub(super) fn dynamic_config(table: &RouteTable, placement: &Placement, generation: u64) -> Value {
+    let slots = placement.slots;
     let mut routers = Map::new();
     let mut services = Map::new();
     let mut middlewares = Map::new();
 
     for (entry_point, route) in [("web", &table.main), ("preview", &table.preview)] {
-        add_route(
-            entry_point,
-            route,
-            slots,
-            slot_addrs,
-            &mut routers,
-            &mut services,
-        );
+        add_route(entry_point, route, placement, &mut routers, &mut services);
     }
     // Pod slots: one entry point each, whose router sets the pod's headers. Slots of pods
     // that just left stay (SLOT_LINGER), so requests already sent to them still arrive.
@@ -89,26 +88,13 @@ pub(super) fn dynamic_config(
     json!({ "http": http })
 }
 
-fn traefik_rule(matcher: &Matcher) -> String {
-    match matcher {
-        Matcher::Always => "PathPrefix(`/`)".to_owned(),
-        Matcher::Header { name, value } => {
-            format!(
-                "Header(`{}`, `{}`)",
-                name.replace('`', ""),
-                value.replace('`', "")
-            )
-        }
-    }
-}
-
 /// One router per rule (earlier rules get higher priorities), one weighted service per rule, one
-/// load-balancer service per backend whose servers are the pod slots.
+/// load-balancer service per backend whose servers are the pod slots. A rule with a mirror routes
+/// to a `mirroring` service of its weighted one.
 fn add_route(
-    entry_point: &str,
+    entry_point: &'static str,
     route: &Route,
-    slots: &BTreeMap<String, SlotEntry>,
-    slot_addrs: &[SocketAddr],
+    placement: &Placement,
     routers: &mut Map<String, Value>,
     services: &mut Map<String, Value>,
 ) {
@@ -122,9 +108,10 @@ fn add_route(
                 .endpoints
                 .iter()
                 .map(|endpoint| {
-                    let addr = slots
+                    let addr = placement
+                        .slots
                         .get(&endpoint.pod)
-                        .and_then(|entry| slot_addrs.get(entry.slot))
+                        .and_then(|entry| placement.slot_addrs.get(entry.slot))
                         .copied()
                         .unwrap_or(endpoint.addr);
                     json!({"url": format!("http://{addr}")})
@@ -146,14 +133,53 @@ fn add_route(
             json!({"weighted": {"services": children}})
         };
         services.insert(name.clone(), service);
+        let mirrored = rule
+            .mirror
+            .as_ref()
+            .zip(placement.mirrors.get(&(entry_point, index)));
+        let routed = match mirrored {
+            Some((mirror, service)) => add_mirror(&name, mirror, service, services),
+            None => name.clone(),
+        };
         routers.insert(
             name.clone(),
             json!({
                 "entryPoints": [entry_point],
                 "rule": traefik_rule(&rule.matcher),
                 "priority": (rules - index) * 10,
-                "service": name,
+                "service": routed,
             }),
         );
     }
+}
+
+/// The mirror's own service (the endpoints themselves: no pod slot, its answers are discarded
+/// anyway) and a `mirroring` service over the rule's service `main`; returns the latter's name.
+fn add_mirror(
+    main: &str,
+    mirror: &Mirror,
+    target: &MirrorService,
+    services: &mut Map<String, Value>,
+) -> String {
+    let servers: Vec<Value> = mirror
+        .endpoints
+        .iter()
+        .map(|endpoint| json!({"url": format!("http://{}", endpoint.addr)}))
+        .collect();
+    services.insert(
+        target.service.clone(),
+        json!({"loadBalancer": {"servers": servers}}),
+    );
+    let name = format!("{main}-mirrored");
+    services.insert(
+        name.clone(),
+        json!({"mirroring": {
+            "service": main,
+            "mirrorBody": true,
+            // The builtin router's limit: above it, a request is served but not copied.
+            "maxBodySize": MirrorOptions::default().max_body,
+            "mirrors": [{"name": target.service, "percent": mirror.percent.min(100)}],
+        }}),
+    );
+    name
 }

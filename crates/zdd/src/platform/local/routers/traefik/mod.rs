@@ -14,8 +14,14 @@
 //! second pass through Traefik (on loopback), and makes the answers attributable exactly as with
 //! the builtin router. With more pods than slots ([`POD_SLOTS`]) the extra pods are reached
 //! directly, without the two headers.
+//!
+//! A/B rules are routers with `Header`/`HeaderRegexp` matchers and higher priorities; a mirror is
+//! a `mirroring` service, whose copies zdd counts from Traefik's Prometheus metrics (see
+//! `metrics`), served on the same loopback entry point as the API.
 
 mod config;
+mod metrics;
+mod mirrors;
 mod slots;
 
 use std::net::SocketAddr;
@@ -28,11 +34,13 @@ use tokio::process::{Child, Command};
 use zdd_router::{RouteTable, RouterAddrs};
 
 use crate::http_get;
+use crate::model::MirrorStats;
 use crate::platform::PlatformError;
 use crate::platform::local::ports::pick_port;
 use crate::platform::local::process_groups::ProcessGroups;
 use crate::sync::lock;
-use config::dynamic_config;
+use config::{Placement, dynamic_config};
+use mirrors::{MirrorNames, MirrorService};
 use slots::{Slots, slot_name};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +132,9 @@ pub struct TraefikRouter {
     pid: Option<u32>,
     groups: Arc<ProcessGroups>,
     slots: Mutex<Slots>,
+    mirror_names: Mutex<MirrorNames>,
+    /// The mirrors of the configuration last written.
+    mirrors: Mutex<Vec<MirrorService>>,
     generation: AtomicU64,
     /// One configuration at a time: the file and the generation go together.
     applying: tokio::sync::Mutex<()>,
@@ -188,6 +199,12 @@ impl TraefikRouter {
             // The API without its default router: zdd's own router serves it (see `config`).
             .arg("--api=true")
             .arg("--api.dashboard=false")
+            // Per-service counters and latency on the API's entry point: the mirrors' counters.
+            .arg("--metrics.prometheus=true")
+            .arg("--metrics.prometheus.entryPoint=traefik")
+            .arg("--metrics.prometheus.addServicesLabels=true")
+            .arg("--metrics.prometheus.addEntryPointsLabels=false")
+            .arg(format!("--metrics.prometheus.buckets={}", metrics::BUCKETS))
             .arg(format!(
                 "--providers.file.directory={}",
                 dynamic_dir.display()
@@ -215,6 +232,8 @@ impl TraefikRouter {
             pid: None,
             groups: groups.clone(),
             slots: Mutex::new(Slots::default()),
+            mirror_names: Mutex::new(MirrorNames::default()),
+            mirrors: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             applying: tokio::sync::Mutex::new(()),
         };
@@ -242,6 +261,19 @@ impl TraefikRouter {
         self.wait_generation(generation).await
     }
 
+    /// The counters of each mirror Traefik serves, from its metrics (see `metrics`).
+    pub async fn mirror_stats(&self) -> Result<Vec<MirrorStats>, TraefikError> {
+        let mirrors = lock(&self.mirrors).clone();
+        if mirrors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = metrics::scrape(self.api).await?;
+        Ok(mirrors
+            .iter()
+            .map(|mirror| metrics::mirror_stats(&text, mirror))
+            .collect())
+    }
+
     /// SIGTERM, then SIGKILL after 5 s; reaps Traefik.
     pub async fn shutdown(&mut self) {
         let child = lock(&self.child).take();
@@ -263,7 +295,14 @@ impl TraefikRouter {
     /// their slots.
     fn write_config(&self, table: &RouteTable, generation: u64) -> Result<(), TraefikError> {
         let slots = lock(&self.slots).assign(table);
-        let config = dynamic_config(table, &slots, &self.slot_addrs, generation);
+        let mirrors = lock(&self.mirror_names).assign(table);
+        let placement = Placement {
+            slots: &slots,
+            slot_addrs: &self.slot_addrs,
+            mirrors: &mirrors,
+        };
+        let config = dynamic_config(table, &placement, generation);
+        *lock(&self.mirrors) = mirrors.into_values().collect();
         // YAML is a superset of JSON: Traefik reads this `.yaml` file as it is. The temporary file's
         // extension is one the file provider ignores.
         let temporary = self.dynamic_dir.join(".dynamic.tmp");
