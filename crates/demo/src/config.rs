@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use zdd_lifecycle::{ConfigError, LifecycleConfig, parse_duration};
 
+use crate::faults::{parse_error_rate, parse_extra_latency};
+
 /// Everything the demo reads from the environment.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
@@ -20,6 +22,10 @@ pub struct DemoConfig {
     pub json_logs: bool,
     /// `DRAIN_DELAY`, `SHUTDOWN_TIMEOUT` and the probe paths, plus the talk's aliases.
     pub lifecycle: LifecycleConfig,
+    /// `ERROR_RATE` (default 0): the share of `GET /` answered 500, from 0 to 1.
+    pub error_rate: f64,
+    /// `EXTRA_LATENCY` (default 0): added to every `GET /`.
+    pub extra_latency: Duration,
 }
 
 /// A variable the demo cannot use.
@@ -40,6 +46,9 @@ pub enum DemoConfigError {
     /// `APP_VERSION` cannot be sent in a header.
     #[error("APP_VERSION={0:?} must be non-empty visible ASCII (it is sent as a header)")]
     Version(String),
+    /// Bad `ERROR_RATE` or `EXTRA_LATENCY` (the message names it).
+    #[error("{0}")]
+    Fault(String),
 }
 
 impl DemoConfig {
@@ -74,6 +83,16 @@ impl DemoConfig {
             }
             None => Duration::ZERO,
         };
+        let error_rate = match lookup("ERROR_RATE") {
+            Some(value) => parse_error_rate("ERROR_RATE", &value).map_err(DemoConfigError::Fault)?,
+            None => 0.0,
+        };
+        let extra_latency = match lookup("EXTRA_LATENCY") {
+            Some(value) => {
+                parse_extra_latency("EXTRA_LATENCY", &value).map_err(DemoConfigError::Fault)?
+            }
+            None => Duration::ZERO,
+        };
         let lifecycle = LifecycleConfig::from_lookup(&lookup)?
             .version(version.clone())
             // The names the talk's services used.
@@ -86,6 +105,8 @@ impl DemoConfig {
             admin_toggles: lookup("ADMIN_TOGGLES").is_some_and(|value| value.trim() == "1"),
             json_logs: lookup("LOG_FORMAT").is_some_and(|value| value.trim() == "json"),
             lifecycle,
+            error_rate,
+            extra_latency,
         })
     }
 }
@@ -117,6 +138,8 @@ mod tests {
         assert!(!config.json_logs);
         assert_eq!(config.lifecycle.version, "v1");
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(5));
+        assert_eq!(config.error_rate, 0.0);
+        assert_eq!(config.extra_latency, Duration::ZERO);
     }
 
     #[test]
@@ -130,6 +153,8 @@ mod tests {
             ("SHUTDOWN_TIMEOUT", "10s"),
             ("ADMIN_TOGGLES", "1"),
             ("LOG_FORMAT", "json"),
+            ("ERROR_RATE", "0.05"),
+            ("EXTRA_LATENCY", "50ms"),
         ]))
         .unwrap();
         assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
@@ -138,6 +163,8 @@ mod tests {
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(2));
         assert_eq!(config.lifecycle.shutdown_timeout, Duration::from_secs(10));
         assert!(config.admin_toggles && config.json_logs);
+        assert_eq!(config.error_rate, 0.05);
+        assert_eq!(config.extra_latency, Duration::from_millis(50));
     }
 
     #[test]
@@ -148,6 +175,8 @@ mod tests {
             ("APP_VERSION", "v 2"),
             ("STARTUP_DELAY", "later"),
             ("DRAIN_DELAY", "5"),
+            ("ERROR_RATE", "1.5"),
+            ("EXTRA_LATENCY", "fast"),
         ] {
             let error = DemoConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert!(error.to_string().contains(name), "{name}: {error}");

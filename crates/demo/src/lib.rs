@@ -4,6 +4,7 @@
 //! every answer carries `X-Version`. See `docs/reference-service.md`.
 
 mod config;
+mod faults;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 use zdd_lifecycle::{DrainReport, Lifecycle};
 
 pub use config::{DemoConfig, DemoConfigError};
+pub use faults::Faults;
 
 /// The header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-version";
@@ -97,22 +99,27 @@ struct AppState {
     version: String,
     host: String,
     started: Instant,
+    faults: Arc<Faults>,
 }
 
 /// The demo's service: its routes wrapped by the lifecycle (probes, metrics, request counting),
 /// every answer carrying `X-Version`.
 pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Router, HeaderValue> {
+    let faults = Arc::new(Faults::new(config.error_rate, config.extra_latency));
     let state = Arc::new(AppState {
         version: config.version.clone(),
         host: host_name(),
         started: Instant::now(),
+        faults: faults.clone(),
     });
     let mut routes = Router::new()
         .route("/", get(index))
         .route("/work", get(work))
         .with_state(state);
     if config.admin_toggles {
-        routes = routes.merge(admin_toggles(lifecycle));
+        routes = routes
+            .merge(admin_toggles(lifecycle))
+            .merge(faults::admin_routes(faults));
     }
     // A static value: cloning it for every answer touches no shared reference count. One small
     // string leaked per process (`app` is built once).
@@ -132,6 +139,20 @@ struct IndexBody<'a> {
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Response {
+    let injected = state.faults.next();
+    if !injected.delay.is_zero() {
+        tokio::time::sleep(injected.delay).await;
+    }
+    if injected.fail {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({
+                "error": "injected fault (ERROR_RATE)",
+                "version": state.version,
+            })),
+        )
+            .into_response();
+    }
     Json(IndexBody {
         version: &state.version,
         host: &state.host,
@@ -172,7 +193,7 @@ async fn work(
     .into_response()
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({ "error": message })),
