@@ -1,11 +1,13 @@
 //! The demo's configuration, read from the environment.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use zdd_lifecycle::{ConfigError, LifecycleConfig, parse_duration};
 
 use crate::faults::{parse_error_rate, parse_extra_latency};
+use crate::features::parse_names;
 
 /// Everything the demo reads from the environment.
 #[derive(Debug, Clone)]
@@ -26,6 +28,10 @@ pub struct DemoConfig {
     pub error_rate: f64,
     /// `EXTRA_LATENCY` (default 0): added to every `GET /`.
     pub extra_latency: Duration,
+    /// `FEATURES=name,...` (default none): the feature flags switched on at start.
+    pub features: BTreeSet<String>,
+    /// `FEATURE_OVERRIDE=1` lets a request change its own features with `X-Features`.
+    pub feature_override: bool,
 }
 
 /// A variable the demo cannot use.
@@ -49,6 +55,9 @@ pub enum DemoConfigError {
     /// Bad `ERROR_RATE` or `EXTRA_LATENCY` (the message names it).
     #[error("{0}")]
     Fault(String),
+    /// A `FEATURES` name that is not one.
+    #[error("{0}")]
+    Features(String),
 }
 
 impl DemoConfig {
@@ -84,7 +93,9 @@ impl DemoConfig {
             None => Duration::ZERO,
         };
         let error_rate = match lookup("ERROR_RATE") {
-            Some(value) => parse_error_rate("ERROR_RATE", &value).map_err(DemoConfigError::Fault)?,
+            Some(value) => {
+                parse_error_rate("ERROR_RATE", &value).map_err(DemoConfigError::Fault)?
+            }
             None => 0.0,
         };
         let extra_latency = match lookup("EXTRA_LATENCY") {
@@ -92,6 +103,10 @@ impl DemoConfig {
                 parse_extra_latency("EXTRA_LATENCY", &value).map_err(DemoConfigError::Fault)?
             }
             None => Duration::ZERO,
+        };
+        let features = match lookup("FEATURES") {
+            Some(value) => parse_names("FEATURES", &value).map_err(DemoConfigError::Features)?,
+            None => BTreeSet::new(),
         };
         let lifecycle = LifecycleConfig::from_lookup(&lookup)?
             .version(version.clone())
@@ -107,6 +122,8 @@ impl DemoConfig {
             lifecycle,
             error_rate,
             extra_latency,
+            features,
+            feature_override: lookup("FEATURE_OVERRIDE").is_some_and(|value| value.trim() == "1"),
         })
     }
 }
@@ -140,6 +157,7 @@ mod tests {
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(5));
         assert_eq!(config.error_rate, 0.0);
         assert_eq!(config.extra_latency, Duration::ZERO);
+        assert!(config.features.is_empty() && !config.feature_override);
     }
 
     #[test]
@@ -155,6 +173,8 @@ mod tests {
             ("LOG_FORMAT", "json"),
             ("ERROR_RATE", "0.05"),
             ("EXTRA_LATENCY", "50ms"),
+            ("FEATURES", "new-checkout,dark-mode"),
+            ("FEATURE_OVERRIDE", "1"),
         ]))
         .unwrap();
         assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
@@ -165,6 +185,11 @@ mod tests {
         assert!(config.admin_toggles && config.json_logs);
         assert_eq!(config.error_rate, 0.05);
         assert_eq!(config.extra_latency, Duration::from_millis(50));
+        assert_eq!(
+            config.features.iter().collect::<Vec<_>>(),
+            ["dark-mode", "new-checkout"]
+        );
+        assert!(config.feature_override);
     }
 
     #[test]
@@ -177,6 +202,7 @@ mod tests {
             ("DRAIN_DELAY", "5"),
             ("ERROR_RATE", "1.5"),
             ("EXTRA_LATENCY", "fast"),
+            ("FEATURES", "ok,not ok"),
         ] {
             let error = DemoConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert!(error.to_string().contains(name), "{name}: {error}");

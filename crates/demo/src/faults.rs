@@ -144,7 +144,9 @@ async fn set(
         ));
     }
     if query.is_empty() {
-        return crate::bad_request("nothing to set: use error_rate=0..1 and/or extra_latency=DURATION");
+        return crate::bad_request(
+            "nothing to set: use error_rate=0..1 and/or extra_latency=DURATION",
+        );
     }
     let rate = query
         .get("error_rate")
@@ -203,7 +205,10 @@ mod tests {
             parse_extra_latency("EXTRA_LATENCY", "50ms"),
             Ok(Duration::from_millis(50))
         );
-        assert_eq!(parse_extra_latency("EXTRA_LATENCY", "0"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_extra_latency("EXTRA_LATENCY", "0"),
+            Ok(Duration::ZERO)
+        );
         for bad in ["50", "soon", "2m"] {
             let error = parse_extra_latency("EXTRA_LATENCY", bad).unwrap_err();
             assert!(error.starts_with("EXTRA_LATENCY="), "{error}");
