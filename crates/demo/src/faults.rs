@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn a_rate_fails_exactly_its_share_spread_evenly() {
         let faults = Faults::new(0.05, Duration::ZERO);
-        let fails: Vec<usize> = (0..200).filter(|_| faults.next().fail).map(|i| i).collect();
+        let fails: Vec<usize> = (0..200).filter(|_| faults.next().fail).collect();
         assert_eq!(fails.len(), 10, "{fails:?}");
         // Every window of 20 requests holds exactly one.
         assert!(fails.windows(2).all(|w| w[1] - w[0] == 20), "{fails:?}");
