@@ -452,12 +452,13 @@ const ROW: f64 = 14.0;
 const MAX_LABEL_CHARS: usize = 48;
 /// A conservative width of one character at the charts' 11px font, so estimates err wide.
 const CHAR_WIDTH: f64 = 6.6;
-/// Room kept between two labels of a row, and between a label and its line.
+/// Room kept between two labels of a row.
 const GAP: f64 = 8.0;
 
 /// The numbered labels of the marks, above the charts and on their time axis: each label starts
 /// at its mark's line (or ends there near the right edge) and goes in the lowest row where it
-/// overlaps no other label; a thin line joins it to its time.
+/// overlaps no other label; a thin line joins it to its time. Marks outside the probe's run are
+/// only in the table below.
 fn mark_strip(page: &mut String, axis: &Axis, marks: &[Mark]) {
     let shown: Vec<(usize, &Mark, String)> = marks
         .iter()
