@@ -1,9 +1,13 @@
 //! The demo's configuration, read from the environment.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use zdd_lifecycle::{ConfigError, LifecycleConfig, parse_duration};
+
+use crate::faults::{parse_error_rate, parse_extra_latency};
+use crate::features::parse_names;
 
 /// Everything the demo reads from the environment.
 #[derive(Debug, Clone)]
@@ -20,6 +24,14 @@ pub struct DemoConfig {
     pub json_logs: bool,
     /// `DRAIN_DELAY`, `SHUTDOWN_TIMEOUT` and the probe paths, plus the talk's aliases.
     pub lifecycle: LifecycleConfig,
+    /// `ERROR_RATE` (default 0): the share of `GET /` answered 500, from 0 to 1.
+    pub error_rate: f64,
+    /// `EXTRA_LATENCY` (default 0): added to every `GET /`.
+    pub extra_latency: Duration,
+    /// `FEATURES=name,...` (default none): the feature flags switched on at start.
+    pub features: BTreeSet<String>,
+    /// `FEATURE_OVERRIDE=1` lets a request change its own features with `X-Features`.
+    pub feature_override: bool,
 }
 
 /// A variable the demo cannot use.
@@ -40,6 +52,12 @@ pub enum DemoConfigError {
     /// `APP_VERSION` cannot be sent in a header.
     #[error("APP_VERSION={0:?} must be non-empty visible ASCII (it is sent as a header)")]
     Version(String),
+    /// Bad `ERROR_RATE` or `EXTRA_LATENCY` (the message names it).
+    #[error("{0}")]
+    Fault(String),
+    /// A `FEATURES` name that is not one.
+    #[error("{0}")]
+    Features(String),
 }
 
 impl DemoConfig {
@@ -74,6 +92,22 @@ impl DemoConfig {
             }
             None => Duration::ZERO,
         };
+        let error_rate = match lookup("ERROR_RATE") {
+            Some(value) => {
+                parse_error_rate("ERROR_RATE", &value).map_err(DemoConfigError::Fault)?
+            }
+            None => 0.0,
+        };
+        let extra_latency = match lookup("EXTRA_LATENCY") {
+            Some(value) => {
+                parse_extra_latency("EXTRA_LATENCY", &value).map_err(DemoConfigError::Fault)?
+            }
+            None => Duration::ZERO,
+        };
+        let features = match lookup("FEATURES") {
+            Some(value) => parse_names("FEATURES", &value).map_err(DemoConfigError::Features)?,
+            None => BTreeSet::new(),
+        };
         let lifecycle = LifecycleConfig::from_lookup(&lookup)?
             .version(version.clone())
             // The names the talk's services used.
@@ -86,6 +120,10 @@ impl DemoConfig {
             admin_toggles: lookup("ADMIN_TOGGLES").is_some_and(|value| value.trim() == "1"),
             json_logs: lookup("LOG_FORMAT").is_some_and(|value| value.trim() == "json"),
             lifecycle,
+            error_rate,
+            extra_latency,
+            features,
+            feature_override: lookup("FEATURE_OVERRIDE").is_some_and(|value| value.trim() == "1"),
         })
     }
 }
@@ -117,6 +155,9 @@ mod tests {
         assert!(!config.json_logs);
         assert_eq!(config.lifecycle.version, "v1");
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(5));
+        assert_eq!(config.error_rate, 0.0);
+        assert_eq!(config.extra_latency, Duration::ZERO);
+        assert!(config.features.is_empty() && !config.feature_override);
     }
 
     #[test]
@@ -130,6 +171,10 @@ mod tests {
             ("SHUTDOWN_TIMEOUT", "10s"),
             ("ADMIN_TOGGLES", "1"),
             ("LOG_FORMAT", "json"),
+            ("ERROR_RATE", "0.05"),
+            ("EXTRA_LATENCY", "50ms"),
+            ("FEATURES", "new-checkout,dark-mode"),
+            ("FEATURE_OVERRIDE", "1"),
         ]))
         .unwrap();
         assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
@@ -138,6 +183,13 @@ mod tests {
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(2));
         assert_eq!(config.lifecycle.shutdown_timeout, Duration::from_secs(10));
         assert!(config.admin_toggles && config.json_logs);
+        assert_eq!(config.error_rate, 0.05);
+        assert_eq!(config.extra_latency, Duration::from_millis(50));
+        assert_eq!(
+            config.features.iter().collect::<Vec<_>>(),
+            ["dark-mode", "new-checkout"]
+        );
+        assert!(config.feature_override);
     }
 
     #[test]
@@ -148,6 +200,9 @@ mod tests {
             ("APP_VERSION", "v 2"),
             ("STARTUP_DELAY", "later"),
             ("DRAIN_DELAY", "5"),
+            ("ERROR_RATE", "1.5"),
+            ("EXTRA_LATENCY", "fast"),
+            ("FEATURES", "ok,not ok"),
         ] {
             let error = DemoConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert!(error.to_string().contains(name), "{name}: {error}");

@@ -34,7 +34,7 @@ use client::Client;
 use schedule::Schedule;
 use worker::{WorkerConfig, WorkerSetup};
 
-pub use html::render_html;
+pub use html::{EVENT_COLOR, Mark, render_html, render_html_marked};
 pub use outcome::FailureKind;
 pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
 

@@ -6,6 +6,7 @@
 
 mod check;
 mod control;
+mod feature_switch;
 mod kubernetes_platform;
 mod kubernetes_rollout;
 mod kubernetes_routes;
