@@ -64,6 +64,7 @@ pub(crate) struct Aggregator {
     /// A bucket's p99 is final once this long has passed since its end.
     settle: Duration,
     outages: OutageTracker,
+    segments: crate::segments::SegmentCounts,
 }
 
 impl Aggregator {
@@ -81,7 +82,19 @@ impl Aggregator {
             spare_histograms: Vec::new(),
             settle: timeout + Duration::from_secs(1),
             outages: OutageTracker::new(interval),
+            segments: Default::default(),
         }
+    }
+
+    /// Counts `segments` apart (see `segments`).
+    pub(crate) fn with_segments(mut self, segments: &[crate::segments::Segment]) -> Self {
+        self.segments = crate::segments::SegmentCounts::new(segments);
+        self
+    }
+
+    /// The segments' counts, taken out for the report.
+    pub(crate) fn segments_report(&mut self) -> Vec<crate::segments::SegmentReport> {
+        std::mem::take(&mut self.segments).finish()
     }
 
     pub(crate) fn ok(&self) -> u64 {
@@ -108,6 +121,8 @@ impl Aggregator {
             self.buckets.resize_with(slot + 1, Bucket::default);
         }
         let latency_us = (completion.latency.as_micros() as u64).max(1);
+        self.segments
+            .record(completion.seq, completion.scheduled, &completion.outcome);
         let answered = match &completion.outcome {
             RequestOutcome::Ok { version } => {
                 self.ok += 1;

@@ -154,6 +154,7 @@ fn section(page: &mut String, title: &str, report: &Report, events: &[EventMark]
     );
 
     outages_and_events(page, report, events);
+    page.push_str(&crate::segments::render_html(&report.segments));
     page.push_str("</section>\n");
 }
 

@@ -50,6 +50,9 @@ pub struct Report {
     /// One bucket per `bucket_s` from `start_s`, by scheduled time.
     #[serde(default)]
     pub timeline: Vec<TimelineBucket>,
+    /// The segments' own counts (`--segment`), when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<crate::segments::SegmentReport>,
 }
 
 /// A maximal stretch of time in which every request failed (by scheduled time).
@@ -156,6 +159,7 @@ pub fn render_text(report: &Report) -> String {
         "latency   p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (from the scheduled send time)",
         l.p50, l.p90, l.p99, l.max
     );
+    crate::segments::render_text(&report.segments, &mut out);
     let count = report.outages.len() as u64 + report.outages_omitted;
     let _ = writeln!(
         out,

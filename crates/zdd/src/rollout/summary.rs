@@ -30,6 +30,10 @@ pub struct Summary {
     pub by_version: std::collections::BTreeMap<String, u64>,
     pub failed_by_kind: std::collections::BTreeMap<String, u64>,
     pub outages: Vec<zdd_probe::Outage>,
+    /// A shadow's counters (the last mirror route's, read when it went): how the new version
+    /// answered the copies no client saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSummary>,
     pub report: zdd_probe::Report,
     pub events: Vec<Record>,
 }
@@ -56,6 +60,7 @@ impl Summary {
             by_version: report.by_version.clone(),
             failed_by_kind: report.failed_by_kind.clone(),
             outages: report.outages.clone(),
+            mirror: MirrorSummary::last_of(&result.events),
             report: report.clone(),
             events: result.events.clone(),
         }
@@ -63,6 +68,38 @@ impl Summary {
 
     pub fn passed(&self) -> bool {
         self.succeeded && self.within_budget
+    }
+}
+
+/// The mirror target's counters as the report gives them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MirrorSummary {
+    pub version: String,
+    pub sent: u64,
+    pub ok: u64,
+    /// Answered 4xx or 5xx, or not answered.
+    pub failed: u64,
+    /// Not sent: the queue of copies was full.
+    pub dropped: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl MirrorSummary {
+    /// From the run's last `MirrorMeasured` event.
+    fn last_of(records: &[Record]) -> Option<MirrorSummary> {
+        records.iter().rev().find_map(|r| match &r.event {
+            Event::MirrorMeasured { stats, .. } => Some(MirrorSummary {
+                version: stats.version.clone(),
+                sent: stats.sent,
+                ok: stats.ok,
+                failed: stats.failed(),
+                dropped: stats.dropped,
+                p50_ms: stats.p50_ms,
+                p99_ms: stats.p99_ms,
+            }),
+            _ => None,
+        })
     }
 }
 
@@ -124,7 +161,31 @@ pub fn render_table(rows: &[Summary]) -> String {
             result
         ));
     }
+    for row in rows {
+        if let Some(mirror) = &row.mirror {
+            out.push_str(&mirror_line(row, mirror));
+        }
+    }
     out
+}
+
+/// Under the table: what the shadow answered, beside what the clients got (only the old version
+/// answers them while a shadow runs).
+fn mirror_line(row: &Summary, mirror: &MirrorSummary) -> String {
+    format!(
+        "\n{}: shadow {}: {} copies, {} ok, {} failed, {} dropped, p50 {:.1} ms, p99 {:.1} ms \
+         (clients: p50 {:.1} ms, p99 {:.1} ms)\n",
+        row.strategy,
+        mirror.version,
+        mirror.sent,
+        mirror.ok,
+        mirror.failed,
+        mirror.dropped,
+        mirror.p50_ms,
+        mirror.p99_ms,
+        row.report.latency_ms.p50,
+        row.report.latency_ms.p99,
+    )
 }
 
 pub fn write_outputs(

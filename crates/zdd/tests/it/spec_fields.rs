@@ -59,6 +59,16 @@ fn base_for(path: &str) -> Value {
         p if p.contains("setReplicas") => {
             json!({"canary": {"steps": [{"setReplicas": {"from": 1, "to": 1}}]}})
         }
+        p if p.contains("setHeaderRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setHeaderRoute": {"name": "testers", "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
+        p if p.contains("setMirrorRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setMirrorRoute": {"name": "shadow", "percentage": 50, "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
         p if p.contains("setWeight") => {
             json!({"canary": {"trafficRouting": "weight", "steps": [{"setWeight": 10}]}})
         }
