@@ -495,105 +495,168 @@ fn header_and_mirror_routes_parse_with_argo_semantics() {
 fn bad_header_and_mirror_routes_are_refused_at_their_position_in_users_words() {
     let header = "      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, exact: always } ] }\n";
     let mirror = "      - setMirrorRoute: { name: shadow, percentage: 50 }\n";
-    // Line 17 holds the first step.
+    // Line 16 holds the first step (15 without trafficRouting).
     let cases: Vec<(String, &str, &str)> = vec![
         (
             with_strategy(&format!("  canary:\n    steps:\n{header}")),
-            "x.yaml:16:9: strategy.canary.steps[0].setHeaderRoute: ",
+            "x.yaml:15:25: strategy.canary.steps[0].setHeaderRoute: ",
             "needs trafficRouting: weight",
         ),
         (
             with_strategy(&format!(
                 "  canary:\n    trafficRouting: replicas\n    steps:\n{mirror}"
             )),
-            "x.yaml:17:9: strategy.canary.steps[0].setMirrorRoute: ",
+            "x.yaml:16:25: strategy.canary.steps[0].setMirrorRoute: ",
             "needs trafficRouting: weight",
         ),
         (
             weight_steps("      - setMirrorRoute: { name: shadow, percentage: 150 }\n"),
-            "x.yaml:17:52: strategy.canary.steps[0].setMirrorRoute.percentage: ",
+            "x.yaml:16:53: strategy.canary.steps[0].setMirrorRoute.percentage: ",
             "150 is outside 0..=100",
         ),
         (
             weight_steps("      - setMirrorRoute: { name: shadow, percentage: -1 }\n"),
-            "x.yaml:17:52: strategy.canary.steps[0].setMirrorRoute.percentage: ",
+            "x.yaml:16:53: strategy.canary.steps[0].setMirrorRoute.percentage: ",
             "-1 is outside 0..=100",
         ),
         (
             weight_steps(
                 "      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, regex: \"a(b\" } ] }\n",
             ),
-            "x.yaml:17:79: strategy.canary.steps[0].setHeaderRoute.match[0].regex: ",
+            "x.yaml:16:78: strategy.canary.steps[0].setHeaderRoute.match[0].regex: ",
             "`a(b` is not a valid regex",
         ),
         (
             weight_steps(
                 "      - setHeaderRoute: { name: testers, match: [ { exact: always } ] }\n",
             ),
-            "x.yaml:17:56: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
             "header: NAME or cookie: NAME",
         ),
         (
             weight_steps(
                 "      - setHeaderRoute: { name: testers, match: [ { header: A, cookie: b, exact: c } ] }\n",
             ),
-            "x.yaml:17:56: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
             "(one of the two)",
         ),
         (
             weight_steps("      - setHeaderRoute: { name: testers, match: [ { header: A } ] }\n"),
-            "x.yaml:17:56: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
             "exact: or regex:",
         ),
         (
             weight_steps("      - setHeaderRoute: { name: testers, match: [] }\n"),
-            "x.yaml:17:54: strategy.canary.steps[0].setHeaderRoute.match: ",
+            "x.yaml:16:49: strategy.canary.steps[0].setHeaderRoute.match: ",
             "at least one match",
         ),
         (
             weight_steps(&format!(
                 "{header}      - setMirrorRoute: {{ name: testers, percentage: 10 }}\n"
             )),
-            "x.yaml:18:32: strategy.canary.steps[1].setMirrorRoute.name: ",
+            "x.yaml:17:33: strategy.canary.steps[1].setMirrorRoute.name: ",
             "`testers` already names a header route",
         ),
         (
             weight_steps(&format!(
                 "{mirror}      - setMirrorRoute: {{ name: other, percentage: 10 }}\n"
             )),
-            "x.yaml:18:32: strategy.canary.steps[1].setMirrorRoute.name: ",
+            "x.yaml:17:33: strategy.canary.steps[1].setMirrorRoute.name: ",
             "one mirror at a time",
         ),
         (
             weight_steps(&format!(
                 "{header}      - setHeaderRoute: {{ name: tester }}\n"
             )),
-            "x.yaml:18:32: strategy.canary.steps[1].setHeaderRoute.name: ",
+            "x.yaml:17:33: strategy.canary.steps[1].setHeaderRoute.name: ",
             "no header route `tester` is set by an earlier step, so there is nothing to remove; header routes set: testers",
         ),
         (
             weight_steps(
                 "      - setHeaderRoute: { name: Testers, match: [ { header: A, exact: b } ] }\n",
             ),
-            "x.yaml:17:32: strategy.canary.steps[0].setHeaderRoute.name: ",
+            "x.yaml:16:33: strategy.canary.steps[0].setHeaderRoute.name: ",
             "lowercase",
         ),
         (
             weight_steps(
                 "      - setHeaderRoute: { name: t, match: [ { header: A, exakt: b } ] }\n",
             ),
-            "x.yaml:17:",
+            "x.yaml:16:58: strategy.canary.steps[0].setHeaderRoute.match[0].exakt: ",
             "did you mean `exact`?",
         ),
     ];
+    let mut wrong = Vec::new();
     for (text, position, message) in cases {
         let err = error_of(&text);
-        assert!(
-            err.starts_with(position),
-            "want {position}…, got: {err}\n{text}"
-        );
-        assert!(err.contains(message), "want …{message}…, got: {err}");
-        assert!(!err.contains(" at line "), "position given twice: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        if !err.starts_with(position)
+            || !err.contains(message)
+            || err.contains(" at line ")
+            || err.lines().count() != 1
+        {
+            wrong.push(format!("want {position}…{message}…\n got {err}"));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn traffic_segments_parse_and_bad_ones_are_refused() {
+    let with_segments = |segments: &str| {
+        GOOD.replace(
+            "traffic: { rate: 200, path: / }",
+            &format!("traffic:\n  rate: 200\n  segments:\n{segments}"),
+        )
+    };
+    let spec = Spec::parse(
+        &with_segments(concat!(
+            "    - { name: testers, share: 20%, headers: { X-Canary: always } }\n",
+            "    - { name: beta, share: 5, cookie: flavour=b }\n",
+        )),
+        "x.yaml",
+    )
+    .expect("valid");
+    let segments = &spec.traffic.segments;
+    assert_eq!(segments.len(), 2);
+    assert_eq!(segments[0].name, "testers");
+    assert_eq!(segments[0].share_pct, 20.0);
+    assert_eq!(
+        segments[0].headers,
+        [("X-Canary".to_string(), "always".to_string())]
+    );
+    assert_eq!(segments[1].share_pct, 5.0);
+    assert_eq!(
+        segments[1].headers,
+        [("Cookie".to_string(), "flavour=b".to_string())]
+    );
+    let cases = [
+        (
+            "    - { name: a, share: 60%, headers: { X: y } }\n    - { name: b, share: 50%, headers: { X: y } }\n",
+            "x.yaml:18:25: traffic.segments[1].share: the segments' shares add up to 110%",
+        ),
+        (
+            "    - { name: a, share: 10% }\n",
+            "x.yaml:17:7: traffic.segments[0]: give the segment's headers",
+        ),
+        (
+            "    - { name: a, share: 10%, cookie: novalue }\n",
+            "x.yaml:17:38: traffic.segments[0].cookie: `novalue` is not name=value",
+        ),
+        (
+            "    - { name: a, share: 10%, headers: { X: y } }\n    - { name: a, share: 10%, headers: { X: y } }\n",
+            "x.yaml:18:15: traffic.segments[1].name: `a` names another segment already",
+        ),
+        (
+            "    - { name: a, share: 120%, headers: { X: y } }\n",
+            "x.yaml:17:25: traffic.segments[0].share: ",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (segments, want) in cases {
+        let err = error_of(&with_segments(segments));
+        if !err.starts_with(want) {
+            wrong.push(format!("want {want}…\n got {err}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

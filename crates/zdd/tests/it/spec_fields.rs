@@ -84,6 +84,11 @@ fn base_for(path: &str) -> Value {
         "versions": {"from": {"name": "v1"}, "to": {"name": "v2"}},
         "strategy": strategy,
     });
+    if path.starts_with("traffic.segments") {
+        spec["traffic"] = json!({"segments": [
+            {"name": "testers", "share": "20%", "headers": {"X-Canary": "always"}}
+        ]});
+    }
     if path.starts_with("strategy.clusterUpgrade") {
         // A cluster upgrade changes the nodes, not the app: it has no `to`.
         spec["versions"].as_object_mut().unwrap().remove("to");
