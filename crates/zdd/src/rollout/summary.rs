@@ -174,7 +174,7 @@ pub fn render_table(rows: &[Summary]) -> String {
 fn mirror_line(row: &Summary, mirror: &MirrorSummary) -> String {
     format!(
         "\n{}: shadow {}: {} copies, {} ok, {} failed, {} dropped, p50 {:.1} ms, p99 {:.1} ms \
-         (clients: p50 {:.1} ms, p99 {:.1} ms)\n",
+         (the clients, whole run: p50 {:.1} ms, p99 {:.1} ms)\n",
         row.strategy,
         mirror.version,
         mirror.sent,
