@@ -65,6 +65,7 @@ pub(crate) struct Aggregator {
     settle: Duration,
     outages: OutageTracker,
     segments: crate::segments::SegmentCounts,
+    version_latency: crate::version_latency::VersionLatency,
 }
 
 impl Aggregator {
@@ -83,6 +84,7 @@ impl Aggregator {
             settle: timeout + Duration::from_secs(1),
             outages: OutageTracker::new(interval),
             segments: Default::default(),
+            version_latency: Default::default(),
         }
     }
 
@@ -92,9 +94,17 @@ impl Aggregator {
         self
     }
 
-    /// The segments' counts, taken out for the report.
-    pub(crate) fn segments_report(&mut self) -> Vec<crate::segments::SegmentReport> {
-        std::mem::take(&mut self.segments).finish()
+    /// The segments' counts and each version's latency, taken out for the report.
+    pub(crate) fn apart(
+        &mut self,
+    ) -> (
+        Vec<crate::segments::SegmentReport>,
+        BTreeMap<String, Latency>,
+    ) {
+        (
+            std::mem::take(&mut self.segments).finish(),
+            self.version_latency.finish(),
+        )
     }
 
     pub(crate) fn ok(&self) -> u64 {
@@ -123,6 +133,8 @@ impl Aggregator {
         let latency_us = (completion.latency.as_micros() as u64).max(1);
         self.segments
             .record(completion.seq, completion.scheduled, &completion.outcome);
+        self.version_latency
+            .record(&completion.outcome, completion.latency);
         let answered = match &completion.outcome {
             RequestOutcome::Ok { version } => {
                 self.ok += 1;

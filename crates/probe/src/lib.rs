@@ -28,6 +28,7 @@ mod pool;
 mod report;
 mod schedule;
 mod segments;
+mod version_latency;
 mod worker;
 
 use aggregate::Aggregator;
@@ -39,7 +40,7 @@ pub use html::render_html;
 pub use outcome::FailureKind;
 pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
 pub use segments::{
-    Segment, SegmentReport, SegmentSecond, parse_share, render_html as render_segments_html,
+    Segment, SegmentBucket, SegmentReport, parse_share, render_html as render_segments_html,
 };
 
 /// See [`ProbeConfig::batch_interval`]: one wake-up per request (precise send times) below
@@ -310,9 +311,10 @@ impl ProbeHandle {
                 Aggregator::new(start, Duration::from_secs(1), self.config.timeout),
             )
         };
-        let segments = aggregator.segments_report();
+        let (segments, latency_by_version) = aggregator.apart();
         let mut report = aggregator.into_report(start, end);
         report.segments = segments;
+        report.latency_ms_by_version = latency_by_version;
         report.url = self.config.url.to_string();
         report.rate = self.config.rate;
         report.connections = self.config.connections;

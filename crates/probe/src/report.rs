@@ -39,6 +39,9 @@ pub struct Report {
     /// Latency of answered requests, from the scheduled send time.
     #[serde(default)]
     pub latency_ms: Latency,
+    /// The same, for each version's ok answers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_ms_by_version: BTreeMap<String, Latency>,
     /// When the first request was scheduled, in seconds since time zero (shared with events).
     #[serde(default)]
     pub start_s: f64,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ProbeError;
+
+const BUCKET_S: f64 = crate::aggregate::BUCKET.as_secs_f64();
 use crate::outcome::RequestOutcome;
 
 /// A share of the requests, with headers added to each.
@@ -134,12 +136,14 @@ pub struct SegmentReport {
     pub failed: u64,
     /// Ok answers by the version that answered.
     pub by_version: BTreeMap<String, u64>,
-    /// Ok answers by version, one entry per second of scheduled time (from the probe's time zero).
-    pub per_second: Vec<SegmentSecond>,
+    /// Its requests by scheduled time, one entry per timeline bucket (0.1 s, from the probe's
+    /// time zero), from its first request on.
+    pub timeline: Vec<SegmentBucket>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SegmentSecond {
+pub struct SegmentBucket {
+    /// Start of the bucket, seconds since time zero.
     pub t_s: f64,
     pub total: u64,
     pub failed: u64,
@@ -174,17 +178,17 @@ impl SegmentCounts {
             return;
         };
         let counts = &mut self.counts[index];
-        let second = scheduled.as_secs() as usize;
-        if counts.per_second.len() <= second {
-            let from = counts.per_second.len();
+        let bucket = crate::aggregate::bucket_index(scheduled) as usize;
+        if counts.timeline.len() <= bucket {
+            let from = counts.timeline.len();
             counts
-                .per_second
-                .extend((from..=second).map(|s| SegmentSecond {
-                    t_s: s as f64,
-                    ..SegmentSecond::default()
+                .timeline
+                .extend((from..=bucket).map(|b| SegmentBucket {
+                    t_s: (b as f64 * BUCKET_S * 10.0).round() / 10.0,
+                    ..SegmentBucket::default()
                 }));
         }
-        let at = &mut counts.per_second[second];
+        let at = &mut counts.timeline[bucket];
         counts.total += 1;
         at.total += 1;
         match outcome {
@@ -205,8 +209,8 @@ impl SegmentCounts {
         self.counts
             .into_iter()
             .map(|mut c| {
-                let first = c.per_second.iter().position(|s| s.total > 0);
-                c.per_second.drain(..first.unwrap_or(c.per_second.len()));
+                let first = c.timeline.iter().position(|s| s.total > 0);
+                c.timeline.drain(..first.unwrap_or(c.timeline.len()));
                 c
             })
             .collect()
@@ -247,6 +251,22 @@ pub(crate) fn render_text(segments: &[SegmentReport], out: &mut String) {
 pub fn render_html(segments: &[SegmentReport]) -> String {
     let mut out = String::new();
     for segment in segments {
+        let mut seconds: Vec<SegmentBucket> = Vec::new();
+        for bucket in &segment.timeline {
+            let t_s = bucket.t_s.floor();
+            if seconds.last().is_none_or(|s| s.t_s != t_s) {
+                seconds.push(SegmentBucket {
+                    t_s,
+                    ..SegmentBucket::default()
+                });
+            }
+            let second = seconds.last_mut().expect("pushed");
+            second.total += bucket.total;
+            second.failed += bucket.failed;
+            for (version, n) in &bucket.by_version {
+                *second.by_version.entry(version.clone()).or_default() += n;
+            }
+        }
         let versions: Vec<&String> = segment.by_version.keys().collect();
         let _ = write!(
             out,
@@ -266,7 +286,7 @@ pub fn render_html(segments: &[SegmentReport]) -> String {
             let _ = write!(out, "<th>{}</th>", escape(version));
         }
         out.push_str("</tr>\n");
-        for second in &segment.per_second {
+        for second in &seconds {
             let ok: u64 = second.by_version.values().sum();
             let _ = write!(
                 out,

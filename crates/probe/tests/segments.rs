@@ -59,8 +59,8 @@ async fn a_segment_sends_its_share_with_its_headers_and_is_counted_apart() {
         ("beta", beta)
     );
     assert_eq!(testers.by_version.get("v1").copied(), Some(canary));
-    let per_second: u64 = testers.per_second.iter().map(|s| s.total).sum();
-    assert_eq!(per_second, canary);
+    let over_time: u64 = testers.timeline.iter().map(|s| s.total).sum();
+    assert_eq!(over_time, canary);
     let text = render_text(&report);
     assert!(
         text.contains(&format!(
@@ -68,6 +68,8 @@ async fn a_segment_sends_its_share_with_its_headers_and_is_counted_apart() {
         )),
         "{text}"
     );
+    // Each version's own latency counts every ok answer of that version.
+    assert_eq!(report.latency_ms_by_version["v1"].count, report.ok);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["segments"][0]["total"], canary, "{json}");
     let html = zdd_probe::render_html(&[("run", &report, &[])]);

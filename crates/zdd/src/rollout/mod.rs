@@ -11,6 +11,7 @@
 pub mod control_socket;
 mod execute;
 mod node_requests;
+pub mod route_windows;
 
 pub use execute::execute;
 pub mod session;

@@ -34,6 +34,9 @@ pub struct Summary {
     /// answered the copies no client saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorSummary>,
+    /// What the probe saw while each managed route was set (see `route_windows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route_windows: Vec<super::route_windows::RouteWindow>,
     pub report: zdd_probe::Report,
     pub events: Vec<Record>,
 }
@@ -60,7 +63,8 @@ impl Summary {
             by_version: report.by_version.clone(),
             failed_by_kind: report.failed_by_kind.clone(),
             outages: report.outages.clone(),
-            mirror: MirrorSummary::last_of(&result.events),
+            mirror: MirrorSummary::last_of(&result.events, &spec.from.name, report),
+            route_windows: super::route_windows::route_windows(&result.events, report),
             report: report.clone(),
             events: result.events.clone(),
         }
@@ -83,11 +87,16 @@ pub struct MirrorSummary {
     pub dropped: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The old version's own answers to the clients over the run, to compare with.
+    pub old_version: String,
+    pub old_p50_ms: Option<f64>,
+    pub old_p99_ms: Option<f64>,
 }
 
 impl MirrorSummary {
-    /// From the run's last `MirrorMeasured` event.
-    fn last_of(records: &[Record]) -> Option<MirrorSummary> {
+    /// From the run's last `MirrorMeasured` event, beside `old`'s latency in `report`.
+    fn last_of(records: &[Record], old: &str, report: &zdd_probe::Report) -> Option<MirrorSummary> {
+        let old_latency = report.latency_ms_by_version.get(old);
         records.iter().rev().find_map(|r| match &r.event {
             Event::MirrorMeasured { stats, .. } => Some(MirrorSummary {
                 version: stats.version.clone(),
@@ -97,6 +106,9 @@ impl MirrorSummary {
                 dropped: stats.dropped,
                 p50_ms: stats.p50_ms,
                 p99_ms: stats.p99_ms,
+                old_version: old.to_string(),
+                old_p50_ms: old_latency.map(|l| l.p50),
+                old_p99_ms: old_latency.map(|l| l.p99),
             }),
             _ => None,
         })
@@ -162,6 +174,12 @@ pub fn render_table(rows: &[Summary]) -> String {
         ));
     }
     for row in rows {
+        if !row.route_windows.is_empty() || row.mirror.is_some() {
+            out.push('\n');
+        }
+        for window in &row.route_windows {
+            out.push_str(&super::route_windows::describe(&row.strategy, window));
+        }
         if let Some(mirror) = &row.mirror {
             out.push_str(&mirror_line(row, mirror));
         }
@@ -169,12 +187,19 @@ pub fn render_table(rows: &[Summary]) -> String {
     out
 }
 
-/// Under the table: what the shadow answered, beside what the clients got (only the old version
-/// answers them while a shadow runs).
+/// Under the table: what the shadow answered, beside the old version's own answers to the
+/// clients (only it answers them while a shadow runs).
 fn mirror_line(row: &Summary, mirror: &MirrorSummary) -> String {
+    let old = match (mirror.old_p50_ms, mirror.old_p99_ms) {
+        (Some(p50), Some(p99)) => format!(
+            "{}'s answers: p50 {p50:.1} ms, p99 {p99:.1} ms",
+            mirror.old_version
+        ),
+        _ => format!("no answer from {}", mirror.old_version),
+    };
     format!(
-        "\n{}: shadow {}: {} copies, {} ok, {} failed, {} dropped, p50 {:.1} ms, p99 {:.1} ms \
-         (the clients, whole run: p50 {:.1} ms, p99 {:.1} ms)\n",
+        "{}: mirror to {}: {} copies, {} ok, {} failed, {} dropped, p50 {:.1} ms, p99 {:.1} ms \
+         ({old})\n",
         row.strategy,
         mirror.version,
         mirror.sent,
@@ -183,8 +208,6 @@ fn mirror_line(row: &Summary, mirror: &MirrorSummary) -> String {
         mirror.dropped,
         mirror.p50_ms,
         mirror.p99_ms,
-        row.report.latency_ms.p50,
-        row.report.latency_ms.p99,
     )
 }
 
