@@ -998,7 +998,7 @@ budget: {{ maxFailed: 0 }}
     let position = |what: &dyn Fn(&RecordedRequest) -> bool, describe: &str| {
         requests
             .iter()
-            .position(|r| what(r))
+            .position(what)
             .unwrap_or_else(|| panic!("no {describe}\n{}", run.describe()))
     };
     let ingress =
