@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ProbeError;
+use crate::html::escape;
 
 const BUCKET_S: f64 = crate::aggregate::BUCKET.as_secs_f64();
 use crate::outcome::RequestOutcome;
@@ -307,13 +308,6 @@ pub fn render_html(segments: &[SegmentReport]) -> String {
         out.push_str("</table>\n");
     }
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
