@@ -195,6 +195,7 @@ fn section(page: &mut String, title: &str, report: &Report, events: &[Mark]) {
     );
 
     outages_and_events(page, report, events);
+    page.push_str(&crate::segments::render_html(&report.segments));
     page.push_str("</section>\n");
 }
 
@@ -678,7 +679,7 @@ fn format_number(value: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -59,6 +59,16 @@ fn base_for(path: &str) -> Value {
         p if p.contains("setReplicas") => {
             json!({"canary": {"steps": [{"setReplicas": {"from": 1, "to": 1}}]}})
         }
+        p if p.contains("setHeaderRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setHeaderRoute": {"name": "testers", "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
+        p if p.contains("setMirrorRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setMirrorRoute": {"name": "shadow", "percentage": 50, "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
         p if p.contains("setWeight") => {
             json!({"canary": {"trafficRouting": "weight", "steps": [{"setWeight": 10}]}})
         }
@@ -74,6 +84,11 @@ fn base_for(path: &str) -> Value {
         "versions": {"from": {"name": "v1"}, "to": {"name": "v2"}},
         "strategy": strategy,
     });
+    if path.starts_with("traffic.segments") {
+        spec["traffic"] = json!({"segments": [
+            {"name": "testers", "share": "20%", "headers": {"X-Canary": "always"}}
+        ]});
+    }
     if path.starts_with("strategy.clusterUpgrade") {
         // A cluster upgrade changes the nodes, not the app: it has no `to`.
         spec["versions"].as_object_mut().unwrap().remove("to");
