@@ -20,6 +20,10 @@ pub struct DemoConfig {
     pub json_logs: bool,
     /// `DRAIN_DELAY`, `SHUTDOWN_TIMEOUT` and the probe paths, plus the talk's aliases.
     pub lifecycle: LifecycleConfig,
+    /// `ERROR_RATE` (0..1, default 0): the share of `GET /` answered 500, spread evenly.
+    pub error_rate: f64,
+    /// `EXTRA_LATENCY` (default 0): added to every `GET /`.
+    pub extra_latency: Duration,
 }
 
 /// A variable the demo cannot use.
@@ -37,6 +41,12 @@ pub enum DemoConfigError {
     /// `BIND` is not an IP address.
     #[error("BIND={0:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)")]
     Bind(String),
+    /// `ERROR_RATE` is not a share from 0 to 1.
+    #[error("ERROR_RATE={0:?} is not a share of requests from 0 to 1 (0.05 for 5%)")]
+    ErrorRate(String),
+    /// Bad `EXTRA_LATENCY`.
+    #[error("{0}")]
+    ExtraLatency(ConfigError),
     /// `APP_VERSION` cannot be sent in a header.
     #[error("APP_VERSION={0:?} must be non-empty visible ASCII (it is sent as a header)")]
     Version(String),
@@ -74,6 +84,19 @@ impl DemoConfig {
             }
             None => Duration::ZERO,
         };
+        let error_rate = match lookup("ERROR_RATE") {
+            Some(value) => match value.trim().parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => rate,
+                _ => return Err(DemoConfigError::ErrorRate(value)),
+            },
+            None => 0.0,
+        };
+        let extra_latency = match lookup("EXTRA_LATENCY") {
+            Some(value) => {
+                parse_duration("EXTRA_LATENCY", &value).map_err(DemoConfigError::ExtraLatency)?
+            }
+            None => Duration::ZERO,
+        };
         let lifecycle = LifecycleConfig::from_lookup(&lookup)?
             .version(version.clone())
             // The names the talk's services used.
@@ -86,6 +109,8 @@ impl DemoConfig {
             admin_toggles: lookup("ADMIN_TOGGLES").is_some_and(|value| value.trim() == "1"),
             json_logs: lookup("LOG_FORMAT").is_some_and(|value| value.trim() == "json"),
             lifecycle,
+            error_rate,
+            extra_latency,
         })
     }
 }

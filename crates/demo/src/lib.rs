@@ -97,6 +97,11 @@ struct AppState {
     version: String,
     host: String,
     started: Instant,
+    /// `ERROR_RATE`, `EXTRA_LATENCY`: a version that misbehaves on purpose (analysis demos).
+    error_rate: f64,
+    extra_latency: Duration,
+    /// `GET /` answered so far, to spread the errors evenly (no randomness needed).
+    index_requests: std::sync::atomic::AtomicU64,
 }
 
 /// The demo's service: its routes wrapped by the lifecycle (probes, metrics, request counting),
@@ -106,6 +111,9 @@ pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Rout
         version: config.version.clone(),
         host: host_name(),
         started: Instant::now(),
+        error_rate: config.error_rate,
+        extra_latency: config.extra_latency,
+        index_requests: std::sync::atomic::AtomicU64::new(0),
     });
     let mut routes = Router::new()
         .route("/", get(index))
@@ -132,6 +140,22 @@ struct IndexBody<'a> {
 }
 
 async fn index(State(state): State<Arc<AppState>>) -> Response {
+    if !state.extra_latency.is_zero() {
+        tokio::time::sleep(state.extra_latency).await;
+    }
+    if state.error_rate > 0.0 {
+        // Request n fails when the running count of errors owed, floor(n * rate), goes up.
+        let n = state
+            .index_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
+        if ((n + 1.0) * state.error_rate).floor() > (n * state.error_rate).floor() {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": "ERROR_RATE: failing on purpose" })),
+            )
+                .into_response();
+        }
+    }
     Json(IndexBody {
         version: &state.version,
         host: &state.host,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::WindowStats;
+use crate::measure::{VersionSlots, VersionWindow};
 use crate::outcome::{FailureKind, RequestOutcome};
 use crate::report::{Latency, Outage, Report, TimelineBucket};
 
@@ -64,6 +65,8 @@ pub(crate) struct Aggregator {
     /// A bucket's p99 is final once this long has passed since its end.
     settle: Duration,
     outages: OutageTracker,
+    /// Per version and second, for analysis.
+    version_slots: VersionSlots,
 }
 
 impl Aggregator {
@@ -81,6 +84,7 @@ impl Aggregator {
             spare_histograms: Vec::new(),
             settle: timeout + Duration::from_secs(1),
             outages: OutageTracker::new(interval),
+            version_slots: VersionSlots::default(),
         }
     }
 
@@ -121,12 +125,26 @@ impl Aggregator {
                 }
                 true
             }
-            RequestOutcome::Failed { kind, answered } => {
+            RequestOutcome::Failed {
+                kind,
+                answered,
+                version,
+            } => {
                 self.failed[kind.index()] += 1;
                 self.buckets[slot].failed[kind.index()] += 1;
+                if *answered {
+                    let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
+                    self.version_slots
+                        .record(completion.scheduled, name, false, completion.latency);
+                }
                 *answered
             }
         };
+        if let RequestOutcome::Ok { version } = &completion.outcome {
+            let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
+            self.version_slots
+                .record(completion.scheduled, name, true, completion.latency);
+        }
         if answered {
             self.latency.saturating_record(latency_us);
             if let Some(histogram) = self.open_histogram(index, now) {
@@ -230,6 +248,11 @@ impl Aggregator {
             .map(|(v, n)| (v.clone(), n))
             .collect();
         stats
+    }
+
+    /// Every version's answers scheduled in slots `from..to` (see [`crate::measure`]).
+    pub(crate) fn versions_between(&self, from: u64, to: u64) -> BTreeMap<String, VersionWindow> {
+        self.version_slots.between(from, to)
     }
 
     /// The final report; `start` and `end` bound the scheduled times.

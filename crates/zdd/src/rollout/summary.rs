@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::RunResult;
-use crate::events::{Event, Record};
+use crate::events::{Event, Record, Verdict};
 use crate::spec::Spec;
 
 /// One line of the summary table (and one object of `--json`).
@@ -32,6 +32,80 @@ pub struct Summary {
     pub outages: Vec<zdd_probe::Outage>,
     pub report: zdd_probe::Report,
     pub events: Vec<Record>,
+    /// Every measurement of the analysis, in order (empty without an `analysis:` block).
+    pub analysis: Vec<AnalysisRow>,
+    /// Why the rollout was rolled back (abort, budget, a failed analysis, a failed step).
+    pub rollback_reason: Option<String>,
+}
+
+/// One measurement of one metric (docs/analysis.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct AnalysisRow {
+    pub metric: String,
+    /// The end of the interval measured, on the run's clock.
+    pub t_s: f64,
+    pub value: Option<f64>,
+    pub threshold: String,
+    pub verdict: Verdict,
+}
+
+fn analysis_rows(records: &[Record]) -> Vec<AnalysisRow> {
+    records
+        .iter()
+        .filter_map(|record| match &record.event {
+            Event::AnalysisMeasured {
+                metric,
+                verdict,
+                value,
+                threshold,
+                to_s,
+                ..
+            } => Some(AnalysisRow {
+                metric: metric.clone(),
+                t_s: *to_s,
+                value: *value,
+                threshold: threshold.clone(),
+                verdict: *verdict,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The analysis as text: one line per measurement (its interval, the value against the
+/// threshold, the verdict), then the rollback's reason. Empty without measurements.
+pub fn render_analysis(records: &[Record]) -> String {
+    let mut out = String::new();
+    for record in records {
+        if let Event::AnalysisMeasured {
+            metric,
+            verdict,
+            threshold,
+            detail,
+            from_s,
+            to_s,
+            ..
+        } = &record.event
+        {
+            if out.is_empty() {
+                out.push_str("analysis:\n");
+            }
+            out.push_str(&format!(
+                "  {from_s:>6.1}-{to_s:<6.1}s  {metric:<16} {verdict:<12} {detail} (wanted {threshold})\n"
+            ));
+        }
+    }
+    if let (false, Some(reason)) = (out.is_empty(), rollback_reason(records)) {
+        out.push_str(&format!("  rolled back: {reason}\n"));
+    }
+    out
+}
+
+fn rollback_reason(records: &[Record]) -> Option<String> {
+    records.iter().find_map(|record| match &record.event {
+        Event::RolloutFailed { reason } => Some(reason.clone()),
+        _ => None,
+    })
 }
 
 impl Summary {
@@ -58,6 +132,8 @@ impl Summary {
             outages: report.outages.clone(),
             report: report.clone(),
             events: result.events.clone(),
+            analysis: analysis_rows(&result.events),
+            rollback_reason: rollback_reason(&result.events),
         }
     }
 

@@ -6,6 +6,7 @@
 //! whose semantic errors (a weight of 150, maxSurge and maxUnavailable both 0, ...) point at the
 //! value they are about. Every error is one [`SpecError`]: `file:line:column: field.path: message`.
 
+pub mod analysis;
 mod raw;
 mod wording;
 
@@ -31,6 +32,8 @@ pub struct Spec {
     pub budget: BudgetSpec,
     pub local: LocalSpec,
     pub data_plane_check: DataPlaneCheck,
+    /// The new version judged by measurements (docs/analysis.md).
+    pub analysis: Option<analysis::AnalysisSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +124,8 @@ pub enum CanaryStep {
     SetWeight(u32),
     /// `None`: until `zdd promote`.
     Pause(Option<Duration>),
+    /// Measures the `analysis:` metrics for this long; every metric must pass.
+    Analysis(Duration),
 }
 
 impl fmt::Display for CanaryStep {
@@ -130,6 +135,7 @@ impl fmt::Display for CanaryStep {
             CanaryStep::SetWeight(w) => write!(f, "setWeight {w}"),
             CanaryStep::Pause(Some(d)) => write!(f, "pause {}", humantime::format_duration(*d)),
             CanaryStep::Pause(None) => write!(f, "pause until promote"),
+            CanaryStep::Analysis(d) => write!(f, "analysis {}", humantime::format_duration(*d)),
         }
     }
 }

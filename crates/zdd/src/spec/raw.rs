@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::analysis::{AnalysisSpec, RawAnalysis, RawAnalysisStep};
 use super::wording;
 use super::{
     AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
@@ -30,6 +31,8 @@ struct RawSpec {
     local: Option<RawLocal>,
     #[serde(default)]
     data_plane_check: Option<RawDataPlaneCheck>,
+    #[serde(default)]
+    analysis: Option<Spanned<RawAnalysis>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +194,7 @@ enum RawStep {
     SetReplicas(RawSetReplicas),
     SetWeight(Spanned<i64>),
     Pause(Spanned<RawPause>),
+    Analysis(Spanned<RawAnalysisStep>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -304,12 +308,12 @@ fn serde_error(file: &str, field_path: &str, err: &serde_saphyr::Error) -> SpecE
     }
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     file: &'a str,
 }
 
 impl Validator<'_> {
-    fn error<T>(&self, at: &Spanned<T>, path: &str, message: impl Into<String>) -> SpecError {
+    pub(super) fn error<T>(&self, at: &Spanned<T>, path: &str, message: impl Into<String>) -> SpecError {
         SpecError {
             file: self.file.to_string(),
             line: at.referenced.line() as u32,
@@ -319,7 +323,7 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&self, value: &Spanned<String>, path: &str) -> Result<Duration, SpecError> {
+    pub(super) fn duration(&self, value: &Spanned<String>, path: &str) -> Result<Duration, SpecError> {
         humantime::parse_duration(value.value.trim()).map_err(|err| {
             self.error(
                 value,
@@ -332,7 +336,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration_or(
+    pub(super) fn duration_or(
         &self,
         value: &Option<Spanned<String>>,
         path: &str,
@@ -344,7 +348,7 @@ impl Validator<'_> {
     }
 
     /// A name usable as a Kubernetes label value and object name (DNS-1123 label).
-    fn dns_label(&self, value: &Spanned<String>, path: &str) -> Result<String, SpecError> {
+    pub(super) fn dns_label(&self, value: &Spanned<String>, path: &str) -> Result<String, SpecError> {
         let name = &value.value;
         let valid = !name.is_empty()
             && name.len() <= 63
@@ -367,7 +371,7 @@ impl Validator<'_> {
         }
     }
 
-    fn command(
+    pub(super) fn command(
         &self,
         value: &Option<Spanned<Vec<String>>>,
         path: &str,
@@ -498,6 +502,7 @@ impl Validator<'_> {
                 )?,
             },
         };
+        let analysis = self.spec_analysis(&raw, &strategy)?;
         Ok(Spec {
             name,
             app,
@@ -508,7 +513,41 @@ impl Validator<'_> {
             budget,
             local,
             data_plane_check,
+            analysis,
         })
+    }
+
+    /// The `analysis:` block, and the canary's analysis steps that need it.
+    fn spec_analysis(
+        &self,
+        raw: &RawSpec,
+        strategy: &Strategy,
+    ) -> Result<Option<AnalysisSpec>, SpecError> {
+        let steps = match strategy {
+            Strategy::CanaryReplicas { steps } | Strategy::CanaryWeight { steps } => steps.len(),
+            _ => 0,
+        };
+        let analysis = raw
+            .analysis
+            .as_ref()
+            .map(|analysis| self.analysis(analysis, steps))
+            .transpose()?;
+        if let RawStrategy::Canary(canary) = &raw.strategy.value
+            && analysis.is_none()
+            && let Some((index, step)) = canary
+                .steps
+                .value
+                .iter()
+                .enumerate()
+                .find(|(_, step)| matches!(step.value, RawStep::Analysis(_)))
+        {
+            return Err(self.error(
+                step,
+                &format!("strategy.canary.steps[{index}].analysis"),
+                "an analysis step measures the metrics of the spec's `analysis:` block; add one",
+            ));
+        }
+        Ok(analysis)
     }
 
     fn local(&self, raw: Option<&RawLocal>) -> Result<LocalSpec, SpecError> {
@@ -871,6 +910,18 @@ impl Validator<'_> {
                         format!("weight {} is outside 0..=100", weight.value),
                     )),
                 }
+            }
+            RawStep::Analysis(analysis) => {
+                let path = format!("{path}.analysis");
+                let duration = self.duration(&analysis.value.duration, &format!("{path}.duration"))?;
+                if duration < Duration::from_secs(1) {
+                    return Err(self.error(
+                        &analysis.value.duration,
+                        &format!("{path}.duration"),
+                        "must be at least 1s (at least one measurement interval)",
+                    ));
+                }
+                Ok(CanaryStep::Analysis(duration))
             }
             RawStep::Pause(pause) => {
                 let path = format!("{path}.pause");
