@@ -1,0 +1,381 @@
+//! Analysis (docs/analysis.md), end to end with `zdd rollout` on the local platform: for each
+//! metric kind a bad v2 is rolled back (exit 1, the failed metric named with its value against
+//! its threshold) and a good v2 promoted; a real Prometheus scrapes the replicas through
+//! `prometheus-targets.json`; an unreachable Prometheus and too few requests are inconclusive,
+//! never a pass. The bad versions are the reference service with `ERROR_RATE` or
+//! `EXTRA_LATENCY`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use zdd_test_support::run::{text, wait_with_deadline};
+
+use super::support::Run;
+
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A canary by weight at 50% of 100 requests/s, no failure budget (only the analysis decides),
+/// v2 with `v2_env` (YAML flow mapping entries), and `analysis` (YAML at the top level).
+fn spec(name: &str, v2_env: &str, steps: &str, analysis: &str) -> String {
+    format!(
+        r#"name: {name}
+app:
+  command: ["zdd", "serve"]
+  replicas: 2
+  env: {{ DRAIN_DELAY: 500ms, SHUTDOWN_TIMEOUT: 5s }}
+  readinessProbe: {{ path: /readyz, period: 200ms, failureThreshold: 1 }}
+  preStop: {{ sleep: 1s }}
+  terminationGracePeriod: 10s
+versions:
+  from: {{ name: v1, env: {{ APP_VERSION: v1 }} }}
+  to: {{ name: v2, env: {{ APP_VERSION: v2{v2_env} }} }}
+strategy:
+  canary:
+    trafficRouting: weight
+    steps:
+{steps}
+traffic: {{ rate: 100, path: / }}
+budget: {{ maxFailed: null }}
+local: {{ propagationDelay: 300ms }}
+{analysis}"#
+    )
+}
+
+/// Background analysis over a 50% step held for 5 s.
+const BACKGROUND: &str = "      - setWeight: 50\n      - pause: 5s";
+/// An analysis step at 50%: its measurements must pass.
+const STEP: &str = "      - setWeight: 50\n      - analysis: { duration: 4s }";
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    json: Value,
+}
+
+impl Outcome {
+    fn rows(&self, metric: &str) -> Vec<&Value> {
+        self.json["analysis"]
+            .as_array()
+            .expect("analysis rows")
+            .iter()
+            .filter(|row| row["metric"] == metric)
+            .collect()
+    }
+
+    fn verdicts(&self, metric: &str) -> Vec<String> {
+        self.rows(metric)
+            .iter()
+            .map(|row| row["verdict"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn assert_promoted(&self, metric: &str) {
+        assert_eq!(self.code, Some(0), "{}", self.stdout);
+        assert_eq!(self.json["succeeded"], true, "{}", self.stdout);
+        let verdicts = self.verdicts(metric);
+        assert!(
+            verdicts.iter().any(|v| v == "pass") && !verdicts.iter().any(|v| v == "fail"),
+            "{metric}: {verdicts:?}\n{}",
+            self.stdout
+        );
+        assert!(self.json["rollback_reason"].is_null());
+    }
+
+    /// Rolled back because `metric` failed; returns its failed rows.
+    fn assert_rolled_back_by(&self, metric: &str, reason: &str) -> Vec<&Value> {
+        assert_eq!(self.code, Some(1), "{}", self.stdout);
+        assert_eq!(self.json["succeeded"], false);
+        let why = self.json["rollback_reason"].as_str().unwrap_or_default();
+        assert!(
+            why.contains(&format!("analysis failed: {metric}")) && why.contains(reason),
+            "rollback reason: {why}\n{}",
+            self.stdout
+        );
+        assert!(
+            self.json["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("rolled back"),
+            "{}",
+            self.json["outcome"]
+        );
+        // The text report names the metric, its value and the threshold for every interval.
+        assert!(
+            self.stdout.contains("analysis:") && self.stdout.contains(&format!(" {metric} ")),
+            "{}",
+            self.stdout
+        );
+        self.rows(metric)
+    }
+}
+
+fn rollout(run: &Run, name: &str, spec: &str) -> Outcome {
+    let (child, _) = run.start_rollout(name, spec);
+    let output = wait_with_deadline(child, ROLLOUT_TIMEOUT);
+    let stdout = text(&output.stdout);
+    let json = run.read_json("out.json");
+    run.assert_nothing_left();
+    Outcome {
+        code: output.status.code(),
+        stdout: format!("{stdout}\n{}", text(&output.stderr)),
+        json,
+    }
+}
+
+const SUCCESS_RATE: &str = "analysis:
+  interval: 2s
+  metrics:
+    - name: success-rate
+      successRate: { min: 99% }
+";
+
+#[test]
+fn success_rate_rolls_back_a_failing_v2() {
+    let run = Run::new("analysis-sr-bad");
+    let out = rollout(
+        &run,
+        "sr",
+        &spec("sr", ", ERROR_RATE: \"0.2\"", BACKGROUND, SUCCESS_RATE),
+    );
+    let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
+    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    let value = failed[0]["value"].as_f64().unwrap();
+    assert!((0.7..0.9).contains(&value), "20% of v2 fails: {value}");
+    assert_eq!(failed[0]["threshold"], ">= 99%");
+    // The old version serves again, the new one is gone.
+    let events = out.json["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["kind"] == "rolled_back"));
+}
+
+#[test]
+fn success_rate_promotes_a_good_v2_through_an_analysis_step() {
+    let run = Run::new("analysis-sr-good");
+    let out = rollout(&run, "sr", &spec("sr", "", STEP, SUCCESS_RATE));
+    out.assert_promoted("success-rate");
+    let passed: Vec<f64> = out
+        .rows("success-rate")
+        .iter()
+        .filter(|r| r["verdict"] == "pass")
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert!(passed.iter().all(|v| *v >= 0.99), "{passed:?}");
+}
+
+const LATENCY: &str = "analysis:
+  metrics:
+    - name: p99
+      latency: { quantile: 0.99, max: 60ms }
+";
+
+#[test]
+fn latency_max_rolls_back_a_slow_v2_and_promotes_a_fast_one() {
+    let run = Run::new("analysis-latency");
+    let out = rollout(
+        &run,
+        "slow",
+        &spec("slow", ", EXTRA_LATENCY: 150ms", BACKGROUND, LATENCY),
+    );
+    let rows = out.assert_rolled_back_by("p99", "p99 of v2 is");
+    let value = rows
+        .iter()
+        .find(|r| r["verdict"] == "fail")
+        .and_then(|r| r["value"].as_f64())
+        .expect("a failed p99");
+    assert!(value >= 150.0, "p99 {value} ms with 150 ms added");
+
+    let run = Run::new("analysis-latency-good");
+    rollout(&run, "fast", &spec("fast", "", STEP, LATENCY)).assert_promoted("p99");
+}
+
+const RATIO: &str = "analysis:
+  metrics:
+    - name: p99-vs-old
+      latency: { quantile: 0.99, maxRatioToOld: 3 }
+";
+
+#[test]
+fn latency_ratio_to_the_old_version_rolls_back_a_slow_v2_and_promotes_a_like_one() {
+    let run = Run::new("analysis-ratio");
+    let out = rollout(
+        &run,
+        "ratio",
+        &spec("ratio", ", EXTRA_LATENCY: 100ms", BACKGROUND, RATIO),
+    );
+    let rows = out.assert_rolled_back_by("p99-vs-old", "of v1");
+    let failed = rows.iter().find(|r| r["verdict"] == "fail").unwrap();
+    assert!(failed["value"].as_f64().unwrap() > 3.0, "{failed}");
+
+    // Both versions equally slow: the ratio stays near 1.
+    let run = Run::new("analysis-ratio-good");
+    let slow_both = spec("ratio", ", EXTRA_LATENCY: 30ms", STEP, RATIO).replace(
+        "APP_VERSION: v1 }",
+        "APP_VERSION: v1, EXTRA_LATENCY: 30ms }",
+    );
+    rollout(&run, "ratio", &slow_both).assert_promoted("p99-vs-old");
+}
+
+/// A smoke command that sees the substitutions: passes when `{{version}}` is `good` and the
+/// main route (`{{url}}`) answers.
+fn smoke(version_wanted: &str) -> String {
+    format!(
+        r#"analysis:
+  metrics:
+    - name: smoke
+      command: ["python3", "-c", "import sys, urllib.request; urllib.request.urlopen(sys.argv[2], timeout=2); sys.exit(0 if sys.argv[1] == '{version_wanted}' else 3)", "{{{{version}}}}", "{{{{url}}}}"]
+      timeout: 5s
+"#
+    )
+}
+
+#[test]
+fn command_rolls_back_when_the_smoke_test_fails_and_promotes_when_it_passes() {
+    let run = Run::new("analysis-command");
+    let out = rollout(&run, "smoke", &spec("smoke", "", BACKGROUND, &smoke("v3")));
+    let rows = out.assert_rolled_back_by("smoke", "exited with 3");
+    assert_eq!(rows[0]["value"], 3.0);
+    assert_eq!(rows[0]["threshold"], "exit code 0");
+
+    let run = Run::new("analysis-command-good");
+    rollout(&run, "smoke", &spec("smoke", "", STEP, &smoke("v2"))).assert_promoted("smoke");
+}
+
+#[test]
+fn too_few_requests_are_inconclusive_and_roll_back_past_the_limit() {
+    let run = Run::new("analysis-few");
+    let analysis = "analysis:
+  inconclusiveLimit: 1
+  minRequests: 100000
+  metrics:
+    - name: success-rate
+      successRate: { min: 99% }
+";
+    let out = rollout(&run, "few", &spec("few", "", BACKGROUND, analysis));
+    let rows = out.assert_rolled_back_by("success-rate", "inconclusiveLimit 1");
+    assert!(
+        rows.iter()
+            .all(|r| r["verdict"] == "inconclusive" && r["value"].is_null()),
+        "{rows:?}"
+    );
+    assert!(out.stdout.contains("fewer than minRequests 100000"), "{}", out.stdout);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const ERROR_RATIO: &str = r#"(sum(rate(http_requests_total{version="{{version}}",status=~"5.."}[5s])) or vector(0)) / sum(rate(http_requests_total{version="{{version}}"}[5s]))"#;
+
+fn prometheus_analysis(address: &str) -> String {
+    format!(
+        "analysis:
+  inconclusiveLimit: 4
+  metrics:
+    - name: error-ratio
+      prometheus:
+        address: {address}
+        query: '{ERROR_RATIO}'
+        max: 0.05
+"
+    )
+}
+
+#[test]
+fn an_unreachable_prometheus_is_inconclusive_never_a_pass() {
+    let run = Run::new("analysis-prom-down");
+    let address = format!("http://127.0.0.1:{}", free_port());
+    let out = rollout(
+        &run,
+        "down",
+        &spec("down", "", BACKGROUND, &prometheus_analysis(&address)),
+    );
+    let rows = out.assert_rolled_back_by("error-ratio", "did not answer");
+    assert!(rows.iter().all(|r| r["verdict"] == "inconclusive"), "{rows:?}");
+}
+
+/// A real Prometheus on a free loopback port, scraping the run's `prometheus-targets.json`
+/// every second; killed on drop.
+struct Prometheus {
+    child: Child,
+    address: String,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, targets: &Path) -> Option<Prometheus> {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}
+scrape_configs:
+  - job_name: zdd
+    file_sd_configs:
+      - files: ['{}']
+        refresh_interval: 1s
+",
+                targets.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let prometheus = Prometheus {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        zdd_test_support::poll::wait_for("Prometheus ready", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Some(prometheus)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus_rollout(name: &str, v2_env: &str) -> Outcome {
+    let run = Run::new(name);
+    // The run directory exists before zdd writes the targets into it, so Prometheus watches it.
+    let run_dir = run.path().join("runs/prom");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let prometheus = Prometheus::start(run.path(), &run_dir.join("prometheus-targets.json"))
+        .expect("prometheus on PATH (scripts/install-test-deps.sh installs it)");
+    let steps = "      - setWeight: 50\n      - pause: 10s";
+    let out = rollout(
+        &run,
+        "prom",
+        &spec("prom", v2_env, steps, &prometheus_analysis(&prometheus.address)),
+    );
+    drop(prometheus);
+    out
+}
+
+#[test]
+fn a_real_prometheus_scraping_the_replicas_rolls_back_a_failing_v2_and_promotes_a_good_one() {
+    let out = prometheus_rollout("analysis-prom-bad", ", ERROR_RATE: \"0.3\"");
+    let rows = out.assert_rolled_back_by("error-ratio", "failureLimit 0");
+    let failed = rows.iter().find(|r| r["verdict"] == "fail").unwrap();
+    let ratio = failed["value"].as_f64().unwrap();
+    assert!((0.15..0.45).contains(&ratio), "30% of v2's answers fail: {ratio}");
+
+    let out = prometheus_rollout("analysis-prom-good", "");
+    out.assert_promoted("error-ratio");
+}
