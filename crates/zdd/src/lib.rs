@@ -16,8 +16,8 @@
 //!
 //! docs/architecture.md walks one `zdd rollout` through them.
 
-#[cfg(test)]
 pub mod analysis;
+#[cfg(test)]
 mod architecture;
 pub mod check;
 pub mod cli;
