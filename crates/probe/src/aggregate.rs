@@ -134,8 +134,12 @@ impl Aggregator {
                 self.buckets[slot].failed[kind.index()] += 1;
                 if *answered {
                     let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
-                    self.version_slots
-                        .record(completion.scheduled, name, false, completion.latency);
+                    self.version_slots.record(
+                        completion.scheduled,
+                        name,
+                        false,
+                        completion.latency,
+                    );
                 }
                 *answered
             }

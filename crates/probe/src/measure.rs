@@ -83,7 +83,13 @@ pub(crate) fn slot_index(at: Duration) -> u64 {
 
 impl VersionSlots {
     /// One answer of `version`, scheduled at `scheduled` since time zero.
-    pub(crate) fn record(&mut self, scheduled: Duration, version: &str, ok: bool, latency: Duration) {
+    pub(crate) fn record(
+        &mut self,
+        scheduled: Duration,
+        version: &str,
+        ok: bool,
+        latency: Duration,
+    ) {
         let index = slot_index(scheduled);
         let position = match self.slots.iter().rposition(|(i, _)| *i <= index) {
             Some(p) if self.slots[p].0 == index => p,
@@ -102,11 +108,7 @@ impl VersionSlots {
             .or_default()
             .record(ok, latency);
         let keep = KEEP.as_secs();
-        while self
-            .slots
-            .front()
-            .is_some_and(|(i, _)| i + keep < index)
-        {
+        while self.slots.front().is_some_and(|(i, _)| i + keep < index) {
             self.slots.pop_front();
         }
     }

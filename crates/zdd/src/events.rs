@@ -412,7 +412,10 @@ impl fmt::Display for Event {
                 threshold,
                 detail,
                 ..
-            } => write!(f, "analysis {metric}: {verdict}: {detail} (wanted {threshold})"),
+            } => write!(
+                f,
+                "analysis {metric}: {verdict}: {detail} (wanted {threshold})"
+            ),
             Event::PodScheduled { pod, node } => write!(f, "pod {pod} scheduled on {node}"),
             Event::PodPending { pod, reason } => write!(f, "pod {pod} pending: {reason}"),
             Event::NodeCordoned { node } => write!(f, "node {node} cordoned"),

@@ -111,7 +111,12 @@ pub async fn measure(kind: &MetricKind, interval: &Interval<'_>) -> Measurement 
                         Bound::Max(max) => value <= *max,
                         Bound::Min(min) => value >= *min,
                     };
-                    judged(pass, value, threshold, format!("the query's value is {value}"))
+                    judged(
+                        pass,
+                        value,
+                        threshold,
+                        format!("the query's value is {value}"),
+                    )
                 }
             }
         }

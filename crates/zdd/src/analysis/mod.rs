@@ -7,14 +7,16 @@
 //!
 //! Two ways to run it: [`Analysis::background`] measures in a task beside the steps (a guarded
 //! step notices the interrupt within 100 ms), [`Analysis::step`] measures for a while in the
-//! foreground and passes only when every metric passed at least once.
+//! foreground and passes only when every metric passed at least once. Inconclusive is never a
+//! pass: when the background analysis ends ([`Background::finish`]), every metric must have
+//! passed at least once, in the background or in a step.
 
 mod measure;
 mod prometheus;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use self::measure::{Interval, Measurement};
@@ -24,6 +26,7 @@ use crate::engine::{Engine, EngineError, Which};
 use crate::events::{Event, EventLog, Verdict};
 use crate::platform::{Platform, TrafficAccess};
 use crate::spec::analysis::AnalysisSpec;
+use crate::sync::lock;
 
 /// After an interval ends, its last probe slot must end too, and its answers arrive.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -40,6 +43,8 @@ pub struct Analysis {
     url: String,
     /// Set while an analysis step measures: the background skips those intervals.
     background_paused: Arc<AtomicBool>,
+    /// The metrics that passed at least once so far (background and steps).
+    passed_once: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// Each metric's verdicts so far, in one run of measurements.
@@ -67,6 +72,7 @@ impl Analysis {
             old: engine.name(Which::Old),
             url,
             background_paused: Arc::new(AtomicBool::new(false)),
+            passed_once: Arc::default(),
         })
     }
 
@@ -84,7 +90,10 @@ impl Analysis {
                 analysis.control.interrupt(why);
             }
         });
-        Background { task }
+        Background {
+            task,
+            analysis: self.clone(),
+        }
     }
 
     /// An analysis step: measures for `duration` (whole intervals, at least one); passes when no
@@ -172,7 +181,10 @@ impl Analysis {
             } = measure::measure(&metric.kind, &interval).await;
             let tally = tallies.entry(metric.name.clone()).or_default();
             match verdict {
-                Verdict::Pass => tally.passed += 1,
+                Verdict::Pass => {
+                    tally.passed += 1;
+                    lock(&self.passed_once).insert(metric.name.clone());
+                }
                 Verdict::Fail => tally.failed += 1,
                 Verdict::Inconclusive => tally.inconclusive += 1,
             }
@@ -227,6 +239,32 @@ impl Analysis {
 /// The background analysis; dropping it stops the measurements.
 pub struct Background {
     task: tokio::task::JoinHandle<()>,
+    analysis: Analysis,
+}
+
+impl Background {
+    /// Stops the measurements; fails unless every metric passed at least once (an analysis
+    /// that never measured anything, or only inconclusively, is not a pass).
+    pub fn finish(self) -> Result<(), EngineError> {
+        self.task.abort();
+        let passed = lock(&self.analysis.passed_once).clone();
+        match self
+            .analysis
+            .spec
+            .metrics
+            .iter()
+            .find(|metric| !passed.contains(&metric.name))
+        {
+            None => Ok(()),
+            Some(metric) => Err(EngineError::Interrupted(Interrupt::AnalysisFailed {
+                metric: metric.name.clone(),
+                reason: "no measurement passed before the promotion (inconclusive is not a \
+                         pass; the steps from startingStep must last at least one interval \
+                         plus 1.5 s)"
+                    .into(),
+            })),
+        }
+    }
 }
 
 impl Drop for Background {

@@ -45,7 +45,10 @@ pub enum MetricKind {
         bound: Bound,
     },
     /// A program run with `{{version}}` and `{{url}}` replaced: exit 0 passes.
-    Command { argv: Vec<String>, timeout: Duration },
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,7 +149,8 @@ impl Validator<'_> {
         steps: usize,
     ) -> Result<AnalysisSpec, SpecError> {
         let analysis = &raw.value;
-        let interval = self.duration_or(&analysis.interval, "analysis.interval", DEFAULT_INTERVAL)?;
+        let interval =
+            self.duration_or(&analysis.interval, "analysis.interval", DEFAULT_INTERVAL)?;
         if let Some(at) = &analysis.interval
             && (interval < Duration::from_secs(1) || interval.subsec_nanos() != 0)
         {
@@ -189,7 +193,10 @@ impl Validator<'_> {
                 return Err(self.error(
                     at,
                     &format!("analysis.metrics[{index}].name"),
-                    format!("`{}` names another metric already; names must differ", metric.name),
+                    format!(
+                        "`{}` names another metric already; names must differ",
+                        metric.name
+                    ),
                 ));
             }
         }

@@ -313,7 +313,12 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    pub(super) fn error<T>(&self, at: &Spanned<T>, path: &str, message: impl Into<String>) -> SpecError {
+    pub(super) fn error<T>(
+        &self,
+        at: &Spanned<T>,
+        path: &str,
+        message: impl Into<String>,
+    ) -> SpecError {
         SpecError {
             file: self.file.to_string(),
             line: at.referenced.line() as u32,
@@ -323,7 +328,11 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn duration(&self, value: &Spanned<String>, path: &str) -> Result<Duration, SpecError> {
+    pub(super) fn duration(
+        &self,
+        value: &Spanned<String>,
+        path: &str,
+    ) -> Result<Duration, SpecError> {
         humantime::parse_duration(value.value.trim()).map_err(|err| {
             self.error(
                 value,
@@ -348,7 +357,11 @@ impl Validator<'_> {
     }
 
     /// A name usable as a Kubernetes label value and object name (DNS-1123 label).
-    pub(super) fn dns_label(&self, value: &Spanned<String>, path: &str) -> Result<String, SpecError> {
+    pub(super) fn dns_label(
+        &self,
+        value: &Spanned<String>,
+        path: &str,
+    ) -> Result<String, SpecError> {
         let name = &value.value;
         let valid = !name.is_empty()
             && name.len() <= 63
@@ -913,7 +926,8 @@ impl Validator<'_> {
             }
             RawStep::Analysis(analysis) => {
                 let path = format!("{path}.analysis");
-                let duration = self.duration(&analysis.value.duration, &format!("{path}.duration"))?;
+                let duration =
+                    self.duration(&analysis.value.duration, &format!("{path}.duration"))?;
                 if duration < Duration::from_secs(1) {
                     return Err(self.error(
                         &analysis.value.duration,

@@ -71,7 +71,9 @@ pub(super) async fn run<P: Platform>(
         engine.step_finished(index, total, &description);
     }
     // The background analysis judges the canary steps; the promotion is the last step's.
-    drop(background);
+    if let Some(background) = background {
+        background.finish()?;
+    }
     let description = canary.promote_description(&engine.name(Which::New), engine.replicas());
     engine.step_started(total - 1, total, &description);
     canary.promote(engine).await?;
