@@ -415,3 +415,95 @@ fn a_real_prometheus_scraping_the_replicas_rolls_back_a_failing_v2_and_promotes_
     let out = prometheus_rollout("analysis-prom-good", "");
     out.assert_promoted("error-ratio");
 }
+
+/// Bad analysis input: refused before anything starts, `file:line:col: field.path: message`
+/// in users' words, exit 2.
+#[test]
+fn bad_analysis_input_is_refused_with_its_position_and_exit_2() {
+    let cases: [(&str, &str, &str); 9] = [
+        (
+            "  metrics:\n    - name: x\n      errorRate: { max: 1% }\n",
+            "24:7",
+            "unknown field `errorRate`",
+        ),
+        (
+            "  metrics:\n    - name: x\n      successRate: { min: 150% }\n",
+            "24:27",
+            "analysis.metrics[0].successRate.min: expected a share from 0% to 100%",
+        ),
+        (
+            "  metrics:\n    - name: x\n      latency: { quantile: 1.5, max: 50ms }\n",
+            "24:28",
+            "analysis.metrics[0].latency.quantile: 1.5 is not a quantile",
+        ),
+        (
+            "  metrics:\n    - name: x\n      latency: { quantile: 0.9, max: 50ms, maxRatioToOld: 2 }\n",
+            "24:16",
+            "analysis.metrics[0].latency: give either max",
+        ),
+        (
+            "  metrics:\n    - name: x\n      prometheus: { address: http://127.0.0.1:9090, query: 'sum(up)', max: 1 }\n",
+            "24:60",
+            "analysis.metrics[0].prometheus.query: the query must select the new version: write {{version}}",
+        ),
+        (
+            "  metrics:\n    - name: x\n      prometheus: { address: 127.0.0.1:9090, query: 'up{v=\"{{version}}\"}', max: 1 }\n",
+            "24:30",
+            "analysis.metrics[0].prometheus.address: `127.0.0.1:9090` is not an http:// address",
+        ),
+        (
+            "  interval: 500ms\n  metrics:\n    - name: x\n      successRate: { min: 99% }\n",
+            "22:13",
+            "analysis.interval: must be a whole number of seconds",
+        ),
+        (
+            "  metrics:\n    - name: x\n      successRate: { min: 99% }\n      command: [\"true\"]\n",
+            "23:7",
+            "analysis.metrics[0]: give exactly one kind of measurement",
+        ),
+        (
+            "  startingStep: 4\n  metrics:\n    - name: x\n      successRate: { min: 99% }\n",
+            "22:17",
+            "analysis.startingStep: 4 is not a step: the steps are numbered 1 to 2",
+        ),
+    ];
+    let run = Run::new("analysis-refused");
+    for (analysis, position, message) in cases {
+        let text = spec("bad", "", BACKGROUND, &format!("analysis:\n{analysis}"));
+        run.write("bad.yaml", &text);
+        let output = run
+            .command(&["rollout", "-f", "bad.yaml", "--run-dir", "runs/bad"])
+            .output()
+            .unwrap();
+        let stderr = text_of(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}\n{text}");
+        assert!(
+            stderr.starts_with(&format!("bad.yaml:{position}: ")),
+            "{position}: {stderr}"
+        );
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    // An analysis step without an analysis block.
+    let text = spec(
+        "bad",
+        "",
+        "      - setWeight: 50\n      - analysis: { duration: 2s }",
+        "",
+    );
+    run.write("bad.yaml", &text);
+    let output = run
+        .command(&["rollout", "-f", "bad.yaml", "--run-dir", "runs/bad"])
+        .output()
+        .unwrap();
+    let stderr = text_of(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("bad.yaml:17:9: strategy.canary.steps[1].analysis: "),
+        "{stderr}"
+    );
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
