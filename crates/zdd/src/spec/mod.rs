@@ -7,6 +7,7 @@
 //! value they are about. Every error is one [`SpecError`]: `file:line:column: field.path: message`.
 
 pub mod analysis;
+mod analysis_check;
 mod raw;
 mod wording;
 
