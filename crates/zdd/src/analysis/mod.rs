@@ -8,8 +8,9 @@
 //! Two ways to run it: [`Analysis::background`] measures in a task beside the steps (a guarded
 //! step notices the interrupt within 100 ms), [`Analysis::step`] measures for a while in the
 //! foreground and passes only when every metric passed at least once. Inconclusive is never a
-//! pass: when the background analysis ends ([`Background::finish`]), every metric must have
-//! passed at least once, in the background or in a step.
+//! pass: the background analysis ends ([`Background::finish`]) only once every metric passed at
+//! least once, in the background or in a step; until then the promotion waits (each interval
+//! brings a verdict, so the limits end the wait if no pass comes).
 
 mod measure;
 mod prometheus;
@@ -243,27 +244,30 @@ pub struct Background {
 }
 
 impl Background {
-    /// Stops the measurements; fails unless every metric passed at least once (an analysis
-    /// that never measured anything, or only inconclusively, is not a pass).
-    pub fn finish(self) -> Result<(), EngineError> {
-        self.task.abort();
-        let passed = lock(&self.analysis.passed_once).clone();
-        match self
-            .analysis
-            .spec
-            .metrics
-            .iter()
-            .find(|metric| !passed.contains(&metric.name))
-        {
-            None => Ok(()),
-            Some(metric) => Err(EngineError::Interrupted(Interrupt::AnalysisFailed {
-                metric: metric.name.clone(),
-                reason: "no measurement passed before the promotion (inconclusive is not a \
-                         pass; the steps from startingStep must last at least one interval \
-                         plus 1.5 s)"
-                    .into(),
-            })),
+    /// Waits until every metric has passed at least once (an analysis that measured nothing, or
+    /// only inconclusively, is not a pass), then stops the measurements. A metric over its
+    /// limits meanwhile interrupts the wait like any step.
+    pub async fn finish<P: Platform>(self, engine: &Engine<'_, P>) -> Result<(), EngineError> {
+        let all_passed = || {
+            let passed = lock(&self.analysis.passed_once);
+            self.analysis
+                .spec
+                .metrics
+                .iter()
+                .all(|metric| passed.contains(&metric.name))
+        };
+        while !all_passed() {
+            if self.task.is_finished() {
+                return Err(EngineError::Other(
+                    "the background analysis ended before every metric passed".into(),
+                ));
+            }
+            engine
+                .guarded(tokio::time::sleep(Duration::from_millis(100)))
+                .await?;
         }
+        self.task.abort();
+        Ok(())
     }
 }
 

@@ -72,7 +72,7 @@ pub(super) async fn run<P: Platform>(
     }
     // The background analysis judges the canary steps; the promotion is the last step's.
     if let Some(background) = background {
-        background.finish()?;
+        background.finish(engine).await?;
     }
     let description = canary.promote_description(&engine.name(Which::New), engine.replicas());
     engine.step_started(total - 1, total, &description);
