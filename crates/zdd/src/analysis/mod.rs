@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use self::measure::{Interval, Measurement};
 use crate::engine::control::{Control, Interrupt};
 use crate::engine::traffic::TrafficView;
-use crate::engine::{Engine, EngineError, Which};
+use crate::engine::{Engine, EngineError, Which, join_url};
 use crate::events::{Event, EventLog, Verdict};
 use crate::platform::{Platform, TrafficAccess};
 use crate::spec::analysis::AnalysisSpec;
@@ -123,6 +123,41 @@ impl Analysis {
             }
         }
         Ok(())
+    }
+
+    /// An analysis step on traffic of its own through `route` (a base URL): blue-green's
+    /// pre-promotion analysis through the preview route, which the main probe does not reach.
+    /// That traffic's failures are the analysis's, not the budget's.
+    pub async fn step_through<P: Platform>(
+        &self,
+        engine: &Engine<'_, P>,
+        route: &str,
+        duration: Duration,
+    ) -> Result<(), EngineError> {
+        let url = join_url(route, &engine.spec().traffic.path);
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| EngineError::Other(format!("bad preview URL {url}: {e}")))?;
+        let mut config = zdd_probe::ProbeConfig::new(uri);
+        config.rate = engine.spec().traffic.rate;
+        config.connections = engine.spec().traffic.connections_for(config.timeout);
+        config.fallback_version_header = Some("X-Zdd-Version".into());
+        config.origin = Some(self.events.origin());
+        let probe = Arc::new(
+            zdd_probe::start(config).map_err(|e| EngineError::Other(format!("probe: {e}")))?,
+        );
+        let through = Analysis {
+            traffic: Some(probe.clone()),
+            url: route.to_string(),
+            ..self.clone()
+        };
+        let result = through.step(engine, duration).await;
+        probe.stop();
+        drop(through);
+        if let Ok(probe) = Arc::try_unwrap(probe) {
+            probe.finish().await;
+        }
+        result
     }
 
     /// Measures every interval, `intervals` times (`None`: until dropped). `Err` as soon as a

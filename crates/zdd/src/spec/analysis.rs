@@ -21,6 +21,10 @@ pub struct AnalysisSpec {
     /// Canary: background analysis from this step on (1-based, as `zdd status` counts steps).
     pub starting_step: usize,
     pub metrics: Vec<Metric>,
+    /// Blue-green `prePromotionAnalysis`: measured through the preview route before the switch.
+    pub pre_promotion: Option<Duration>,
+    /// Blue-green `postPromotionAnalysis`: measured after the switch, the old version still up.
+    pub post_promotion: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -7,8 +7,8 @@ use serde_saphyr::Spanned;
 
 use super::SpecError;
 use super::analysis::{
-    AnalysisSpec, Bound, LatencyLimit, Metric, MetricKind, RawAnalysis, RawLatency, RawMetric,
-    RawNumber, RawPrometheus,
+    AnalysisSpec, Bound, LatencyLimit, Metric, MetricKind, RawAnalysis, RawAnalysisStep,
+    RawLatency, RawMetric, RawNumber, RawPrometheus,
 };
 use super::raw::Validator;
 
@@ -16,6 +16,24 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Validator<'_> {
+    /// `{ duration: 10s }` of an analysis step (canary) or a blue-green promotion analysis.
+    pub(super) fn analysis_duration(
+        &self,
+        step: &RawAnalysisStep,
+        path: &str,
+    ) -> Result<Duration, SpecError> {
+        let path = format!("{path}.duration");
+        let duration = self.duration(&step.duration, &path)?;
+        if duration < Duration::from_secs(1) {
+            return Err(self.error(
+                &step.duration,
+                &path,
+                "must be at least 1s (at least one measurement interval)",
+            ));
+        }
+        Ok(duration)
+    }
+
     pub(super) fn analysis(
         &self,
         raw: &Spanned<RawAnalysis>,
@@ -80,6 +98,8 @@ impl Validator<'_> {
             min_requests: analysis.min_requests.unwrap_or(20),
             starting_step,
             metrics,
+            pre_promotion: None,
+            post_promotion: None,
         })
     }
 

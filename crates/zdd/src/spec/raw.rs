@@ -171,6 +171,10 @@ struct RawBlueGreen {
     auto_promote: Option<bool>,
     #[serde(default)]
     preview_checks: Option<u32>,
+    #[serde(default)]
+    pre_promotion_analysis: Option<Spanned<RawAnalysisStep>>,
+    #[serde(default)]
+    post_promotion_analysis: Option<Spanned<RawAnalysisStep>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,11 +544,34 @@ impl Validator<'_> {
             Strategy::CanaryReplicas { steps } | Strategy::CanaryWeight { steps } => steps.len(),
             _ => 0,
         };
-        let analysis = raw
+        let mut analysis = raw
             .analysis
             .as_ref()
             .map(|analysis| self.analysis(analysis, steps))
             .transpose()?;
+        if let RawStrategy::BlueGreen(bg) = &raw.strategy.value {
+            let base = "strategy.blueGreen";
+            let sides = [
+                (&bg.pre_promotion_analysis, "prePromotionAnalysis"),
+                (&bg.post_promotion_analysis, "postPromotionAnalysis"),
+            ];
+            for (side, name) in sides {
+                let Some(step) = side else { continue };
+                let path = format!("{base}.{name}");
+                let duration = self.analysis_duration(&step.value, &path)?;
+                let Some(analysis) = analysis.as_mut() else {
+                    return Err(self.error(
+                        step,
+                        &path,
+                        "it measures the metrics of the spec's `analysis:` block; add one",
+                    ));
+                };
+                match name {
+                    "prePromotionAnalysis" => analysis.pre_promotion = Some(duration),
+                    _ => analysis.post_promotion = Some(duration),
+                }
+            }
+        }
         if let RawStrategy::Canary(canary) = &raw.strategy.value
             && analysis.is_none()
             && let Some((index, step)) = canary
@@ -924,19 +951,9 @@ impl Validator<'_> {
                     )),
                 }
             }
-            RawStep::Analysis(analysis) => {
-                let path = format!("{path}.analysis");
-                let duration =
-                    self.duration(&analysis.value.duration, &format!("{path}.duration"))?;
-                if duration < Duration::from_secs(1) {
-                    return Err(self.error(
-                        &analysis.value.duration,
-                        &format!("{path}.duration"),
-                        "must be at least 1s (at least one measurement interval)",
-                    ));
-                }
-                Ok(CanaryStep::Analysis(duration))
-            }
+            RawStep::Analysis(analysis) => Ok(CanaryStep::Analysis(
+                self.analysis_duration(&analysis.value, &format!("{path}.analysis"))?,
+            )),
             RawStep::Pause(pause) => {
                 let path = format!("{path}.pause");
                 let text = match &pause.value {

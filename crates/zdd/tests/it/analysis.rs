@@ -20,6 +20,12 @@ const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(90);
 /// A canary by weight at 50% of 100 requests/s, no failure budget (only the analysis decides),
 /// v2 with `v2_env` (YAML flow mapping entries), and `analysis` (YAML at the top level).
 fn spec(name: &str, v2_env: &str, steps: &str, analysis: &str) -> String {
+    let strategy = format!("  canary:\n    trafficRouting: weight\n    steps:\n{steps}");
+    spec_with(name, v2_env, &strategy, analysis)
+}
+
+/// [`spec`] with any strategy (YAML under `strategy:`).
+fn spec_with(name: &str, v2_env: &str, strategy: &str, analysis: &str) -> String {
     format!(
         r#"name: {name}
 app:
@@ -33,10 +39,7 @@ versions:
   from: {{ name: v1, env: {{ APP_VERSION: v1 }} }}
   to: {{ name: v2, env: {{ APP_VERSION: v2{v2_env} }} }}
 strategy:
-  canary:
-    trafficRouting: weight
-    steps:
-{steps}
+{strategy}
 traffic: {{ rate: 100, path: / }}
 budget: {{ maxFailed: null }}
 local: {{ propagationDelay: 300ms }}
@@ -508,4 +511,73 @@ fn bad_analysis_input_is_refused_with_its_position_and_exit_2() {
 
 fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
+}
+
+#[test]
+fn blue_green_pre_promotion_analysis_keeps_a_failing_v2_off_the_main_route() {
+    let run = Run::new("analysis-bg-pre");
+    let strategy = "  blueGreen: { prePromotionAnalysis: { duration: 4s } }";
+    let out = rollout(
+        &run,
+        "bg",
+        &spec_with("bg", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
+    );
+    let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
+    assert!(rows.iter().any(|r| r["verdict"] == "fail"), "{rows:?}");
+    // Measured through the preview route: no request of the main route reached v2.
+    let by_version = &out.json["by_version"];
+    assert!(by_version["v2"].is_null(), "{by_version}");
+    assert_eq!(out.json["failed"], 0, "{}", out.stdout);
+}
+
+#[test]
+fn blue_green_post_promotion_analysis_rolls_back_to_the_old_version_still_up() {
+    let run = Run::new("analysis-bg-post");
+    let strategy = "  blueGreen: { postPromotionAnalysis: { duration: 4s } }";
+    let out = rollout(
+        &run,
+        "bg",
+        &spec_with("bg", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
+    );
+    out.assert_rolled_back_by("success-rate", "failureLimit 0");
+    let events = out.json["events"].as_array().unwrap();
+    let position = |kind: &str| events.iter().position(|e| e["kind"] == kind);
+    // v1 was never scaled down: the rollback only moved the route back.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "scaled" && e["version"] == "v1" && e["replicas"] == 0),
+        "{}",
+        out.stdout
+    );
+    assert!(position("rolled_back") > position("analysis_measured"));
+
+    let run = Run::new("analysis-bg-good");
+    let strategy = "  blueGreen:\n    prePromotionAnalysis: { duration: 2s }\n    postPromotionAnalysis: { duration: 2s }";
+    let out = rollout(&run, "bg", &spec_with("bg", "", strategy, SUCCESS_RATE));
+    out.assert_promoted("success-rate");
+    let steps: Vec<&str> = out.json["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "analysis_started")
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["analysis step", "analysis step"], "pre and post");
+}
+
+#[test]
+fn rolling_update_background_analysis_rolls_back_a_failing_v2_and_promotes_a_good_one() {
+    let strategy = "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }";
+    let run = Run::new("analysis-ru-bad");
+    let out = rollout(
+        &run,
+        "ru",
+        &spec_with("ru", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
+    );
+    out.assert_rolled_back_by("success-rate", "failureLimit 0");
+
+    let run = Run::new("analysis-ru-good");
+    let out = rollout(&run, "ru", &spec_with("ru", "", strategy, SUCCESS_RATE));
+    out.assert_promoted("success-rate");
 }

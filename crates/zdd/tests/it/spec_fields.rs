@@ -77,7 +77,10 @@ fn base_for(path: &str) -> Value {
         "versions": {"from": {"name": "v1"}, "to": {"name": "v2"}},
         "strategy": strategy,
     });
-    if path.starts_with("analysis") || path.contains("steps[].analysis") {
+    if path.starts_with("analysis")
+        || path.contains("steps[].analysis")
+        || path.contains("PromotionAnalysis")
+    {
         spec["analysis"] = json!({"metrics": [{"name": "ok", "successRate": {"min": "99%"}}]});
     }
     if path.starts_with("strategy.clusterUpgrade") {
