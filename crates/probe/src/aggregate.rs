@@ -67,6 +67,8 @@ pub(crate) struct Aggregator {
     outages: OutageTracker,
     /// Per version and second, for analysis.
     version_slots: VersionSlots,
+    /// Failed answers that named their version.
+    failed_by_version: BTreeMap<String, u64>,
 }
 
 impl Aggregator {
@@ -85,6 +87,7 @@ impl Aggregator {
             settle: timeout + Duration::from_secs(1),
             outages: OutageTracker::new(interval),
             version_slots: VersionSlots::default(),
+            failed_by_version: BTreeMap::new(),
         }
     }
 
@@ -132,6 +135,9 @@ impl Aggregator {
             } => {
                 self.failed[kind.index()] += 1;
                 self.buckets[slot].failed[kind.index()] += 1;
+                if let (true, Some(name)) = (*answered, version.as_deref()) {
+                    *self.failed_by_version.entry(name.to_string()).or_default() += 1;
+                }
                 if *answered {
                     let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
                     self.version_slots.record(
@@ -325,6 +331,7 @@ impl Aggregator {
             failed,
             failed_by_kind,
             by_version,
+            failed_by_version: std::mem::take(&mut self.failed_by_version),
             longest_outage_s: outages.longest_s,
             outages: outages.listed,
             outages_omitted: outages.omitted,

@@ -2,7 +2,7 @@
 //! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
 //! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
 //! `zdd demo cluster-upgrade`: the same node upgrade three times; only the hardened one drops
-//! nothing.
+//! nothing. `zdd demo canary-analysis`: a bad v2 rolled back by analysis at its first weight.
 //!
 //! A test binary of its own, not a module of `it`: cargo runs test binaries one after the other, so
 //! a demo runs with no other test beside it, as with [`ONE_DEMO`] no other demo.
@@ -155,5 +155,53 @@ fn demo_cluster_upgrade_compares_three_setups() {
         .filter(|e| e["kind"] == "eviction_refused")
         .count();
     assert!(refused > 0, "the budget never refused an eviction");
+    run.assert_nothing_left();
+}
+
+/// A v2 failing 5% of its requests (`ERROR_RATE`) is rolled back by its success rate at its
+/// first weight (10%); the demo counts that as its right outcome and shows the blast radius:
+/// the failed requests, all answered by v2.
+#[test]
+fn demo_canary_analysis_rolls_back_a_bad_v2_at_its_first_weight() {
+    let _one = ONE_DEMO
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), "demo-canary-analysis");
+    let child = run.spawn(&["demo", "canary-analysis", "--json", "analysis.json"]);
+    let output = wait_with_deadline(child, Duration::from_secs(120));
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let rows = run.read_json("analysis.json");
+    let row = &rows.as_array().expect("an array")[0];
+    assert_eq!(row["name"], "canary-analysis");
+    assert_eq!(row["succeeded"], false);
+    let why = row["rollback_reason"].as_str().unwrap();
+    assert!(why.starts_with("analysis failed: success-rate"), "{why}");
+    // Rolled back at the first weight: the weight never went past 10.
+    let weights: Vec<&serde_json::Value> = row["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step_started")
+        .collect();
+    assert!(
+        weights
+            .iter()
+            .all(|e| !e["step"].as_str().unwrap().contains("setWeight 50")),
+        "{weights:?}"
+    );
+    // The blast radius: some failed requests, every one of them answered by v2.
+    let failed = row["failed"].as_u64().unwrap();
+    assert!(failed > 0, "v2 failed nothing?");
+    assert_eq!(row["report"]["failed_by_version"]["v2"], failed, "{row:#}");
+    assert!(
+        stdout.contains(&format!("blast radius {failed} failed requests")),
+        "{stdout}"
+    );
     run.assert_nothing_left();
 }
