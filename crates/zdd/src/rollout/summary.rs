@@ -90,8 +90,9 @@ pub fn render_analysis(records: &[Record]) -> String {
             if out.is_empty() {
                 out.push_str("analysis:\n");
             }
+            let interval = format!("{from_s:.1}-{to_s:.1}s");
             out.push_str(&format!(
-                "  {from_s:>6.1}-{to_s:<6.1}s  {metric:<16} {verdict:<12} {detail} (wanted {threshold})\n"
+                "  {interval:>11}  {metric:<16} {verdict:<12} {detail} (wanted {threshold})\n"
             ));
         }
     }
