@@ -36,8 +36,10 @@ impl Answer {
 
 /// `GET url` (`http://host:port/path`) with `User-Agent: user_agent`, answered within `timeout`.
 pub async fn get(url: &str, user_agent: &str, timeout: Duration) -> io::Result<Answer> {
-    let raw = within(timeout, exchange(url, user_agent)).await?;
-    parse_head(&raw).map(|(answer, _)| answer)
+    match tokio::time::timeout(timeout, exchange(url, user_agent)).await {
+        Ok(raw) => parse_head(&raw?).map(|(answer, _)| answer),
+        Err(_) => Err(timed_out(timeout)),
+    }
 }
 
 /// [`get`], with the answer's body (de-chunked): for small JSON answers such as Prometheus'
@@ -47,7 +49,10 @@ pub async fn get_with_body(
     user_agent: &str,
     timeout: Duration,
 ) -> io::Result<(Answer, Vec<u8>)> {
-    let raw = within(timeout, exchange(url, user_agent)).await?;
+    let raw = match tokio::time::timeout(timeout, exchange(url, user_agent)).await {
+        Ok(raw) => raw?,
+        Err(_) => return Err(timed_out(timeout)),
+    };
     let (answer, head_len) = parse_head(&raw)?;
     let body = &raw[head_len..];
     let chunked = answer
@@ -61,17 +66,11 @@ pub async fn get_with_body(
     Ok((answer, body))
 }
 
-async fn within<T>(
-    timeout: Duration,
-    work: impl std::future::Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no answer within {}", humantime::format_duration(timeout)),
-        )),
-    }
+fn timed_out(timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no answer within {}", humantime::format_duration(timeout)),
+    )
 }
 
 /// A chunked body's data (trailers ignored).
