@@ -7,7 +7,7 @@
 //! A test binary of its own, not a module of `it`: cargo runs test binaries one after the other, so
 //! a demo runs with no other test beside it, as with [`ONE_DEMO`] no other demo.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use zdd_test_support::run::{Run, text, wait_with_deadline};
@@ -100,23 +100,37 @@ fn demo_with_traefik() {
     demo("traefik");
 }
 
-/// Packed replicas make a drain an outage; anti-affinity alone drops fewer requests and has no
-/// outage; with the disruption budget and preStop too, nothing is dropped and the budget is seen
-/// refusing evictions.
-#[test]
-fn demo_cluster_upgrade_compares_three_setups() {
-    let _one = ONE_DEMO
+/// `zdd demo ARGS` alone on the machine, asserted to exit 0 within `timeout`: the lock that
+/// keeps other demos out (hold it to the test's end), the run and its stdout.
+fn run_demo(
+    name: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> (MutexGuard<'static, ()>, Run, String) {
+    let one = ONE_DEMO
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), "demo-cluster-upgrade");
-    let child = run.spawn(&["demo", "cluster-upgrade", "--json", "upgrade.json"]);
-    let output = wait_with_deadline(child, Duration::from_secs(180));
+    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), name);
+    let output = wait_with_deadline(run.spawn(args), timeout);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
         Some(0),
         "{stdout}\n{}",
         text(&output.stderr)
+    );
+    (one, run, stdout)
+}
+
+/// Packed replicas make a drain an outage; anti-affinity alone drops fewer requests and has no
+/// outage; with the disruption budget and preStop too, nothing is dropped and the budget is seen
+/// refusing evictions.
+#[test]
+fn demo_cluster_upgrade_compares_three_setups() {
+    let (_one, run, stdout) = run_demo(
+        "demo-cluster-upgrade",
+        &["demo", "cluster-upgrade", "--json", "upgrade.json"],
+        Duration::from_secs(180),
     );
     assert!(stdout.contains("| run | podAntiAffinity |"), "{stdout}");
 
@@ -163,18 +177,10 @@ fn demo_cluster_upgrade_compares_three_setups() {
 /// the failed requests, all answered by v2.
 #[test]
 fn demo_canary_analysis_rolls_back_a_bad_v2_at_its_first_weight() {
-    let _one = ONE_DEMO
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), "demo-canary-analysis");
-    let child = run.spawn(&["demo", "canary-analysis", "--json", "analysis.json"]);
-    let output = wait_with_deadline(child, Duration::from_secs(120));
-    let stdout = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        text(&output.stderr)
+    let (_one, run, stdout) = run_demo(
+        "demo-canary-analysis",
+        &["demo", "canary-analysis", "--json", "analysis.json"],
+        Duration::from_secs(120),
     );
     let rows = run.read_json("analysis.json");
     let row = &rows.as_array().expect("an array")[0];

@@ -24,27 +24,12 @@ fn spec(name: &str, v2_env: &str, steps: &str, analysis: &str) -> String {
     spec_with(name, v2_env, &strategy, analysis)
 }
 
-/// [`spec`] with any strategy (YAML under `strategy:`).
+/// [`spec`] with any strategy (YAML under `strategy:`): the quick reference-service spec of
+/// the other rollout tests, 2 replicas, no failure budget.
 fn spec_with(name: &str, v2_env: &str, strategy: &str, analysis: &str) -> String {
-    format!(
-        r#"name: {name}
-app:
-  command: ["zdd", "serve"]
-  replicas: 2
-  env: {{ DRAIN_DELAY: 500ms, SHUTDOWN_TIMEOUT: 5s }}
-  readinessProbe: {{ path: /readyz, period: 200ms, failureThreshold: 1 }}
-  preStop: {{ sleep: 1s }}
-  terminationGracePeriod: 10s
-versions:
-  from: {{ name: v1, env: {{ APP_VERSION: v1 }} }}
-  to: {{ name: v2, env: {{ APP_VERSION: v2{v2_env} }} }}
-strategy:
-{strategy}
-traffic: {{ rate: 100, path: / }}
-budget: {{ maxFailed: null }}
-local: {{ propagationDelay: 300ms }}
-{analysis}"#
-    )
+    let spec = super::support::serve_spec(name, strategy, 2, "null")
+        .replace("APP_VERSION: v2 }", &format!("APP_VERSION: v2{v2_env} }}"));
+    format!("{spec}{analysis}")
 }
 
 /// Background analysis over a 50% step held for 5 s.
@@ -118,7 +103,12 @@ impl Outcome {
     }
 }
 
-fn rollout(run: &Run, name: &str, spec: &str) -> Outcome {
+/// `zdd rollout` of `spec` in a fresh directory for `test`.
+fn rollout(test: &str, spec: &str) -> Outcome {
+    rollout_in(&Run::new(test), "r", spec)
+}
+
+fn rollout_in(run: &Run, name: &str, spec: &str) -> Outcome {
     let (child, _) = run.start_rollout(name, spec);
     let output = wait_with_deadline(child, ROLLOUT_TIMEOUT);
     let stdout = text(&output.stdout);
@@ -140,10 +130,8 @@ const SUCCESS_RATE: &str = "analysis:
 
 #[test]
 fn success_rate_rolls_back_a_failing_v2() {
-    let run = Run::new("analysis-sr-bad");
     let out = rollout(
-        &run,
-        "sr",
+        "analysis-sr-bad",
         &spec("sr", ", ERROR_RATE: \"0.2\"", BACKGROUND, SUCCESS_RATE),
     );
     let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
@@ -159,8 +147,7 @@ fn success_rate_rolls_back_a_failing_v2() {
 
 #[test]
 fn success_rate_promotes_a_good_v2_through_an_analysis_step() {
-    let run = Run::new("analysis-sr-good");
-    let out = rollout(&run, "sr", &spec("sr", "", STEP, SUCCESS_RATE));
+    let out = rollout("analysis-sr-good", &spec("sr", "", STEP, SUCCESS_RATE));
     out.assert_promoted("success-rate");
     let passed: Vec<f64> = out
         .rows("success-rate")
@@ -180,10 +167,8 @@ const LATENCY: &str = "analysis:
 
 #[test]
 fn latency_max_rolls_back_a_slow_v2_and_promotes_a_fast_one() {
-    let run = Run::new("analysis-latency");
     let out = rollout(
-        &run,
-        "slow",
+        "analysis-latency",
         &spec("slow", ", EXTRA_LATENCY: 400ms", BACKGROUND_LONG, LATENCY),
     );
     let rows = out.assert_rolled_back_by("p99", "p99 of v2 is");
@@ -202,8 +187,7 @@ fn latency_max_rolls_back_a_slow_v2_and_promotes_a_fast_one() {
         "p99 {failed:?} ms with 400 ms added"
     );
 
-    let run = Run::new("analysis-latency-good");
-    rollout(&run, "fast", &spec("fast", "", STEP, LATENCY)).assert_promoted("p99");
+    rollout("analysis-latency-good", &spec("fast", "", STEP, LATENCY)).assert_promoted("p99");
 }
 
 const RATIO: &str = "analysis:
@@ -215,10 +199,8 @@ const RATIO: &str = "analysis:
 
 #[test]
 fn latency_ratio_to_the_old_version_rolls_back_a_slow_v2_and_promotes_a_like_one() {
-    let run = Run::new("analysis-ratio");
     let out = rollout(
-        &run,
-        "ratio",
+        "analysis-ratio",
         &spec("ratio", ", EXTRA_LATENCY: 300ms", BACKGROUND_LONG, RATIO),
     );
     let rows = out.assert_rolled_back_by("p99-vs-old", "x v1's");
@@ -226,12 +208,11 @@ fn latency_ratio_to_the_old_version_rolls_back_a_slow_v2_and_promotes_a_like_one
     assert!(failed["value"].as_f64().unwrap() > 3.0, "{failed}");
 
     // Both versions equally slow: the ratio stays near 1.
-    let run = Run::new("analysis-ratio-good");
     let slow_both = spec("ratio", ", EXTRA_LATENCY: 30ms", STEP, RATIO).replace(
         "APP_VERSION: v1 }",
         "APP_VERSION: v1, EXTRA_LATENCY: 30ms }",
     );
-    rollout(&run, "ratio", &slow_both).assert_promoted("p99-vs-old");
+    rollout("analysis-ratio-good", &slow_both).assert_promoted("p99-vs-old");
 }
 
 /// A smoke command that sees the substitutions: passes when `{{version}}` is `good` and the
@@ -249,19 +230,23 @@ fn smoke(version_wanted: &str) -> String {
 
 #[test]
 fn command_rolls_back_when_the_smoke_test_fails_and_promotes_when_it_passes() {
-    let run = Run::new("analysis-command");
-    let out = rollout(&run, "smoke", &spec("smoke", "", BACKGROUND, &smoke("v3")));
+    let out = rollout(
+        "analysis-command",
+        &spec("smoke", "", BACKGROUND, &smoke("v3")),
+    );
     let rows = out.assert_rolled_back_by("smoke", "exited with 3");
     assert_eq!(rows[0]["value"], 3.0);
     assert_eq!(rows[0]["threshold"], "exit code 0");
 
-    let run = Run::new("analysis-command-good");
-    rollout(&run, "smoke", &spec("smoke", "", STEP, &smoke("v2"))).assert_promoted("smoke");
+    rollout(
+        "analysis-command-good",
+        &spec("smoke", "", STEP, &smoke("v2")),
+    )
+    .assert_promoted("smoke");
 }
 
 #[test]
 fn too_few_requests_are_inconclusive_and_roll_back_past_the_limit() {
-    let run = Run::new("analysis-few");
     let analysis = "analysis:
   inconclusiveLimit: 1
   minRequests: 100000
@@ -269,7 +254,7 @@ fn too_few_requests_are_inconclusive_and_roll_back_past_the_limit() {
     - name: success-rate
       successRate: { min: 99% }
 ";
-    let out = rollout(&run, "few", &spec("few", "", BACKGROUND, analysis));
+    let out = rollout("analysis-few", &spec("few", "", BACKGROUND, analysis));
     let rows = out.assert_rolled_back_by("success-rate", "inconclusiveLimit 1");
     assert!(
         rows.iter()
@@ -312,9 +297,8 @@ fn an_unreachable_prometheus_is_inconclusive_never_a_pass() {
     let address = format!("http://127.0.0.1:{}", free_port());
     let analysis = prometheus_analysis(&address);
     // Past inconclusiveLimit: rolled back, with the reason.
-    let run = Run::new("analysis-prom-down");
     let strict = analysis.replace("inconclusiveLimit: 4", "inconclusiveLimit: 1");
-    let out = rollout(&run, "down", &spec("down", "", BACKGROUND, &strict));
+    let out = rollout("analysis-prom-down", &spec("down", "", BACKGROUND, &strict));
     let rows = out.assert_rolled_back_by("error-ratio", "did not answer");
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
@@ -323,8 +307,10 @@ fn an_unreachable_prometheus_is_inconclusive_never_a_pass() {
     );
     // The steps end within the limit, without a single pass: the promotion waits for one until
     // the limit, and never comes.
-    let run = Run::new("analysis-prom-down-lenient");
-    let out = rollout(&run, "down", &spec("down", "", BACKGROUND, &analysis));
+    let out = rollout(
+        "analysis-prom-down-lenient",
+        &spec("down", "", BACKGROUND, &analysis),
+    );
     let rows = out.assert_rolled_back_by("error-ratio", "inconclusiveLimit 4");
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.iter().all(|r| r["verdict"] == "inconclusive"));
@@ -392,7 +378,7 @@ fn prometheus_rollout(name: &str, v2_env: &str) -> Outcome {
     let prometheus = Prometheus::start(run.path(), &run_dir.join("prometheus-targets.json"))
         .expect("prometheus on PATH (scripts/install-test-deps.sh installs it)");
     let steps = "      - setWeight: 50\n      - pause: 10s";
-    let out = rollout(
+    let out = rollout_in(
         &run,
         "prom",
         &spec(
@@ -475,38 +461,33 @@ fn bad_analysis_input_is_refused_with_its_position_and_exit_2() {
     let run = Run::new("analysis-refused");
     for (analysis, position, message) in cases {
         let text = spec("bad", "", BACKGROUND, &format!("analysis:\n{analysis}"));
-        run.write("bad.yaml", &text);
-        let output = run
-            .command(&["rollout", "-f", "bad.yaml", "--run-dir", "runs/bad"])
-            .output()
-            .unwrap();
-        let stderr = text_of(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{stderr}\n{text}");
+        let stderr = refused(&run, &text);
         assert!(
             stderr.starts_with(&format!("bad.yaml:{position}: ")),
             "{position}: {stderr}"
         );
         assert!(stderr.contains(message), "{message}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
     // An analysis step without an analysis block.
-    let text = spec(
-        "bad",
-        "",
-        "      - setWeight: 50\n      - analysis: { duration: 2s }",
-        "",
+    let steps = "      - setWeight: 50\n      - analysis: { duration: 2s }";
+    let stderr = refused(&run, &spec("bad", "", steps, ""));
+    assert!(
+        stderr.starts_with("bad.yaml:17:9: strategy.canary.steps[1].analysis: "),
+        "{stderr}"
     );
-    run.write("bad.yaml", &text);
+}
+
+/// `zdd rollout` of `text`, which must be refused with exit 2 and one line: that line.
+fn refused(run: &Run, text: &str) -> String {
+    run.write("bad.yaml", text);
     let output = run
         .command(&["rollout", "-f", "bad.yaml", "--run-dir", "runs/bad"])
         .output()
         .unwrap();
     let stderr = text_of(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.starts_with("bad.yaml:17:9: strategy.canary.steps[1].analysis: "),
-        "{stderr}"
-    );
+    assert_eq!(output.status.code(), Some(2), "{stderr}\n{text}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
 }
 
 fn text_of(bytes: &[u8]) -> String {
@@ -515,11 +496,9 @@ fn text_of(bytes: &[u8]) -> String {
 
 #[test]
 fn blue_green_pre_promotion_analysis_keeps_a_failing_v2_off_the_main_route() {
-    let run = Run::new("analysis-bg-pre");
     let strategy = "  blueGreen: { prePromotionAnalysis: { duration: 4s } }";
     let out = rollout(
-        &run,
-        "bg",
+        "analysis-bg-pre",
         &spec_with("bg", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
     );
     let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
@@ -532,11 +511,9 @@ fn blue_green_pre_promotion_analysis_keeps_a_failing_v2_off_the_main_route() {
 
 #[test]
 fn blue_green_post_promotion_analysis_rolls_back_to_the_old_version_still_up() {
-    let run = Run::new("analysis-bg-post");
     let strategy = "  blueGreen: { postPromotionAnalysis: { duration: 4s } }";
     let out = rollout(
-        &run,
-        "bg",
+        "analysis-bg-post",
         &spec_with("bg", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
     );
     out.assert_rolled_back_by("success-rate", "failureLimit 0");
@@ -552,9 +529,11 @@ fn blue_green_post_promotion_analysis_rolls_back_to_the_old_version_still_up() {
     );
     assert!(position("rolled_back") > position("analysis_measured"));
 
-    let run = Run::new("analysis-bg-good");
     let strategy = "  blueGreen:\n    prePromotionAnalysis: { duration: 2s }\n    postPromotionAnalysis: { duration: 2s }";
-    let out = rollout(&run, "bg", &spec_with("bg", "", strategy, SUCCESS_RATE));
+    let out = rollout(
+        "analysis-bg-good",
+        &spec_with("bg", "", strategy, SUCCESS_RATE),
+    );
     out.assert_promoted("success-rate");
     let steps: Vec<&str> = out.json["events"]
         .as_array()
@@ -569,15 +548,15 @@ fn blue_green_post_promotion_analysis_rolls_back_to_the_old_version_still_up() {
 #[test]
 fn rolling_update_background_analysis_rolls_back_a_failing_v2_and_promotes_a_good_one() {
     let strategy = "  rollingUpdate: { maxSurge: 1, maxUnavailable: 0 }";
-    let run = Run::new("analysis-ru-bad");
     let out = rollout(
-        &run,
-        "ru",
+        "analysis-ru-bad",
         &spec_with("ru", ", ERROR_RATE: \"0.2\"", strategy, SUCCESS_RATE),
     );
     out.assert_rolled_back_by("success-rate", "failureLimit 0");
 
-    let run = Run::new("analysis-ru-good");
-    let out = rollout(&run, "ru", &spec_with("ru", "", strategy, SUCCESS_RATE));
+    let out = rollout(
+        "analysis-ru-good",
+        &spec_with("ru", "", strategy, SUCCESS_RATE),
+    );
     out.assert_promoted("success-rate");
 }
