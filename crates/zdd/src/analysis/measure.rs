@@ -207,3 +207,86 @@ async fn command(argv: &[String], timeout: Duration, interval: &Interval<'_>) ->
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(ok: u64, failed: u64, latency_ms: u64) -> VersionWindow {
+        let mut window = VersionWindow::default();
+        for i in 0..ok + failed {
+            window.record(i < ok, Duration::from_millis(latency_ms));
+        }
+        window
+    }
+
+    fn interval(versions: &BTreeMap<String, VersionWindow>) -> Interval<'_> {
+        Interval {
+            versions: Some(versions),
+            new: "v2",
+            old: "v1",
+            min_requests: 20,
+            url: "http://127.0.0.1:1",
+        }
+    }
+
+    fn verdict(kind: &MetricKind, versions: &[(&str, VersionWindow)]) -> (Verdict, Option<f64>) {
+        let versions: BTreeMap<String, VersionWindow> = versions
+            .iter()
+            .map(|(name, w)| (name.to_string(), w.clone()))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let m = runtime.block_on(measure(kind, &interval(&versions)));
+        (m.verdict, m.value)
+    }
+
+    #[test]
+    fn success_rate_passes_fails_and_is_inconclusive_below_min_requests() {
+        let kind = MetricKind::SuccessRate { min: 0.99 };
+        assert_eq!(
+            verdict(&kind, &[("v2", window(100, 0, 1))]),
+            (Verdict::Pass, Some(1.0))
+        );
+        assert_eq!(
+            verdict(&kind, &[("v2", window(95, 5, 1))]),
+            (Verdict::Fail, Some(0.95))
+        );
+        // Plenty of the old version's answers do not make up for too few of the new one's.
+        assert_eq!(
+            verdict(
+                &kind,
+                &[("v1", window(500, 0, 1)), ("v2", window(19, 0, 1))]
+            ),
+            (Verdict::Inconclusive, None)
+        );
+    }
+
+    #[test]
+    fn latency_against_a_bound_and_against_the_old_version() {
+        let max = MetricKind::Latency {
+            quantile: 0.99,
+            limit: LatencyLimit::Max(Duration::from_millis(50)),
+        };
+        assert_eq!(verdict(&max, &[("v2", window(50, 0, 20))]).0, Verdict::Pass);
+        assert_eq!(verdict(&max, &[("v2", window(50, 0, 80))]).0, Verdict::Fail);
+        let ratio = MetricKind::Latency {
+            quantile: 0.99,
+            limit: LatencyLimit::MaxRatioToOld(1.5),
+        };
+        let (v, value) = verdict(
+            &ratio,
+            &[("v1", window(50, 0, 10)), ("v2", window(50, 0, 30))],
+        );
+        assert_eq!(v, Verdict::Fail);
+        assert!((value.unwrap() - 3.0).abs() < 0.1, "{value:?}");
+        let like = [("v1", window(50, 0, 10)), ("v2", window(50, 0, 12))];
+        assert_eq!(verdict(&ratio, &like).0, Verdict::Pass);
+        // No old answers to compare with: inconclusive.
+        assert_eq!(
+            verdict(&ratio, &[("v2", window(50, 0, 12))]).0,
+            Verdict::Inconclusive
+        );
+    }
+}

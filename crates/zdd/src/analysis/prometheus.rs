@@ -18,6 +18,11 @@ pub async fn query(address: &str, query: &str, timeout: Duration) -> Result<f64,
             answer.status
         )
     })?;
+    one_number(&json)
+}
+
+/// The one number of an answer of `/api/v1/query`, or why there is none.
+fn one_number(json: &serde_json::Value) -> Result<f64, String> {
     if json["status"] != "success" {
         let error = json["error"].as_str().unwrap_or("no reason given");
         return Err(format!("Prometheus refused the query: {error}"));
@@ -75,6 +80,32 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_one_finite_number_is_a_value() {
+        let vector = |result: &str| -> serde_json::Value {
+            serde_json::from_str(&format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":{result}}}}}"#
+            ))
+            .unwrap()
+        };
+        let series = |v: &str| format!(r#"{{"metric":{{}},"value":[1.5,"{v}"]}}"#);
+        assert_eq!(
+            one_number(&vector(&format!("[{}]", series("0.02")))),
+            Ok(0.02)
+        );
+        let scalar = serde_json::json!({"status": "success",
+            "data": {"resultType": "scalar", "result": [1.5, "3"]}});
+        assert_eq!(one_number(&scalar), Ok(3.0));
+        let why = |json: &serde_json::Value| one_number(json).unwrap_err();
+        assert!(why(&vector("[]")).contains("no series"));
+        let two = format!("[{},{}]", series("1"), series("2"));
+        assert!(why(&vector(&two)).contains("2 series"));
+        assert!(why(&vector(&format!("[{}]", series("NaN")))).contains("NaN"));
+        assert!(why(&vector(&format!("[{}]", series("+Inf")))).contains("+Inf"));
+        let error = serde_json::json!({"status": "error", "error": "parse error at char 4"});
+        assert!(why(&error).contains("parse error at char 4"));
+    }
 
     #[test]
     fn queries_are_percent_encoded() {
