@@ -560,3 +560,26 @@ fn rolling_update_background_analysis_rolls_back_a_failing_v2_and_promotes_a_goo
     );
     out.assert_promoted("success-rate");
 }
+
+/// `zdd status` shows each metric's measurements so far while the rollout runs.
+#[test]
+fn zdd_status_shows_the_analysis_state() {
+    let run = Run::new("analysis-status");
+    let steps = "      - setWeight: 50\n      - analysis: { duration: 8s }";
+    let (child, run_dir) = run.start_rollout("st", &spec("st", "", steps, SUCCESS_RATE));
+    let status = run.wait_status(&run_dir, Duration::from_secs(60), |s| {
+        s["analysis"]
+            .as_str()
+            .is_some_and(|a| a.contains("success-rate 1 pass"))
+    });
+    let analysis = status["analysis"].as_str().unwrap();
+    assert!(
+        analysis.starts_with("analysis step: success-rate 1 pass, 0 fail, "),
+        "{analysis}"
+    );
+    let text = text_of(&run.control("status", &run_dir).stdout);
+    assert!(text.contains("analysis step: success-rate"), "{text}");
+    let output = wait_with_deadline(child, ROLLOUT_TIMEOUT);
+    assert_eq!(output.status.code(), Some(0), "{}", text_of(&output.stderr));
+    run.assert_nothing_left();
+}
