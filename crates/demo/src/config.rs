@@ -145,6 +145,27 @@ mod tests {
     }
 
     #[test]
+    fn fault_injection_is_read_and_checked() {
+        let config = DemoConfig::from_lookup(lookup(&[
+            ("ERROR_RATE", "0.05"),
+            ("EXTRA_LATENCY", "150ms"),
+        ]))
+        .unwrap();
+        assert_eq!(config.error_rate, 0.05);
+        assert_eq!(config.extra_latency, Duration::from_millis(150));
+        let defaults = DemoConfig::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(
+            (defaults.error_rate, defaults.extra_latency),
+            (0.0, Duration::ZERO)
+        );
+        for bad in ["1.5", "-0.1", "five"] {
+            let err = DemoConfig::from_lookup(lookup(&[("ERROR_RATE", bad)])).unwrap_err();
+            assert!(err.to_string().contains("ERROR_RATE"), "{err}");
+        }
+        assert!(DemoConfig::from_lookup(lookup(&[("EXTRA_LATENCY", "soon")])).is_err());
+    }
+
+    #[test]
     fn every_variable_is_read() {
         let config = DemoConfig::from_lookup(lookup(&[
             ("PORT", "9000"),
