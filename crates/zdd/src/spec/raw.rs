@@ -587,6 +587,28 @@ impl Validator<'_> {
                 "an analysis step measures the metrics of the spec's `analysis:` block; add one",
             ));
         }
+        // An analysis block that no part of the strategy runs would be a silent promise.
+        if let (Some(at), Some(analysis)) = (&raw.analysis, &analysis) {
+            let unused = match strategy {
+                Strategy::Recreate | Strategy::ClusterUpgrade { .. } => Some(format!(
+                    "{} runs no analysis (canary, blueGreen and rollingUpdate do)",
+                    strategy.kind()
+                )),
+                Strategy::BlueGreen { .. }
+                    if analysis.pre_promotion.is_none() && analysis.post_promotion.is_none() =>
+                {
+                    Some(
+                        "blue-green measures in strategy.blueGreen.prePromotionAnalysis or \
+                         postPromotionAnalysis; give one"
+                            .to_string(),
+                    )
+                }
+                _ => None,
+            };
+            if let Some(message) = unused {
+                return Err(self.error(at, "analysis", message));
+            }
+        }
         Ok(analysis)
     }
 

@@ -468,6 +468,20 @@ fn bad_analysis_input_is_refused_with_its_position_and_exit_2() {
         );
         assert!(stderr.contains(message), "{message}: {stderr}");
     }
+    // An analysis block that nothing would run.
+    for (strategy, message) in [
+        ("  recreate: {}", "recreate runs no analysis"),
+        (
+            "  blueGreen: {}",
+            "prePromotionAnalysis or postPromotionAnalysis",
+        ),
+    ] {
+        let stderr = refused(&run, &spec_with("bad", "", strategy, SUCCESS_RATE));
+        assert!(
+            stderr.starts_with("bad.yaml:18:3: analysis: ") && stderr.contains(message),
+            "{stderr}"
+        );
+    }
     // An analysis step without an analysis block.
     let steps = "      - setWeight: 50\n      - analysis: { duration: 2s }";
     let stderr = refused(&run, &spec("bad", "", steps, ""));
