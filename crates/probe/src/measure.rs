@@ -102,11 +102,15 @@ impl VersionSlots {
                 0
             }
         };
-        self.slots[position]
-            .1
-            .entry(version.to_string())
-            .or_default()
-            .record(ok, latency);
+        let versions = &mut self.slots[position].1;
+        // No allocation per answer: the name is copied once per slot.
+        match versions.get_mut(version) {
+            Some(window) => window.record(ok, latency),
+            None => versions
+                .entry(version.to_string())
+                .or_default()
+                .record(ok, latency),
+        }
         let keep = KEEP.as_secs();
         while self.slots.front().is_some_and(|(i, _)| i + keep < index) {
             self.slots.pop_front();
