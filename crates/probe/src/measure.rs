@@ -10,10 +10,11 @@ use hdrhistogram::Histogram;
 
 /// Width of a slot.
 pub const SLOT: Duration = Duration::from_secs(1);
-/// Slots older than this are dropped.
-const KEEP: Duration = Duration::from_secs(15 * 60);
-/// Latencies above this (µs) count as this; far beyond any probe timeout.
-const MAX_US: u64 = 600_000_000;
+/// Slots older than this are dropped: analysis reads the last seconds. With [`MAX_US`] a
+/// version's slot holds a 10 KiB histogram, so two versions keep at most about 6 MB.
+const KEEP: Duration = Duration::from_secs(5 * 60);
+/// Latencies above this (µs) count as this; beyond any sensible probe timeout.
+const MAX_US: u64 = 60_000_000;
 
 /// One version's requests in a span of time.
 #[derive(Clone, Debug)]
