@@ -108,7 +108,10 @@ cleanup_app() {
 
 # name | example | router | zero-downtime (a dropped request fails the case; "unmeasured": run
 # without --verify-url/--preview-url, as from a laptop that cannot reach the cluster's routes: no
-# traffic, a fixed --settle-delay before each scale-to-zero)
+# traffic, a fixed --settle-delay before each scale-to-zero). ab-header and shadow also check what
+# the probe saw while their route was set (the summary's route_windows): the testers segment
+# answered by v2, the clients by v1 (at least 90%: on a cluster a route object reaches the router
+# a moment after zdd applied it, and zdd does not wait for that).
 CASES="
 recreate|recreate|service|no
 rolling-update|rolling-update|service|yes
@@ -116,6 +119,10 @@ blue-green|blue-green|service|yes
 canary-replicas|canary-replicas|service|yes
 canary-weight-traefik|canary-weight|traefik|yes
 canary-weight-gateway-api|canary-weight|gateway-api|yes
+ab-header-traefik|ab-header|traefik|yes
+ab-header-gateway-api|ab-header|gateway-api|yes
+shadow-traefik|shadow|traefik|yes
+shadow-gateway-api|shadow|gateway-api|yes
 blue-green-unmeasured|blue-green|service|unmeasured
 "
 
@@ -170,6 +177,15 @@ if zero_downtime == "unmeasured":
           f"{'ok' if ok else 'FAILED'} |")
 else:
     ok = code == "0" and (zero_downtime == "no" or failed == 0)
+    # A/B and shadow: who answered while the managed route was set.
+    want = {"segment testers": "v2", "clients": "v1"}
+    for window in summary.get("route_windows", []):
+        version = want.get(window.get("requests_of"))
+        answered = sum(window.get("by_version", {}).values())
+        if version and (answered == 0 or window["by_version"].get(version, 0) < 0.9 * answered):
+            print(f"{name}: {window['requests_of']} while {window['route']} was set: "
+                  f"{window['by_version']}", file=sys.stderr)
+            ok = False
     print(f"| {name} | {router} | {code} | {summary.get('total', '?')} | {failed} | "
           f"{summary.get('longest_outage_s', '?')} s | {'ok' if ok else 'FAILED'} |")
 EOF

@@ -1,9 +1,13 @@
 //! The demo's configuration, read from the environment.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use zdd_lifecycle::{ConfigError, LifecycleConfig, parse_duration};
+
+use crate::faults::{parse_error_rate, parse_extra_latency};
+use crate::features::parse_names;
 
 /// Everything the demo reads from the environment.
 #[derive(Debug, Clone)]
@@ -20,10 +24,14 @@ pub struct DemoConfig {
     pub json_logs: bool,
     /// `DRAIN_DELAY`, `SHUTDOWN_TIMEOUT` and the probe paths, plus the talk's aliases.
     pub lifecycle: LifecycleConfig,
-    /// `ERROR_RATE` (0..1, default 0): the share of `GET /` answered 500, spread evenly.
+    /// `ERROR_RATE` (default 0): the share of `GET /` answered 500, from 0 to 1.
     pub error_rate: f64,
     /// `EXTRA_LATENCY` (default 0): added to every `GET /`.
     pub extra_latency: Duration,
+    /// `FEATURES=name,...` (default none): the feature flags switched on at start.
+    pub features: BTreeSet<String>,
+    /// `FEATURE_OVERRIDE=1` lets a request change its own features with `X-Features`.
+    pub feature_override: bool,
 }
 
 /// A variable the demo cannot use.
@@ -41,15 +49,15 @@ pub enum DemoConfigError {
     /// `BIND` is not an IP address.
     #[error("BIND={0:?} is not an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)")]
     Bind(String),
-    /// `ERROR_RATE` is not a share from 0 to 1.
-    #[error("ERROR_RATE={0:?} is not a share of requests from 0 to 1 (0.05 for 5%)")]
-    ErrorRate(String),
-    /// Bad `EXTRA_LATENCY`.
-    #[error("{0}")]
-    ExtraLatency(ConfigError),
     /// `APP_VERSION` cannot be sent in a header.
     #[error("APP_VERSION={0:?} must be non-empty visible ASCII (it is sent as a header)")]
     Version(String),
+    /// Bad `ERROR_RATE` or `EXTRA_LATENCY` (the message names it).
+    #[error("{0}")]
+    Fault(String),
+    /// A `FEATURES` name that is not one.
+    #[error("{0}")]
+    Features(String),
 }
 
 impl DemoConfig {
@@ -85,17 +93,20 @@ impl DemoConfig {
             None => Duration::ZERO,
         };
         let error_rate = match lookup("ERROR_RATE") {
-            Some(value) => match value.trim().parse::<f64>() {
-                Ok(rate) if (0.0..=1.0).contains(&rate) => rate,
-                _ => return Err(DemoConfigError::ErrorRate(value)),
-            },
+            Some(value) => {
+                parse_error_rate("ERROR_RATE", &value).map_err(DemoConfigError::Fault)?
+            }
             None => 0.0,
         };
         let extra_latency = match lookup("EXTRA_LATENCY") {
             Some(value) => {
-                parse_duration("EXTRA_LATENCY", &value).map_err(DemoConfigError::ExtraLatency)?
+                parse_extra_latency("EXTRA_LATENCY", &value).map_err(DemoConfigError::Fault)?
             }
             None => Duration::ZERO,
+        };
+        let features = match lookup("FEATURES") {
+            Some(value) => parse_names("FEATURES", &value).map_err(DemoConfigError::Features)?,
+            None => BTreeSet::new(),
         };
         let lifecycle = LifecycleConfig::from_lookup(&lookup)?
             .version(version.clone())
@@ -111,6 +122,8 @@ impl DemoConfig {
             lifecycle,
             error_rate,
             extra_latency,
+            features,
+            feature_override: lookup("FEATURE_OVERRIDE").is_some_and(|value| value.trim() == "1"),
         })
     }
 }
@@ -142,27 +155,9 @@ mod tests {
         assert!(!config.json_logs);
         assert_eq!(config.lifecycle.version, "v1");
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn fault_injection_is_read_and_checked() {
-        let config = DemoConfig::from_lookup(lookup(&[
-            ("ERROR_RATE", "0.05"),
-            ("EXTRA_LATENCY", "150ms"),
-        ]))
-        .unwrap();
-        assert_eq!(config.error_rate, 0.05);
-        assert_eq!(config.extra_latency, Duration::from_millis(150));
-        let defaults = DemoConfig::from_lookup(lookup(&[])).unwrap();
-        assert_eq!(
-            (defaults.error_rate, defaults.extra_latency),
-            (0.0, Duration::ZERO)
-        );
-        for bad in ["1.5", "-0.1", "five"] {
-            let err = DemoConfig::from_lookup(lookup(&[("ERROR_RATE", bad)])).unwrap_err();
-            assert!(err.to_string().contains("ERROR_RATE"), "{err}");
-        }
-        assert!(DemoConfig::from_lookup(lookup(&[("EXTRA_LATENCY", "soon")])).is_err());
+        assert_eq!(config.error_rate, 0.0);
+        assert_eq!(config.extra_latency, Duration::ZERO);
+        assert!(config.features.is_empty() && !config.feature_override);
     }
 
     #[test]
@@ -176,6 +171,10 @@ mod tests {
             ("SHUTDOWN_TIMEOUT", "10s"),
             ("ADMIN_TOGGLES", "1"),
             ("LOG_FORMAT", "json"),
+            ("ERROR_RATE", "0.05"),
+            ("EXTRA_LATENCY", "50ms"),
+            ("FEATURES", "new-checkout,dark-mode"),
+            ("FEATURE_OVERRIDE", "1"),
         ]))
         .unwrap();
         assert_eq!(config.address, "127.0.0.1:9000".parse().unwrap());
@@ -184,6 +183,13 @@ mod tests {
         assert_eq!(config.lifecycle.drain_delay, Duration::from_secs(2));
         assert_eq!(config.lifecycle.shutdown_timeout, Duration::from_secs(10));
         assert!(config.admin_toggles && config.json_logs);
+        assert_eq!(config.error_rate, 0.05);
+        assert_eq!(config.extra_latency, Duration::from_millis(50));
+        assert_eq!(
+            config.features.iter().collect::<Vec<_>>(),
+            ["dark-mode", "new-checkout"]
+        );
+        assert!(config.feature_override);
     }
 
     #[test]
@@ -194,6 +200,9 @@ mod tests {
             ("APP_VERSION", "v 2"),
             ("STARTUP_DELAY", "later"),
             ("DRAIN_DELAY", "5"),
+            ("ERROR_RATE", "1.5"),
+            ("EXTRA_LATENCY", "fast"),
+            ("FEATURES", "ok,not ok"),
         ] {
             let error = DemoConfig::from_lookup(lookup(&[(name, value)])).unwrap_err();
             assert!(error.to_string().contains(name), "{name}: {error}");

@@ -4,8 +4,10 @@
 //! every answer carries `X-Version`. See `docs/reference-service.md`.
 
 mod config;
+mod faults;
+mod features;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use anyhow::Context as _;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -23,6 +25,8 @@ use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 use zdd_lifecycle::{DrainReport, Lifecycle};
 
 pub use config::{DemoConfig, DemoConfigError};
+pub use faults::Faults;
+pub use features::{FEATURES_HEADER, Features};
 
 /// The header naming the version that answered.
 pub const VERSION_HEADER: &str = "x-version";
@@ -97,30 +101,33 @@ struct AppState {
     version: String,
     host: String,
     started: Instant,
-    /// `ERROR_RATE`, `EXTRA_LATENCY`: a version that misbehaves on purpose (analysis demos).
-    error_rate: f64,
-    extra_latency: Duration,
-    /// `GET /` answered so far, to spread the errors evenly (no randomness needed).
-    index_requests: std::sync::atomic::AtomicU64,
+    faults: Arc<Faults>,
+    features: Arc<Features>,
+    feature_override: bool,
 }
 
 /// The demo's service: its routes wrapped by the lifecycle (probes, metrics, request counting),
 /// every answer carrying `X-Version`.
 pub fn app(lifecycle: &Lifecycle, config: &DemoConfig) -> SetResponseHeader<Router, HeaderValue> {
+    let faults = Arc::new(Faults::new(config.error_rate, config.extra_latency));
+    let features = Arc::new(Features::new(config.features.clone()));
     let state = Arc::new(AppState {
         version: config.version.clone(),
         host: host_name(),
         started: Instant::now(),
-        error_rate: config.error_rate,
-        extra_latency: config.extra_latency,
-        index_requests: std::sync::atomic::AtomicU64::new(0),
+        faults: faults.clone(),
+        features: features.clone(),
+        feature_override: config.feature_override,
     });
     let mut routes = Router::new()
         .route("/", get(index))
         .route("/work", get(work))
         .with_state(state);
     if config.admin_toggles {
-        routes = routes.merge(admin_toggles(lifecycle));
+        routes = routes
+            .merge(admin_toggles(lifecycle))
+            .merge(faults::admin_routes(faults))
+            .merge(features::admin_routes(features));
     }
     // A static value: cloning it for every answer touches no shared reference count. One small
     // string leaked per process (`app` is built once).
@@ -137,31 +144,48 @@ struct IndexBody<'a> {
     version: &'a str,
     host: &'a str,
     uptime_s: f64,
+    /// The features this answer was made with.
+    features: &'a BTreeSet<String>,
 }
 
-async fn index(State(state): State<Arc<AppState>>) -> Response {
-    if !state.extra_latency.is_zero() {
-        tokio::time::sleep(state.extra_latency).await;
-    }
-    if state.error_rate > 0.0 {
-        // Request n fails when the running count of errors owed, floor(n * rate), goes up.
-        let n = state
-            .index_requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
-        if ((n + 1.0) * state.error_rate).floor() > (n * state.error_rate).floor() {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({ "error": "ERROR_RATE: failing on purpose" })),
-            )
-                .into_response();
+/// `GET /`: who answered and with which features (also in the `X-Features` header, so the probe
+/// can count answers by feature with `--version-header X-Features`), after any injected fault.
+async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let mut features = state.features.active();
+    if state.feature_override {
+        for value in headers.get_all(FEATURES_HEADER) {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            if let Err(message) = features::apply_override(&mut features, &value) {
+                return bad_request(&message);
+            }
         }
     }
-    Json(IndexBody {
-        version: &state.version,
-        host: &state.host,
-        uptime_s: (state.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-    })
-    .into_response()
+    let injected = state.faults.next();
+    if !injected.delay.is_zero() {
+        tokio::time::sleep(injected.delay).await;
+    }
+    if injected.fail {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({
+                "error": "injected fault (ERROR_RATE)",
+                "version": state.version,
+            })),
+        )
+            .into_response();
+    }
+    let header = HeaderValue::from_str(&features::header_value(&features))
+        .unwrap_or_else(|_| HeaderValue::from_static(features::NO_FEATURES));
+    (
+        [(HeaderName::from_static(FEATURES_HEADER), header)],
+        Json(IndexBody {
+            version: &state.version,
+            host: &state.host,
+            uptime_s: (state.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            features: &features,
+        }),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -196,7 +220,7 @@ async fn work(
     .into_response()
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({ "error": message })),

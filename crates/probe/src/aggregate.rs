@@ -69,6 +69,8 @@ pub(crate) struct Aggregator {
     version_slots: VersionSlots,
     /// Failed answers that named their version.
     failed_by_version: BTreeMap<String, u64>,
+    segments: crate::segments::SegmentCounts,
+    version_latency: crate::version_latency::VersionLatency,
 }
 
 impl Aggregator {
@@ -88,7 +90,28 @@ impl Aggregator {
             outages: OutageTracker::new(interval),
             version_slots: VersionSlots::default(),
             failed_by_version: BTreeMap::new(),
+            segments: Default::default(),
+            version_latency: Default::default(),
         }
+    }
+
+    /// Counts `segments` apart (see `segments`).
+    pub(crate) fn with_segments(mut self, segments: &[crate::segments::Segment]) -> Self {
+        self.segments = crate::segments::SegmentCounts::new(segments);
+        self
+    }
+
+    /// The segments' counts and each version's latency, taken out for the report.
+    pub(crate) fn apart(
+        &mut self,
+    ) -> (
+        Vec<crate::segments::SegmentReport>,
+        BTreeMap<String, Latency>,
+    ) {
+        (
+            std::mem::take(&mut self.segments).finish(),
+            self.version_latency.finish(),
+        )
     }
 
     pub(crate) fn ok(&self) -> u64 {
@@ -115,6 +138,10 @@ impl Aggregator {
             self.buckets.resize_with(slot + 1, Bucket::default);
         }
         let latency_us = (completion.latency.as_micros() as u64).max(1);
+        self.segments
+            .record(completion.seq, completion.scheduled, &completion.outcome);
+        self.version_latency
+            .record(&completion.outcome, completion.latency);
         let answered = match &completion.outcome {
             RequestOutcome::Ok { version } => {
                 self.ok += 1;

@@ -183,6 +183,9 @@ pub(crate) struct Client {
     authority: String,
     /// The whole request, serialized once.
     request: Vec<u8>,
+    /// The request of each segment (its headers added), by segment index.
+    segment_requests: Vec<Vec<u8>>,
+    segments: Vec<crate::segments::Segment>,
     timeout: Duration,
     version_header: HeaderName,
     fallback_version_header: Option<HeaderName>,
@@ -228,12 +231,32 @@ impl Client {
         Ok(Client {
             authority,
             request,
+            segment_requests: Vec::new(),
+            segments: Vec::new(),
             timeout,
             version_header: header(version_header)?,
             fallback_version_header: fallback_version_header.map(header).transpose()?,
             open: Arc::default(),
             connect_failures: Throttled::default(),
         })
+    }
+
+    /// Sends the segments' requests with their headers.
+    pub(crate) fn with_segments(mut self, segments: &[crate::segments::Segment]) -> Self {
+        self.segment_requests = segments
+            .iter()
+            .map(|s| crate::segments::request_with(&self.request, &s.headers))
+            .collect();
+        self.segments = segments.to_vec();
+        self
+    }
+
+    /// The request bytes for request `seq` (its segment's, if it is in one).
+    fn request_for(&self, seq: u64) -> &[u8] {
+        match crate::segments::segment_of(seq, &self.segments) {
+            Some(index) => &self.segment_requests[index],
+            None => &self.request,
+        }
     }
 
     /// The most connections open at once so far, across the worker threads.
@@ -249,10 +272,34 @@ impl Client {
     /// Sends one GET on an idle keep-alive connection of `pool` (opened when there is none), or
     /// on a fresh one that is closed after the answer, unless `expired` resolves first (a
     /// `timeout`). A keep-alive connection whose answer was read whole goes back to `pool`.
+    #[cfg(test)]
     pub(crate) async fn execute(
         &self,
         pool: &Pool,
         fresh: bool,
+        expired: impl Future<Output = ()>,
+    ) -> RequestOutcome {
+        self.execute_request(pool, fresh, &self.request, expired)
+            .await
+    }
+
+    /// As `execute`, for request `seq`: with its segment's headers when it belongs to one.
+    pub(crate) async fn execute_seq(
+        &self,
+        pool: &Pool,
+        fresh: bool,
+        seq: u64,
+        expired: impl Future<Output = ()>,
+    ) -> RequestOutcome {
+        self.execute_request(pool, fresh, self.request_for(seq), expired)
+            .await
+    }
+
+    async fn execute_request(
+        &self,
+        pool: &Pool,
+        fresh: bool,
+        request: &[u8],
         expired: impl Future<Output = ()>,
     ) -> RequestOutcome {
         let work = async {
@@ -260,7 +307,7 @@ impl Client {
                 Ok(connection) => connection,
                 Err(kind) => return RequestOutcome::failed(kind),
             };
-            let outcome = self.exchange(&mut connection).await;
+            let outcome = self.exchange(&mut connection, request).await;
             if !fresh && !connection.closed {
                 pool.put(connection);
             }
@@ -302,8 +349,8 @@ impl Client {
     }
 
     /// One request and its answer; marks the connection closed when it cannot be reused.
-    async fn exchange(&self, connection: &mut Connection) -> RequestOutcome {
-        match self.try_exchange(connection).await {
+    async fn exchange(&self, connection: &mut Connection, request: &[u8]) -> RequestOutcome {
+        match self.try_exchange(connection, request).await {
             Ok((outcome, reusable)) => {
                 connection.closed |= !reusable;
                 outcome
@@ -318,10 +365,11 @@ impl Client {
     async fn try_exchange(
         &self,
         connection: &mut Connection,
+        request: &[u8],
     ) -> Result<(RequestOutcome, bool), ExchangeError> {
         connection
             .stream
-            .write_all(&self.request)
+            .write_all(request)
             .await
             .map_err(ExchangeError::Io)?;
         connection.buf.clear();

@@ -36,8 +36,48 @@ td,th{padding:2px 10px 2px 0;text-align:left;vertical-align:top}th{font-weight:6
 height:10px;margin-right:4px}.bad{color:#b00}.good{color:#070}svg{display:block}\
 svg text{font:11px system-ui,sans-serif;fill:#555}";
 
+/// A mark on a section's timeline: a deployment event, or anything else timed on the probe's
+/// clock (an analysis measurement and its verdict...). Each gets a dashed line of its colour
+/// across the charts, a numbered label in the strip above them (rows laid out so that no two
+/// labels overlap) and a row in the table below.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mark {
+    /// Seconds since the probe's time zero.
+    pub t_s: f64,
+    pub label: String,
+    /// A CSS colour for its line, number and label.
+    pub color: String,
+}
+
+/// The colour of deployment events.
+pub const EVENT_COLOR: &str = "#333";
+
+impl From<&EventMark> for Mark {
+    fn from(event: &EventMark) -> Mark {
+        Mark {
+            t_s: event.t_s,
+            label: event.label.clone(),
+            color: EVENT_COLOR.to_owned(),
+        }
+    }
+}
+
 /// One self-contained HTML page, one section per run (the demo puts five on one page).
 pub fn render_html(sections: &[(&str, &Report, &[EventMark])]) -> String {
+    let marks: Vec<Vec<Mark>> = sections
+        .iter()
+        .map(|(_, _, events)| events.iter().map(Mark::from).collect())
+        .collect();
+    let sections: Vec<(&str, &Report, &[Mark])> = sections
+        .iter()
+        .zip(&marks)
+        .map(|((title, report, _), marks)| (*title, *report, marks.as_slice()))
+        .collect();
+    render_html_marked(&sections)
+}
+
+/// [`render_html`] with marks of any colour (events and other layers, merged by the caller).
+pub fn render_html_marked(sections: &[(&str, &Report, &[Mark])]) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
@@ -68,7 +108,7 @@ pub fn render_html(sections: &[(&str, &Report, &[EventMark])]) -> String {
     page
 }
 
-fn section(page: &mut String, title: &str, report: &Report, events: &[EventMark]) {
+fn section(page: &mut String, title: &str, report: &Report, events: &[Mark]) {
     let _ = writeln!(page, "<section><h2>{}</h2>", escape(title));
     summary(page, report);
     let axis = Axis::for_report(report);
@@ -96,6 +136,7 @@ fn section(page: &mut String, title: &str, report: &Report, events: &[EventMark]
     let colors: Vec<&str> = (0..shares.len())
         .map(|i| VERSION_COLORS[i % VERSION_COLORS.len()])
         .collect();
+    mark_strip(page, &axis, events);
     chart(page, &axis, report, events, 100.0, "%", |svg, axis, y| {
         stacked(svg, axis, y, &report.timeline, &shares, &colors)
     });
@@ -154,6 +195,7 @@ fn section(page: &mut String, title: &str, report: &Report, events: &[EventMark]
     );
 
     outages_and_events(page, report, events);
+    page.push_str(&crate::segments::render_html(&report.segments));
     page.push_str("</section>\n");
 }
 
@@ -206,7 +248,7 @@ fn summary(page: &mut String, report: &Report) {
     );
 }
 
-fn outages_and_events(page: &mut String, report: &Report, events: &[EventMark]) {
+fn outages_and_events(page: &mut String, report: &Report, events: &[Mark]) {
     if !report.outages.is_empty() {
         page.push_str("<h3>Outages</h3><table><tr><th>start</th><th>end</th><th>duration</th><th>failed</th><th>kinds</th></tr>");
         for outage in report.outages.iter().take(200) {
@@ -232,7 +274,8 @@ fn outages_and_events(page: &mut String, report: &Report, events: &[EventMark]) 
         for (i, event) in events.iter().enumerate() {
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td>{:.3} s</td><td>{}</td></tr>",
+                "<tr><td style=\"color:{}\">{}</td><td>{:.3} s</td><td>{}</td></tr>",
+                escape(&event.color),
                 i + 1,
                 event.t_s,
                 escape(&event.label)
@@ -328,7 +371,7 @@ fn chart(
     page: &mut String,
     axis: &Axis,
     report: &Report,
-    events: &[EventMark],
+    events: &[Mark],
     y_max: f64,
     unit: &str,
     plot: impl FnOnce(&mut String, &Axis, &YScale),
@@ -379,6 +422,7 @@ fn chart(
         tick += step;
     }
     plot(page, axis, &y);
+    // Lines only: the numbers and labels are in the strip above the first chart.
     for (i, event) in events.iter().enumerate() {
         if !axis.contains(event.t_s) {
             continue;
@@ -386,14 +430,13 @@ fn chart(
         let px = axis.x(event.t_s);
         let _ = write!(
             page,
-            "<g><title>{:.3} s: {}</title><line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" \
-             stroke=\"#333\" stroke-dasharray=\"3,3\"/><text x=\"{px:.1}\" y=\"{:.1}\" text-anchor=\"middle\" \
-             style=\"fill:#000\">{}</text></g>",
+            "<g><title>{} at {:.3} s: {}</title><line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" \
+             stroke=\"{}\" stroke-dasharray=\"3,3\"/></g>",
+            i + 1,
             event.t_s,
             escape(&event.label),
             HEIGHT - BOTTOM,
-            TOP - 4.0,
-            i + 1
+            escape(&event.color),
         );
     }
     let _ = writeln!(
@@ -402,6 +445,127 @@ fn chart(
         WIDTH - LEFT - RIGHT,
         HEIGHT - TOP - BOTTOM
     );
+}
+
+/// Height of one row of labels in the mark strip.
+const ROW: f64 = 14.0;
+/// Longest label drawn in the strip (the full text is in the table and the tooltip).
+const MAX_LABEL_CHARS: usize = 48;
+/// A conservative width of one character at the charts' 11px font, so estimates err wide.
+const CHAR_WIDTH: f64 = 6.6;
+/// Room kept between two labels of a row.
+const GAP: f64 = 8.0;
+
+/// The numbered labels of the marks, above the charts and on their time axis: each label starts
+/// at its mark's line (or ends there near the right edge) and goes in the lowest row where it
+/// overlaps no other label; a thin line joins it to its time. Marks outside the probe's run are
+/// only in the table below.
+fn mark_strip(page: &mut String, axis: &Axis, marks: &[Mark]) {
+    let shown: Vec<(usize, &Mark, String)> = marks
+        .iter()
+        .enumerate()
+        .filter(|(_, mark)| axis.contains(mark.t_s))
+        .map(|(i, mark)| (i, mark, format!("{} {}", i + 1, shorten(&mark.label))))
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    let boxes: Vec<(f64, f64)> = shown
+        .iter()
+        .map(|(_, mark, text)| (axis.x(mark.t_s), text_width(text)))
+        .collect();
+    let placed = layout_labels(&boxes, LEFT, WIDTH - RIGHT);
+    let rows = placed.iter().map(|p| p.row + 1).max().unwrap_or(1);
+    let height = rows as f64 * ROW + 6.0;
+    let _ = write!(
+        page,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"marks\" width=\"{WIDTH}\" height=\"{height:.0}\" viewBox=\"0 0 {WIDTH} {height:.0}\">"
+    );
+    // Row 0 is the lowest, next to the charts. Lines first, so a label's white box hides where
+    // the line of a higher row's label passes behind it.
+    let row_y = |row: usize| height - 6.0 - row as f64 * ROW;
+    for (((_, mark, _), (px, _)), place) in shown.iter().zip(&boxes).zip(&placed) {
+        let _ = write!(
+            page,
+            "<line x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{:.1}\" y2=\"{height:.0}\" stroke=\"{}\" stroke-opacity=\"0.5\"/>",
+            row_y(place.row) - ROW + 1.0,
+            escape(&mark.color)
+        );
+    }
+    for (((i, mark, text), place), (_, width)) in shown.iter().zip(&placed).zip(&boxes) {
+        let y = row_y(place.row);
+        let _ = write!(
+            page,
+            "<g><title>{} at {:.3} s: {}</title><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" \
+             height=\"{:.1}\" fill=\"#fff\"/><text x=\"{:.1}\" y=\"{:.1}\" style=\"fill:{}\">{}</text></g>",
+            i + 1,
+            mark.t_s,
+            escape(&mark.label),
+            place.x - 1.0,
+            y - ROW,
+            width + 2.0,
+            ROW,
+            place.x,
+            y - 3.0,
+            escape(&mark.color),
+            escape(text)
+        );
+    }
+    page.push_str("</svg>\n");
+}
+
+fn shorten(label: &str) -> String {
+    if label.chars().count() <= MAX_LABEL_CHARS {
+        label.to_owned()
+    } else {
+        let kept: String = label.chars().take(MAX_LABEL_CHARS - 1).collect();
+        format!("{kept}…")
+    }
+}
+
+fn text_width(text: &str) -> f64 {
+    text.chars().count() as f64 * CHAR_WIDTH
+}
+
+/// Where one label goes: its row (0 nearest the charts) and the x its text starts at.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Placed {
+    row: usize,
+    x: f64,
+}
+
+/// Lays out labels given as (x of their mark, width) between `min_x` and `max_x`: each starts
+/// just right of its mark, or ends just left of it when it would pass `max_x`, and takes the
+/// lowest row where it keeps `GAP` from every label already there. Labels are placed in time
+/// order, so the earlier of two close marks keeps the lower row. Results are in input order.
+fn layout_labels(labels: &[(f64, f64)], min_x: f64, max_x: f64) -> Vec<Placed> {
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|a, b| labels[*a].0.total_cmp(&labels[*b].0));
+    let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut placed = vec![Placed { row: 0, x: min_x }; labels.len()];
+    for i in order {
+        let (mark_x, width) = labels[i];
+        let mut start = mark_x + 3.0;
+        if start + width > max_x {
+            start = mark_x - 3.0 - width;
+        }
+        let start = start.max(min_x);
+        let span = (start, start + width);
+        let free = |row: &Vec<(f64, f64)>| {
+            row.iter()
+                .all(|(a, b)| span.1 + GAP <= *a || *b + GAP <= span.0)
+        };
+        let row = match rows.iter().position(free) {
+            Some(row) => row,
+            None => {
+                rows.push(Vec::new());
+                rows.len() - 1
+            }
+        };
+        rows[row].push(span);
+        placed[i] = Placed { row, x: start };
+    }
+    placed
 }
 
 /// Share of a bucket's ok answers given by `version`, in percent.
@@ -515,7 +679,7 @@ fn format_number(value: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -603,7 +767,9 @@ mod tests {
         ];
         let page = render_html(&[("recreate", &report, &events), ("blue-green", &report, &[])]);
         assert!(page.starts_with("<!DOCTYPE html>"));
-        assert_eq!(page.matches("<svg").count(), 6);
+        // Three charts per section, and the mark strip of the section with events.
+        assert_eq!(page.matches("<svg").count(), 7);
+        assert_eq!(page.matches("class=\"marks\"").count(), 1);
         assert_eq!(page.matches("<section>").count(), 2);
         // Nothing fetched: no scripts, stylesheets or images from elsewhere.
         for external in ["<script", "<link", "src=", "@import", "url("] {
@@ -625,6 +791,77 @@ mod tests {
         let page = render_html(&[("nothing", &Report::default(), &[])]);
         assert_eq!(page.matches("<svg").count(), 3);
         assert!(!page.contains("NaN"));
+    }
+
+    /// No two labels of a row overlap, and every label stays inside the frame.
+    fn assert_readable(labels: &[(f64, f64)], placed: &[Placed]) {
+        for (i, (a, wa)) in placed.iter().zip(labels.iter().map(|l| l.1)).enumerate() {
+            assert!(
+                a.x >= LEFT && a.x + wa <= WIDTH - RIGHT,
+                "label {i} at {a:?}"
+            );
+            for (j, (b, wb)) in placed.iter().zip(labels.iter().map(|l| l.1)).enumerate() {
+                if i != j && a.row == b.row {
+                    assert!(
+                        a.x + wa <= b.x || b.x + wb <= a.x,
+                        "labels {i} {a:?} and {j} {b:?} overlap"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn labels_of_close_marks_get_distinct_rows() {
+        // A blue-green run's events: four within a few pixels, then two far apart, one at the
+        // right edge (placed to the left of its mark).
+        let labels = [
+            (300.0, 120.0),
+            (302.0, 90.0),
+            (301.0, 150.0),
+            (306.0, 60.0),
+            (600.0, 100.0),
+            (940.0, 110.0),
+        ];
+        let placed = layout_labels(&labels, LEFT, WIDTH - RIGHT);
+        assert_readable(&labels, &placed);
+        let close: Vec<usize> = placed[..4].iter().map(|p| p.row).collect();
+        let mut distinct = close.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "rows {close:?}");
+        // The earliest of the close ones, and the ones with room, stay on the lowest row.
+        assert_eq!((placed[0].row, placed[4].row, placed[5].row), (0, 0, 0));
+        assert!(placed[5].x + 110.0 <= 940.0, "{:?}", placed[5]);
+
+        // Many marks at the same instant (an analysis layer on top of events) still never
+        // overlap.
+        let crowd: Vec<(f64, f64)> = (0..30).map(|i| (500.0 + (i % 3) as f64, 80.0)).collect();
+        let placed = layout_labels(&crowd, LEFT, WIDTH - RIGHT);
+        assert_readable(&crowd, &placed);
+    }
+
+    #[test]
+    fn the_strip_numbers_every_mark_once_and_keeps_its_colour() {
+        let report = sample();
+        let marks = [
+            Mark {
+                t_s: 1.0,
+                label: "switch traffic to v2".into(),
+                color: EVENT_COLOR.into(),
+            },
+            Mark {
+                t_s: 1.01,
+                label: "error-rate 0.0% <= 1% pass".into(),
+                color: "#2ca02c".into(),
+            },
+        ];
+        let page = render_html_marked(&[("blue-green", &report, &marks)]);
+        assert_eq!(page.matches("class=\"marks\"").count(), 1);
+        assert!(page.contains(">1 switch traffic to v2</text>"));
+        assert!(page.contains(">2 error-rate 0.0% &lt;= 1% pass</text>"));
+        assert!(page.contains("stroke=\"#2ca02c\" stroke-dasharray"));
+        assert_eq!(page.matches(" stroke-dasharray").count(), 6);
     }
 
     #[test]

@@ -28,6 +28,8 @@ mod outcome;
 mod pool;
 mod report;
 mod schedule;
+mod segments;
+mod version_latency;
 mod worker;
 
 use aggregate::Aggregator;
@@ -35,10 +37,13 @@ use client::Client;
 use schedule::Schedule;
 use worker::{WorkerConfig, WorkerSetup};
 
-pub use html::render_html;
+pub use html::{EVENT_COLOR, Mark, render_html, render_html_marked};
 pub use measure::{SLOT as MEASURE_SLOT, VersionWindow};
 pub use outcome::FailureKind;
 pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
+pub use segments::{
+    Segment, SegmentBucket, SegmentReport, parse_share, render_html as render_segments_html,
+};
 
 /// See [`ProbeConfig::batch_interval`]: one wake-up per request (precise send times) below
 /// 10 000 requests/s; above, at most 10 000 wake-ups a second per worker, a few % of a core.
@@ -90,6 +95,8 @@ pub struct ProbeConfig {
     /// Worker threads, each with its own single-threaded runtime and a share of the slots.
     /// 0: one per [`RATE_PER_THREAD`] requests per second, at most one per core.
     pub threads: usize,
+    /// Shares of the requests sent with headers of their own, counted apart in the report.
+    pub segments: Vec<Segment>,
 }
 
 impl ProbeConfig {
@@ -106,6 +113,7 @@ impl ProbeConfig {
             origin: None,
             batch_interval: DEFAULT_BATCH_INTERVAL,
             threads: 0,
+            segments: Vec::new(),
         }
     }
 
@@ -143,7 +151,7 @@ impl ProbeConfig {
         if self.duration.is_some_and(|d| d.is_zero()) {
             return bad("duration must be more than zero".into());
         }
-        Ok(())
+        segments::validate(&self.segments)
     }
 }
 
@@ -314,14 +322,17 @@ impl ProbeHandle {
             .map_or(now, |end| end.min(now));
         let start = self.run_start.saturating_duration_since(origin);
         let end = end.saturating_duration_since(origin).max(start);
-        let aggregator = {
+        let mut aggregator = {
             let mut guard = self.shared.aggregator.lock().expect("aggregator poisoned");
             std::mem::replace(
                 &mut *guard,
                 Aggregator::new(start, Duration::from_secs(1), self.config.timeout),
             )
         };
+        let (segments, latency_by_version) = aggregator.apart();
         let mut report = aggregator.into_report(start, end);
+        report.segments = segments;
+        report.latency_ms_by_version = latency_by_version;
         report.url = self.config.url.to_string();
         report.rate = self.config.rate;
         report.connections = self.config.connections;
@@ -333,12 +344,15 @@ impl ProbeHandle {
 /// Starts a probe: its worker threads begin sending at once.
 pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
     config.validate()?;
-    let client = Arc::new(Client::new(
-        &config.url,
-        config.timeout,
-        &config.version_header,
-        config.fallback_version_header.as_deref(),
-    )?);
+    let client = Arc::new(
+        Client::new(
+            &config.url,
+            config.timeout,
+            &config.version_header,
+            config.fallback_version_header.as_deref(),
+        )?
+        .with_segments(&config.segments),
+    );
     let threads = config.worker_threads();
     // Slots dealt out evenly: the first `connections % threads` workers get one more.
     let setups = (0..threads)
@@ -360,11 +374,14 @@ pub fn start(config: ProbeConfig) -> Result<ProbeHandle, ProbeError> {
             config.duration.map(|d| run_start + d),
             config.batch_interval,
         ),
-        aggregator: Mutex::new(Aggregator::new(
-            run_start.saturating_duration_since(origin),
-            interval,
-            config.timeout,
-        )),
+        aggregator: Mutex::new(
+            Aggregator::new(
+                run_start.saturating_duration_since(origin),
+                interval,
+                config.timeout,
+            )
+            .with_segments(&config.segments),
+        ),
         sent: AtomicU64::new(0),
         workers: AtomicUsize::new(threads),
     });

@@ -43,6 +43,9 @@ pub struct Report {
     /// Latency of answered requests, from the scheduled send time.
     #[serde(default)]
     pub latency_ms: Latency,
+    /// The same, for each version's ok answers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_ms_by_version: BTreeMap<String, Latency>,
     /// When the first request was scheduled, in seconds since time zero (shared with events).
     #[serde(default)]
     pub start_s: f64,
@@ -54,6 +57,9 @@ pub struct Report {
     /// One bucket per `bucket_s` from `start_s`, by scheduled time.
     #[serde(default)]
     pub timeline: Vec<TimelineBucket>,
+    /// The segments' own counts (`--segment`), when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<crate::segments::SegmentReport>,
 }
 
 /// A maximal stretch of time in which every request failed (by scheduled time).
@@ -160,6 +166,7 @@ pub fn render_text(report: &Report) -> String {
         "latency   p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (from the scheduled send time)",
         l.p50, l.p90, l.p99, l.max
     );
+    crate::segments::render_text(&report.segments, &mut out);
     let count = report.outages.len() as u64 + report.outages_omitted;
     let _ = writeln!(
         out,

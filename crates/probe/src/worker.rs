@@ -367,7 +367,7 @@ async fn run_slot(worker: Arc<Worker>) {
         worker.expire_at(Instant::now() + worker.client.timeout(), &signal);
         let outcome = worker
             .client
-            .execute(&worker.pool, fresh, signal.wait())
+            .execute_seq(&worker.pool, fresh, seq, signal.wait())
             .await;
         // Cancels the timeout (its entry no longer matches).
         signal.arm();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 
-use crate::model::Routing;
+use crate::model::{MirrorStats, RequestMatch, Routing};
 use crate::sync::lock;
 
 /// Something that happened in a run.
@@ -88,6 +88,31 @@ pub enum Event {
     },
     RoutingSet {
         routing: Routing,
+    },
+    /// A managed route: requests that match go to `version` whatever the weights.
+    HeaderRouteSet {
+        name: String,
+        version: String,
+        matches: Vec<RequestMatch>,
+    },
+    HeaderRouteRemoved {
+        name: String,
+    },
+    /// A copy of `percent` % of the requests (those `matches` takes, all when empty) goes to
+    /// `version`, its answers discarded.
+    MirrorRouteSet {
+        name: String,
+        version: String,
+        percent: u32,
+        matches: Vec<RequestMatch>,
+    },
+    MirrorRouteRemoved {
+        name: String,
+    },
+    /// The mirror target's counters, read just before its mirror route changed or went.
+    MirrorMeasured {
+        name: String,
+        stats: MirrorStats,
     },
     Paused,
     Promoted,
@@ -356,6 +381,41 @@ impl fmt::Display for Event {
             Event::StepFinished { step } => write!(f, "{step} finished"),
             Event::Scaled { version, replicas } => write!(f, "scale {version} to {replicas}"),
             Event::RoutingSet { routing } => write!(f, "routing: {routing}"),
+            Event::HeaderRouteSet {
+                name,
+                version,
+                matches,
+            } => write!(
+                f,
+                "header route {name}: {} → {version}",
+                crate::model::describe_matches(matches)
+            ),
+            Event::HeaderRouteRemoved { name } => write!(f, "header route {name} removed"),
+            Event::MirrorRouteSet {
+                name,
+                version,
+                percent,
+                matches,
+            } => {
+                write!(f, "mirror route {name}: {percent}% ")?;
+                if !matches.is_empty() {
+                    write!(f, "of {} ", crate::model::describe_matches(matches))?;
+                }
+                write!(f, "copied to {version}")
+            }
+            Event::MirrorRouteRemoved { name } => write!(f, "mirror route {name} removed"),
+            Event::MirrorMeasured { name, stats } => write!(
+                f,
+                "mirror {name}: {} copies to {}, {} ok, {} failed, {} dropped, p50 {:.1} ms, \
+                 p99 {:.1} ms",
+                stats.sent,
+                stats.version,
+                stats.ok,
+                stats.failed(),
+                stats.dropped,
+                stats.p50_ms,
+                stats.p99_ms
+            ),
             Event::Paused => f.write_str("paused until zdd promote"),
             Event::Promoted => f.write_str("promoted"),
             Event::PreviewAnswers { version } => {

@@ -1,6 +1,8 @@
-//! `zdd demo`: the five strategies from v1 to v2 of the reference service with 3 replicas at
-//! 200 requests/s. Recreate drops requests and its outage is reported; the other four drop none,
-//! with the built-in router and with a real Traefik. Pauses are shortened to keep the suite quick.
+//! `zdd demo`: the five strategies, A/B by header and shadow, from v1 to v2 of the reference
+//! service with 3 replicas at 200 requests/s. Recreate drops requests and its outage is reported;
+//! the other six drop none, with the built-in router and with a real Traefik. While the A/B's
+//! header route is set its testers reach only v2; while the shadow's mirror is set only v1 answers
+//! the clients, and the copies to v2 are counted. Pauses are shortened to keep the suite quick.
 //! `zdd demo cluster-upgrade`: the same node upgrade three times; only the hardened one drops
 //! nothing. `zdd demo canary-analysis`: a bad v2 rolled back by analysis at its first weight.
 //!
@@ -49,7 +51,9 @@ fn demo(router: &str) {
             "rolling-update",
             "blue-green",
             "canary-replicas",
-            "canary-weight"
+            "canary-weight",
+            "ab-header",
+            "shadow"
         ]
     );
     for row in rows {
@@ -70,6 +74,44 @@ fn demo(router: &str) {
             row["by_version"]["v2"].as_u64().unwrap() > 0,
             "{name}: v2 never answered"
         );
+        let windows = row["route_windows"].as_array().cloned().unwrap_or_default();
+        let only = |who: &str, version: &str| {
+            let window = windows
+                .iter()
+                .find(|w| w["requests_of"] == who)
+                .unwrap_or_else(|| panic!("{name}: no window for {who}: {row}"));
+            let by_version = window["by_version"].as_object().expect("by_version");
+            assert!(window["total"].as_u64().unwrap() > 0, "{name}: {window}");
+            assert_eq!(window["failed"], 0, "{name}: {window}");
+            assert_eq!(
+                by_version.keys().collect::<Vec<_>>(),
+                [version],
+                "{name}: {who} while the route was set: {window}"
+            );
+        };
+        if name == "ab-header" {
+            only("segment testers", "v2");
+            let segment = &row["report"]["segments"][0];
+            assert_eq!(segment["name"], "testers", "{row}");
+            assert!(
+                segment["by_version"]["v1"].as_u64().unwrap_or(0) > 0,
+                "testers on v1 before the route: {segment}"
+            );
+        }
+        if name == "shadow" {
+            only("clients", "v1");
+            let mirror = &row["mirror"];
+            assert_eq!(mirror["version"], "v2", "{row}");
+            assert!(
+                mirror["sent"].as_u64().unwrap() > 0,
+                "no copy sent: {mirror}"
+            );
+            assert!(
+                mirror["ok"].as_u64().unwrap() > 0,
+                "no copy answered: {mirror}"
+            );
+            assert!(stdout.contains("shadow: mirror to v2: "), "{stdout}");
+        }
         if name == "recreate" {
             assert!(failed > 0, "recreate dropped nothing?");
             assert!(row["longest_outage_s"].as_f64().unwrap() > 0.2, "{row}");

@@ -61,6 +61,12 @@ pub struct ProbeOptions {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 
+    /// A share of the requests sent with headers of their own and counted apart:
+    /// `NAME:SHARE%:Header=value[,Header=value]`, e.g. `testers:20%:X-Canary=always` or
+    /// `beta:10%:Cookie=flavour=b`. Repeatable.
+    #[arg(long = "segment", value_name = "SEGMENT", value_parser = zdd_probe::Segment::parse)]
+    pub segments: Vec<zdd_probe::Segment>,
+
     /// Failed requests allowed before the run fails (exit 1).
     #[arg(long, default_value_t = 0)]
     pub max_failed: u64,
@@ -98,6 +104,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     config.fallback_version_header = args.fallback_version_header.clone();
     config.batch_interval = args.batch_interval;
     config.threads = args.threads;
+    config.segments = args.segments.clone();
     let probe = match zdd_probe::start(config) {
         Ok(probe) => probe,
         Err(err) => {

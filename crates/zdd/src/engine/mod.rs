@@ -10,6 +10,7 @@ pub mod control;
 pub mod data_plane_check;
 mod guard;
 mod nodes;
+mod routes;
 pub mod traffic;
 
 use std::future::Future;
@@ -102,6 +103,8 @@ pub struct Engine<'p, P: Platform> {
     new: VersionTemplate,
     routing: Routing,
     guard: Guard,
+    /// The last mirror counters read (see `routes`).
+    mirror_measured: Option<crate::model::MirrorStats>,
 }
 
 impl<'p, P: Platform> Engine<'p, P> {
@@ -141,6 +144,7 @@ impl<'p, P: Platform> Engine<'p, P> {
             control,
             options,
             routing: Routing::default(),
+            mirror_measured: None,
         }
     }
 
@@ -277,11 +281,15 @@ impl<'p, P: Platform> Engine<'p, P> {
         if routing == self.routing {
             return Ok(());
         }
+        self.measure_mirror_before(&routing).await;
         let guard = self.guard.clone();
         guard.run(self.platform.set_routing(&routing)).await?;
         self.events.emit(Event::RoutingSet {
             routing: routing.clone(),
         });
+        for event in routes::route_events(&self.routing, &routing) {
+            self.events.emit(event);
+        }
         self.control.update(|s| s.set_routing(&routing));
         self.routing = routing;
         Ok(())

@@ -8,6 +8,7 @@ mod version;
 
 pub use routing::{
     HeaderRoute, MirrorRoute, RequestMatch, Routing, TrafficPolicy, ValueMatch, Weights,
+    describe_matches,
 };
 pub use scheduling::{AntiAffinity, DisruptionBudget, IntOrPercent, NodeStatus, Scheduling};
 pub use status::{MirrorStats, PlatformStatus, PodStatus, VersionStatus};

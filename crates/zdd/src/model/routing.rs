@@ -165,3 +165,18 @@ impl fmt::Display for Routing {
         Ok(())
     }
 }
+
+/// `X-Canary=always and cookie flavour~b.*`: matches as steps and events name them.
+pub fn describe_matches(matches: &[RequestMatch]) -> String {
+    let one = |m: &RequestMatch| {
+        let (what, value) = match m {
+            RequestMatch::Header { name, value } => (name.clone(), value),
+            RequestMatch::Cookie { name, value } => (format!("cookie {name}"), value),
+        };
+        match value {
+            ValueMatch::Exact(v) => format!("{what}={v}"),
+            ValueMatch::Regex(r) => format!("{what}~{r}"),
+        }
+    };
+    matches.iter().map(one).collect::<Vec<_>>().join(" and ")
+}

@@ -70,3 +70,10 @@ pub struct MirrorStats {
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
+
+impl MirrorStats {
+    /// Copies answered 4xx or 5xx, or not answered at all.
+    pub fn failed(&self) -> u64 {
+        self.http_4xx + self.http_5xx + self.failed_by_kind.values().sum::<u64>()
+    }
+}

@@ -11,6 +11,7 @@
 pub mod control_socket;
 mod execute;
 mod node_requests;
+pub mod route_windows;
 
 pub use execute::execute;
 pub mod session;
@@ -114,6 +115,16 @@ pub async fn run_rollout<P: Platform>(
     config.connections = spec.traffic.connections_for(config.timeout);
     config.fallback_version_header = Some("X-Zdd-Version".into());
     config.origin = Some(events.origin());
+    config.segments = spec
+        .traffic
+        .segments
+        .iter()
+        .map(|s| zdd_probe::Segment {
+            name: s.name.clone(),
+            share: s.share_pct / 100.0,
+            headers: s.headers.clone(),
+        })
+        .collect();
     let probe =
         Arc::new(zdd_probe::start(config).map_err(|e| EngineError::Other(format!("probe: {e}")))?);
     let traffic_start = Instant::now();

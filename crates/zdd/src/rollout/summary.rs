@@ -30,6 +30,13 @@ pub struct Summary {
     pub by_version: std::collections::BTreeMap<String, u64>,
     pub failed_by_kind: std::collections::BTreeMap<String, u64>,
     pub outages: Vec<zdd_probe::Outage>,
+    /// A shadow's counters (the last mirror route's, read when it went): how the new version
+    /// answered the copies no client saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSummary>,
+    /// What the probe saw while each managed route was set (see `route_windows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route_windows: Vec<super::route_windows::RouteWindow>,
     pub report: zdd_probe::Report,
     pub events: Vec<Record>,
     /// Every measurement of the analysis, in order (empty without an `analysis:` block).
@@ -131,6 +138,8 @@ impl Summary {
             by_version: report.by_version.clone(),
             failed_by_kind: report.failed_by_kind.clone(),
             outages: report.outages.clone(),
+            mirror: MirrorSummary::last_of(&result.events, &spec.from.name, report),
+            route_windows: super::route_windows::route_windows(&result.events, report),
             report: report.clone(),
             events: result.events.clone(),
             analysis: analysis_rows(&result.events),
@@ -140,6 +149,46 @@ impl Summary {
 
     pub fn passed(&self) -> bool {
         self.succeeded && self.within_budget
+    }
+}
+
+/// The mirror target's counters as the report gives them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MirrorSummary {
+    pub version: String,
+    pub sent: u64,
+    pub ok: u64,
+    /// Answered 4xx or 5xx, or not answered.
+    pub failed: u64,
+    /// Not sent: the queue of copies was full.
+    pub dropped: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The old version's own answers to the clients over the run, to compare with.
+    pub old_version: String,
+    pub old_p50_ms: Option<f64>,
+    pub old_p99_ms: Option<f64>,
+}
+
+impl MirrorSummary {
+    /// From the run's last `MirrorMeasured` event, beside `old`'s latency in `report`.
+    fn last_of(records: &[Record], old: &str, report: &zdd_probe::Report) -> Option<MirrorSummary> {
+        let old_latency = report.latency_ms_by_version.get(old);
+        records.iter().rev().find_map(|r| match &r.event {
+            Event::MirrorMeasured { stats, .. } => Some(MirrorSummary {
+                version: stats.version.clone(),
+                sent: stats.sent,
+                ok: stats.ok,
+                failed: stats.failed(),
+                dropped: stats.dropped,
+                p50_ms: stats.p50_ms,
+                p99_ms: stats.p99_ms,
+                old_version: old.to_string(),
+                old_p50_ms: old_latency.map(|l| l.p50),
+                old_p99_ms: old_latency.map(|l| l.p99),
+            }),
+            _ => None,
+        })
     }
 }
 
@@ -201,7 +250,42 @@ pub fn render_table(rows: &[Summary]) -> String {
             result
         ));
     }
+    for row in rows {
+        if !row.route_windows.is_empty() || row.mirror.is_some() {
+            out.push('\n');
+        }
+        for window in &row.route_windows {
+            out.push_str(&super::route_windows::describe(&row.strategy, window));
+        }
+        if let Some(mirror) = &row.mirror {
+            out.push_str(&mirror_line(row, mirror));
+        }
+    }
     out
+}
+
+/// Under the table: what the shadow answered, beside the old version's own answers to the
+/// clients (only it answers them while a shadow runs).
+fn mirror_line(row: &Summary, mirror: &MirrorSummary) -> String {
+    let old = match (mirror.old_p50_ms, mirror.old_p99_ms) {
+        (Some(p50), Some(p99)) => format!(
+            "{}'s answers: p50 {p50:.1} ms, p99 {p99:.1} ms",
+            mirror.old_version
+        ),
+        _ => format!("no answer from {}", mirror.old_version),
+    };
+    format!(
+        "{}: mirror to {}: {} copies, {} ok, {} failed, {} dropped, p50 {:.1} ms, p99 {:.1} ms \
+         ({old})\n",
+        row.strategy,
+        mirror.version,
+        mirror.sent,
+        mirror.ok,
+        mirror.failed,
+        mirror.dropped,
+        mirror.p50_ms,
+        mirror.p99_ms,
+    )
 }
 
 pub fn write_outputs(

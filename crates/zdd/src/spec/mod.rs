@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use crate::model::IntOrPercent;
-use crate::model::{DisruptionBudget, ProbeSpec, Scheduling, VersionTemplate};
+use crate::model::{DisruptionBudget, ProbeSpec, RequestMatch, Scheduling, VersionTemplate};
 
 /// A validated rollout.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +105,23 @@ impl Strategy {
             Strategy::RollingUpdate { .. } => "rolling-update",
             Strategy::BlueGreen { .. } => "blue-green",
             Strategy::CanaryReplicas { .. } => "canary-replicas",
-            Strategy::CanaryWeight { .. } => "canary-weight",
+            // Managed routes make a canary by weight an A/B test or a shadow.
+            Strategy::CanaryWeight { steps } => {
+                let sets = |mirror: bool| {
+                    steps.iter().any(|step| match step {
+                        CanaryStep::SetMirrorRoute { mirror: m, .. } => mirror && m.is_some(),
+                        CanaryStep::SetHeaderRoute { matches, .. } => !mirror && matches.is_some(),
+                        _ => false,
+                    })
+                };
+                if sets(true) {
+                    "shadow"
+                } else if sets(false) {
+                    "ab-header"
+                } else {
+                    "canary-weight"
+                }
+            }
             Strategy::ClusterUpgrade { .. } => "cluster-upgrade",
         }
     }
@@ -127,6 +143,25 @@ pub enum CanaryStep {
     Pause(Option<Duration>),
     /// Measures the `analysis:` metrics for this long; every metric must pass.
     Analysis(Duration),
+    /// A managed route: requests that match go to the new version whatever the weights.
+    /// `None`: the route of that name is removed.
+    SetHeaderRoute {
+        name: String,
+        matches: Option<Vec<RequestMatch>>,
+    },
+    /// A copy of `percent` % of the requests (those `matches` takes; all when empty) goes to the
+    /// new version, its answers discarded. `None`: the mirror route is removed.
+    SetMirrorRoute {
+        name: String,
+        mirror: Option<MirrorSpec>,
+    },
+}
+
+/// What `setMirrorRoute` copies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MirrorSpec {
+    pub percent: u32,
+    pub matches: Vec<RequestMatch>,
 }
 
 impl fmt::Display for CanaryStep {
@@ -137,6 +172,31 @@ impl fmt::Display for CanaryStep {
             CanaryStep::Pause(Some(d)) => write!(f, "pause {}", humantime::format_duration(*d)),
             CanaryStep::Pause(None) => write!(f, "pause until promote"),
             CanaryStep::Analysis(d) => write!(f, "analysis {}", humantime::format_duration(*d)),
+            CanaryStep::SetHeaderRoute {
+                name,
+                matches: Some(matches),
+            } => write!(
+                f,
+                "setHeaderRoute {name} {}",
+                crate::model::describe_matches(matches)
+            ),
+            CanaryStep::SetHeaderRoute {
+                name,
+                matches: None,
+            } => write!(f, "setHeaderRoute {name} removed"),
+            CanaryStep::SetMirrorRoute {
+                name,
+                mirror: Some(mirror),
+            } => {
+                write!(f, "setMirrorRoute {name} {}%", mirror.percent)?;
+                if !mirror.matches.is_empty() {
+                    write!(f, " of {}", crate::model::describe_matches(&mirror.matches))?;
+                }
+                Ok(())
+            }
+            CanaryStep::SetMirrorRoute { name, mirror: None } => {
+                write!(f, "setMirrorRoute {name} removed")
+            }
         }
     }
 }
@@ -148,6 +208,17 @@ pub struct TrafficSpec {
     /// Most requests the probe has in flight at once (each needs a connection of its own);
     /// `None`: derived from the rate, see [`TrafficSpec::connections_for`].
     pub connections: Option<u32>,
+    /// Shares of the probe's requests sent with headers of their own (A/B testers).
+    pub segments: Vec<TrafficSegment>,
+}
+
+/// `traffic.segments[]`: a named share of the probe's requests with headers (or a cookie).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficSegment {
+    pub name: String,
+    pub share_pct: f64,
+    /// The headers, a cookie as `Cookie: name=value`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl TrafficSpec {

@@ -9,10 +9,12 @@ use serde_saphyr::Spanned;
 use super::analysis::{AnalysisSpec, RawAnalysis, RawAnalysisStep};
 use super::wording;
 use super::{
-    AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, Spec, SpecError,
-    Strategy, TrafficSpec, VersionSpec,
+    AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, MirrorSpec, Spec,
+    SpecError, Strategy, TrafficSegment, TrafficSpec, VersionSpec,
 };
-use crate::model::{AntiAffinity, DisruptionBudget, ProbeSpec, Scheduling};
+use crate::model::{
+    AntiAffinity, DisruptionBudget, ProbeSpec, RequestMatch, Scheduling, ValueMatch,
+};
 
 type Env = BTreeMap<String, String>;
 
@@ -199,6 +201,42 @@ enum RawStep {
     SetWeight(Spanned<i64>),
     Pause(Spanned<RawPause>),
     Analysis(Spanned<RawAnalysisStep>),
+    SetHeaderRoute(Spanned<RawHeaderRoute>),
+    SetMirrorRoute(Spanned<RawMirrorRoute>),
+}
+
+/// `setHeaderRoute: { name, match: [...] }`; without `match` the route is removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderRoute {
+    name: Spanned<String>,
+    #[serde(default, rename = "match")]
+    matches: Option<Spanned<Vec<Spanned<RawMatch>>>>,
+}
+
+/// `setMirrorRoute: { name, percentage, match }`; with neither the route is removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirrorRoute {
+    name: Spanned<String>,
+    #[serde(default)]
+    percentage: Option<Spanned<i64>>,
+    #[serde(default, rename = "match")]
+    matches: Option<Spanned<Vec<Spanned<RawMatch>>>>,
+}
+
+/// `{ header: X-Canary, exact: always }`, `{ cookie: flavour, regex: "b.*" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+    #[serde(default)]
+    exact: Option<String>,
+    #[serde(default)]
+    regex: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +271,20 @@ struct RawTraffic {
     connections: Option<Spanned<u32>>,
     #[serde(default)]
     path: Option<Spanned<String>>,
+    #[serde(default)]
+    segments: Option<Vec<Spanned<RawSegment>>>,
+}
+
+/// `{ name: testers, share: 20%, headers: { X-Canary: always } }` or `cookie: flavour=b`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    name: Spanned<String>,
+    share: Spanned<RawIntOrPercent>,
+    #[serde(default)]
+    headers: Option<Spanned<Env>>,
+    #[serde(default)]
+    cookie: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -463,6 +515,7 @@ impl Validator<'_> {
                 rate: 200,
                 path: "/".into(),
                 connections: None,
+                segments: Vec::new(),
             },
             Some(traffic) => {
                 let rate = match &traffic.rate {
@@ -491,6 +544,7 @@ impl Validator<'_> {
                     rate,
                     path,
                     connections,
+                    segments: self.segments(traffic.segments.as_deref().unwrap_or_default())?,
                 }
             }
         };
@@ -915,8 +969,12 @@ impl Validator<'_> {
                     return Err(self.error(&canary.steps, base, "give at least one step"));
                 }
                 let mut steps = Vec::new();
+                let mut routes = ManagedRoutes::default();
                 for (index, step) in canary.steps.value.iter().enumerate() {
-                    steps.push(self.canary_step(step, &format!("{base}[{index}]"), by_weight)?);
+                    let path = format!("{base}[{index}]");
+                    let step_spec = self.canary_step(step, &path, by_weight)?;
+                    self.managed_route(&mut routes, step, &step_spec, &path)?;
+                    steps.push(step_spec);
                 }
                 Ok(if by_weight {
                     Strategy::CanaryWeight { steps }
@@ -994,6 +1052,309 @@ impl Validator<'_> {
                     }
                 }
             }
+            RawStep::SetHeaderRoute(route) => {
+                let path = format!("{path}.setHeaderRoute");
+                self.needs_weight(route, &path, "setHeaderRoute", by_weight)?;
+                let name = self.dns_label(&route.value.name, &format!("{path}.name"))?;
+                let matches = match &route.value.matches {
+                    None => None,
+                    Some(matches) => Some(self.matches(matches, &format!("{path}.match"))?),
+                };
+                Ok(CanaryStep::SetHeaderRoute { name, matches })
+            }
+            RawStep::SetMirrorRoute(route) => {
+                let path = format!("{path}.setMirrorRoute");
+                self.needs_weight(route, &path, "setMirrorRoute", by_weight)?;
+                let raw = &route.value;
+                let name = self.dns_label(&raw.name, &format!("{path}.name"))?;
+                let percent = match &raw.percentage {
+                    None => None,
+                    Some(p) => match u32::try_from(p.value) {
+                        Ok(p) if p <= 100 => Some(p),
+                        _ => {
+                            return Err(self.error(
+                                p,
+                                &format!("{path}.percentage"),
+                                format!(
+                                    "{} is outside 0..=100 (the share of requests copied)",
+                                    p.value
+                                ),
+                            ));
+                        }
+                    },
+                };
+                let matches = match &raw.matches {
+                    None => None,
+                    Some(matches) => Some(self.matches(matches, &format!("{path}.match"))?),
+                };
+                // Argo's semantics: a name alone removes the route; a match alone copies all
+                // of what it matches.
+                let mirror = match (percent, matches) {
+                    (None, None) => None,
+                    (percent, matches) => Some(MirrorSpec {
+                        percent: percent.unwrap_or(100),
+                        matches: matches.unwrap_or_default(),
+                    }),
+                };
+                Ok(CanaryStep::SetMirrorRoute { name, mirror })
+            }
         }
+    }
+
+    /// `traffic.segments`: unique names, shares that leave room for the rest, valid headers.
+    fn segments(&self, raw: &[Spanned<RawSegment>]) -> Result<Vec<TrafficSegment>, SpecError> {
+        let mut segments: Vec<TrafficSegment> = Vec::new();
+        for (index, item) in raw.iter().enumerate() {
+            let path = format!("traffic.segments[{index}]");
+            let segment = &item.value;
+            let name = self.dns_label(&segment.name, &format!("{path}.name"))?;
+            if segments.iter().any(|s| s.name == name) {
+                return Err(self.error(
+                    &segment.name,
+                    &format!("{path}.name"),
+                    format!("`{name}` names another segment already; keep one"),
+                ));
+            }
+            let share_path = format!("{path}.share");
+            let share_pct = match self.int_or_percent(&segment.share, &share_path)? {
+                IntOrPercent::Count(n) if n <= 100 => f64::from(n),
+                IntOrPercent::Percent(p) => f64::from(p),
+                IntOrPercent::Count(n) => {
+                    return Err(self.error(
+                        &segment.share,
+                        &share_path,
+                        format!("{n} is more than 100%; write the share like 20%"),
+                    ));
+                }
+            };
+            let total: f64 = segments.iter().map(|s| s.share_pct).sum::<f64>() + share_pct;
+            if total > 100.0 {
+                return Err(self.error(
+                    &segment.share,
+                    &share_path,
+                    format!("the segments' shares add up to {total}%, more than all requests"),
+                ));
+            }
+            let mut headers = Vec::new();
+            if let Some(map) = &segment.headers {
+                for (name, value) in &map.value {
+                    if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                        || http::HeaderValue::from_str(value).is_err()
+                    {
+                        return Err(self.error(
+                            map,
+                            &format!("{path}.headers"),
+                            format!("`{name}: {value}` is not a valid HTTP header"),
+                        ));
+                    }
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+            if let Some(cookie) = &segment.cookie {
+                let valid = cookie
+                    .value
+                    .split_once('=')
+                    .is_some_and(|(n, _)| !n.trim().is_empty())
+                    && http::HeaderValue::from_str(&cookie.value).is_ok();
+                if !valid {
+                    return Err(self.error(
+                        cookie,
+                        &format!("{path}.cookie"),
+                        format!(
+                            "`{}` is not name=value (for example flavour=b)",
+                            cookie.value
+                        ),
+                    ));
+                }
+                headers.push(("Cookie".to_string(), cookie.value.clone()));
+            }
+            if headers.is_empty() {
+                return Err(self.error(
+                    item,
+                    &path,
+                    "give the segment's headers ({ X-Canary: always }) or a cookie (name=value)",
+                ));
+            }
+            segments.push(TrafficSegment {
+                name,
+                share_pct,
+                headers,
+            });
+        }
+        Ok(segments)
+    }
+
+    /// Managed routes need a router that routes by request (`trafficRouting: weight`).
+    fn needs_weight<T>(
+        &self,
+        at: &Spanned<T>,
+        path: &str,
+        step: &str,
+        by_weight: bool,
+    ) -> Result<(), SpecError> {
+        if by_weight {
+            return Ok(());
+        }
+        Err(self.error(
+            at,
+            path,
+            format!(
+                "{step} needs trafficRouting: weight (a router that routes each request); \
+                 by replicas both versions share one Service and no request can be steered"
+            ),
+        ))
+    }
+
+    /// A route's `match:` list: each item one header or cookie, and one exact or regex value.
+    fn matches(
+        &self,
+        raw: &Spanned<Vec<Spanned<RawMatch>>>,
+        path: &str,
+    ) -> Result<Vec<RequestMatch>, SpecError> {
+        if raw.value.is_empty() {
+            return Err(self.error(
+                raw,
+                path,
+                "give at least one match ({ header: X-Canary, exact: always }), \
+                 or leave out match to remove the route",
+            ));
+        }
+        let mut matches = Vec::new();
+        for (index, item) in raw.value.iter().enumerate() {
+            let path = format!("{path}[{index}]");
+            let m = &item.value;
+            let value = match (&m.exact, &m.regex) {
+                (Some(exact), None) => ValueMatch::Exact(exact.clone()),
+                (None, Some(regex)) => {
+                    // Matched against the whole value, as the routers do.
+                    if let Err(err) = regex::Regex::new(&format!("^(?:{})$", regex.value)) {
+                        let why = err.to_string();
+                        let why = why.lines().last().unwrap_or_default().trim();
+                        return Err(self.error(
+                            regex,
+                            &format!("{path}.regex"),
+                            format!("`{}` is not a valid regex ({why})", regex.value),
+                        ));
+                    }
+                    ValueMatch::Regex(regex.value.clone())
+                }
+                _ => {
+                    return Err(self.error(
+                        item,
+                        &path,
+                        "give the value to match as exact: or regex: (one of the two)",
+                    ));
+                }
+            };
+            matches.push(match (&m.header, &m.cookie) {
+                (Some(name), None) if !name.trim().is_empty() => RequestMatch::Header {
+                    name: name.clone(),
+                    value,
+                },
+                (None, Some(name)) if !name.trim().is_empty() => RequestMatch::Cookie {
+                    name: name.clone(),
+                    value,
+                },
+                _ => {
+                    return Err(self.error(
+                        item,
+                        &path,
+                        "say what to match: header: NAME or cookie: NAME (one of the two)",
+                    ));
+                }
+            });
+        }
+        Ok(matches)
+    }
+
+    /// Route names across the steps: a header route and the mirror route never share a name,
+    /// one mirror route at a time (the data plane holds one), and a route is removed only after
+    /// a step set it (a removal of nothing is most likely a misspelt name).
+    fn managed_route(
+        &self,
+        routes: &mut ManagedRoutes,
+        raw: &Spanned<RawStep>,
+        step: &CanaryStep,
+        path: &str,
+    ) -> Result<(), SpecError> {
+        let (name_at, field) = match &raw.value {
+            RawStep::SetHeaderRoute(r) => (&r.value.name, "setHeaderRoute"),
+            RawStep::SetMirrorRoute(r) => (&r.value.name, "setMirrorRoute"),
+            _ => return Ok(()),
+        };
+        let path = format!("{path}.{field}.name");
+        let fail = |message: String| Err(self.error(name_at, &path, message));
+        match step {
+            CanaryStep::SetHeaderRoute { name, matches } => {
+                if routes.mirror_names.contains(name) {
+                    return fail(format!(
+                        "`{name}` already names a mirror route; give the header route a name \
+                         of its own"
+                    ));
+                }
+                if matches.is_some() {
+                    routes.header.insert(name.clone());
+                    routes.header_names.insert(name.clone());
+                } else if !routes.header.remove(name) {
+                    return fail(format!(
+                        "no header route `{name}` is set by an earlier step, so there is \
+                         nothing to remove{}",
+                        list_of("header routes set", &routes.header)
+                    ));
+                }
+            }
+            CanaryStep::SetMirrorRoute { name, mirror } => {
+                if routes.header_names.contains(name) {
+                    return fail(format!(
+                        "`{name}` already names a header route; give the mirror route a name \
+                         of its own"
+                    ));
+                }
+                match (mirror, &routes.mirror) {
+                    (Some(_), Some(current)) if current != name => {
+                        return fail(format!(
+                            "the mirror route `{current}` is still set and there is one mirror \
+                             at a time: remove it first (setMirrorRoute: {{ name: {current} }})"
+                        ));
+                    }
+                    (Some(_), _) => {
+                        routes.mirror = Some(name.clone());
+                        routes.mirror_names.insert(name.clone());
+                    }
+                    (None, Some(current)) if current == name => routes.mirror = None,
+                    (None, _) => {
+                        return fail(format!(
+                            "no mirror route `{name}` is set by an earlier step, so there is \
+                             nothing to remove{}",
+                            list_of("the mirror route set", routes.mirror.iter())
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Route names met so far in a canary's steps.
+#[derive(Default)]
+struct ManagedRoutes {
+    /// Header routes set now.
+    header: std::collections::BTreeSet<String>,
+    /// Every name ever given to a header route, and to a mirror route.
+    header_names: std::collections::BTreeSet<String>,
+    mirror_names: std::collections::BTreeSet<String>,
+    /// The mirror route set now.
+    mirror: Option<String>,
+}
+
+/// `; header routes set: a, b` (nothing when there is none).
+fn list_of<'a>(what: &str, names: impl IntoIterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!("; {what}: {}", names.join(", "))
     }
 }

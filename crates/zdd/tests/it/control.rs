@@ -171,3 +171,65 @@ fn abort_during_blue_green_preview_removes_the_preview_route() {
     );
     run.assert_nothing_left();
 }
+
+/// `zdd abort` while a header route and a mirror are set: both go before v2 is scaled down, the
+/// mirror's counters are logged first (copies were sent and answered), and no request is dropped.
+#[test]
+fn abort_with_a_header_route_and_a_mirror_removes_both_before_v2_goes() {
+    let run = Run::new("control-abort-routes");
+    let spec = serve_spec(
+        "abroutes",
+        "  canary:\n    trafficRouting: weight\n    steps:\n      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, exact: always } ] }\n      - setMirrorRoute: { name: shadow, percentage: 100 }\n      - pause: {}",
+        2,
+        "0",
+    );
+    let (child, run_dir) = run.start_rollout("abroutes", &spec);
+    let paused = run.wait_status(&run_dir, Duration::from_secs(60), |s| {
+        s["phase"] == "paused"
+    });
+    // 50 more requests, so copies of them went to v2 before the abort.
+    let sent = paused["sent"].as_u64().expect("requests sent");
+    run.wait_status(&run_dir, Duration::from_secs(30), |s| {
+        s["sent"].as_u64().unwrap_or(0) >= sent + 50
+    });
+    let abort = run.control("abort", &run_dir);
+    assert!(abort.status.success(), "{}", text(&abort.stderr));
+
+    let output = wait_with_deadline(child, Duration::from_secs(90));
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let result = run.read_json("out.json");
+    assert_eq!(result["failed"], 0, "{}", result["outages"]);
+    let all = events(&result);
+    let position = |kind: &str, fields: serde_json::Value| {
+        event_position(&result, kind, fields).unwrap_or_else(|| panic!("no {kind}: {all:#?}"))
+    };
+    let header_set = position(
+        "header_route_set",
+        json!({"name": "testers", "version": "v2"}),
+    );
+    let mirror_set = position(
+        "mirror_route_set",
+        json!({"name": "shadow", "percent": 100}),
+    );
+    let measured = position("mirror_measured", json!({"name": "shadow"}));
+    let header_removed = position("header_route_removed", json!({"name": "testers"}));
+    let mirror_removed = position("mirror_route_removed", json!({"name": "shadow"}));
+    let scaled_down = position("scaled", json!({"version": "v2", "replicas": 0}));
+    assert!(header_set < mirror_set && mirror_set < measured, "{all:#?}");
+    assert!(measured < mirror_removed, "{all:#?}");
+    assert!(
+        header_removed < scaled_down && mirror_removed < scaled_down,
+        "{all:#?}"
+    );
+    // The mirror's counters reached the summary: v2 answered the copies, no client saw them.
+    let mirror = &result["mirror"];
+    assert_eq!(mirror["version"], "v2", "{result}");
+    assert!(mirror["sent"].as_u64().unwrap() > 0, "{mirror}");
+    assert!(mirror["ok"].as_u64().unwrap() > 0, "{mirror}");
+    assert!(
+        result["by_version"]["v2"].is_null() || result["by_version"]["v2"] == 0,
+        "{}",
+        result["by_version"]
+    );
+    run.assert_nothing_left();
+}

@@ -81,6 +81,20 @@ async fn rollout_on(
     name: &str,
     router: &str,
     faults: impl FnOnce(&mut Faults),
+    later: Option<ForbidOnceDeployed>,
+) -> Run {
+    let spec = std::fs::read_to_string(example(name)).expect("example spec");
+    rollout_text(fake, access, name, &spec, router, faults, later).await
+}
+
+/// [`rollout_on`] with the spec's text given (its app named `name`).
+async fn rollout_text(
+    fake: FakeConfig,
+    access: Access,
+    name: &str,
+    spec: &str,
+    router: &str,
+    faults: impl FnOnce(&mut Faults),
     mut later: Option<ForbidOnceDeployed>,
 ) -> Run {
     let server = FakeApiServer::start(fake)
@@ -91,9 +105,7 @@ async fn rollout_on(
     let kubeconfig = server
         .write_kubeconfig(dir.path(), NAMESPACE)
         .expect("kubeconfig");
-    let spec = std::fs::read_to_string(example(name))
-        .expect("example spec")
-        .replace("rate: 200", "rate: 50");
+    let spec = spec.replace("rate: 200", "rate: 50");
     let spec_path = dir.path().join(format!("{name}.yaml"));
     std::fs::write(&spec_path, &spec).unwrap();
     let app = name.to_string();
@@ -946,4 +958,120 @@ async fn status_shows_the_paused_rollout_and_abort_rolls_it_back() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("rolled back"), "{stdout}");
+}
+
+/// A/B and shadow on Traefik: the header route and the mirror go on in step order, and both are
+/// taken off (the IngressRoute back to its main route alone, the mirroring TraefikService
+/// deleted) before v1 is scaled to 0, though no step removed them.
+#[tokio::test]
+async fn header_and_mirror_routes_go_on_in_order_and_off_before_the_old_version_goes() {
+    let example = std::fs::read_to_string(example("ab-header")).expect("example spec");
+    let (head, _) = example.split_once("strategy:").expect("a strategy");
+    let spec = format!(
+        "{}strategy:
+  canary:
+    trafficRouting: weight
+    steps:
+      - setHeaderRoute: {{ name: testers, match: [ {{ header: X-Canary, exact: always }} ] }}
+      - setMirrorRoute: {{ name: shadow, percentage: 50 }}
+      - pause: 1s
+      - setWeight: 50
+      - pause: 1s
+traffic: {{ rate: 200, path: / }}
+budget: {{ maxFailed: 0 }}
+",
+        head.replace("name: ab-header", "name: ab")
+    );
+    let run = rollout_text(
+        fake_config(),
+        VERIFY_ONLY,
+        "ab",
+        &spec,
+        "traefik",
+        |_| {},
+        None,
+    )
+    .await;
+    run.assert_exit(0);
+    run.assert_no_failed_answer();
+    let requests = run.server.requests();
+    let position = |what: &dyn Fn(&RecordedRequest) -> bool, describe: &str| {
+        requests
+            .iter()
+            .position(what)
+            .unwrap_or_else(|| panic!("no {describe}\n{}", run.describe()))
+    };
+    let ingress =
+        |r: &RecordedRequest| r.method == "PATCH" && r.path.ends_with("/ingressroutes/ab");
+    let routes_of = |r: &RecordedRequest| {
+        r.json()["spec"]["routes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let testers_on = |r: &RecordedRequest| {
+        ingress(r)
+            && routes_of(r).iter().any(|route| {
+                route["match"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("X-Canary"))
+            })
+    };
+    let header_set = position(&testers_on, "IngressRoute with the testers route");
+    let mirror_set = position(
+        &|r| r.method == "PATCH" && r.path.ends_with("/traefikservices/ab-mirror"),
+        "mirroring TraefikService",
+    );
+    let scale_down = position(
+        &|r| {
+            r.method == "PATCH"
+                && r.path.ends_with("/deployments/ab-v1")
+                && r.json()["spec"]["replicas"] == 0
+        },
+        "scale-down of v1",
+    );
+    let mirror_deleted = position(
+        &|r| r.method == "DELETE" && r.path.ends_with("/traefikservices/ab-mirror"),
+        "deletion of the mirroring TraefikService",
+    );
+    // The last IngressRoute write before v1 goes routes to the main service alone.
+    let last_ingress = requests[..scale_down]
+        .iter()
+        .rposition(ingress)
+        .expect("IngressRoute writes");
+    let last_routes = routes_of(&requests[last_ingress]);
+    assert!(
+        header_set < mirror_set,
+        "header route first: {header_set} {mirror_set}"
+    );
+    assert!(
+        mirror_set < last_ingress && mirror_deleted < scale_down,
+        "{}",
+        run.describe()
+    );
+    assert_eq!(last_routes.len(), 1, "main route only: {last_routes:?}");
+    assert_eq!(
+        last_routes[0]["services"][0]["name"], "ab",
+        "{last_routes:?}"
+    );
+    // The events say the same, in the same order.
+    let kinds: Vec<String> = run
+        .events()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| k.contains("route_"))
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "header_route_set",
+            "mirror_route_set",
+            "header_route_removed",
+            "mirror_route_removed"
+        ],
+        "{:?}",
+        run.events()
+    );
+    run.assert_scaled_down_after_verification("v1", 20);
 }

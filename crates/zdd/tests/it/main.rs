@@ -7,6 +7,7 @@
 mod analysis;
 mod check;
 mod control;
+mod feature_switch;
 mod kubernetes_platform;
 mod kubernetes_rollout;
 mod kubernetes_routes;

@@ -177,6 +177,18 @@ async fn bad_input_exits_2_with_a_reason_and_sends_nothing() {
         vec!["probe", &url, "--new-connection-ratio", "1.5"],
         vec!["probe", &url, "--connections", "0"],
         vec!["probe", &url, "--version-header", "bad header"],
+        vec!["probe", &url, "--segment", "testers:20%"],
+        vec!["probe", &url, "--segment", "testers:120%:X-Canary=always"],
+        vec![
+            "probe",
+            &url,
+            "--duration",
+            "1s",
+            "--segment",
+            "a:60%:X=1",
+            "--segment",
+            "b:50%:X=2",
+        ],
         vec![
             "probe",
             &url,

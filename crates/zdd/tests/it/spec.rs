@@ -85,6 +85,7 @@ fn every_example_parses() {
     assert_eq!(
         kinds,
         [
+            "ab-header",
             "blue-green",
             "canary-replicas",
             // canary-weight.yaml, and canary-analysis.yaml (the same judged by analysis).
@@ -92,7 +93,8 @@ fn every_example_parses() {
             "canary-weight",
             "cluster-upgrade",
             "recreate",
-            "rolling-update"
+            "rolling-update",
+            "shadow"
         ]
     );
 }
@@ -416,4 +418,247 @@ fn zdd_rollout_refuses_a_bad_spec_with_exit_code_2_and_starts_nothing() {
         );
     }
     run.assert_nothing_left();
+}
+
+/// A canary by weight with `steps` (YAML list items, six spaces in).
+fn weight_steps(steps: &str) -> String {
+    with_strategy(&format!(
+        "  canary:\n    trafficRouting: weight\n    steps:\n{steps}"
+    ))
+}
+
+#[test]
+fn header_and_mirror_routes_parse_with_argo_semantics() {
+    use zdd::model::{RequestMatch, ValueMatch};
+    use zdd::spec::MirrorSpec;
+    let text = weight_steps(concat!(
+        "      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, exact: always }, { cookie: flavour, regex: \"b.*\" } ] }\n",
+        "      - setMirrorRoute: { name: shadow, percentage: 50 }\n",
+        "      - setMirrorRoute: { name: shadow }\n",
+        "      - setMirrorRoute: { name: shadow, match: [ { header: X-Copy, exact: \"yes\" } ] }\n",
+        "      - setHeaderRoute: { name: testers }\n",
+    ));
+    let spec = Spec::parse(&text, "x.yaml").expect("valid");
+    let Strategy::CanaryWeight { steps } = spec.strategy else {
+        panic!("{:?}", spec.strategy)
+    };
+    assert_eq!(
+        steps,
+        vec![
+            CanaryStep::SetHeaderRoute {
+                name: "testers".into(),
+                matches: Some(vec![
+                    RequestMatch::Header {
+                        name: "X-Canary".into(),
+                        value: ValueMatch::Exact("always".into()),
+                    },
+                    RequestMatch::Cookie {
+                        name: "flavour".into(),
+                        value: ValueMatch::Regex("b.*".into()),
+                    },
+                ]),
+            },
+            CanaryStep::SetMirrorRoute {
+                name: "shadow".into(),
+                mirror: Some(MirrorSpec {
+                    percent: 50,
+                    matches: vec![],
+                }),
+            },
+            CanaryStep::SetMirrorRoute {
+                name: "shadow".into(),
+                mirror: None,
+            },
+            // A match alone copies all of what it matches.
+            CanaryStep::SetMirrorRoute {
+                name: "shadow".into(),
+                mirror: Some(MirrorSpec {
+                    percent: 100,
+                    matches: vec![RequestMatch::Header {
+                        name: "X-Copy".into(),
+                        value: ValueMatch::Exact("yes".into()),
+                    }],
+                }),
+            },
+            CanaryStep::SetHeaderRoute {
+                name: "testers".into(),
+                matches: None,
+            },
+        ]
+    );
+    assert_eq!(
+        steps[0].to_string(),
+        "setHeaderRoute testers X-Canary=always and cookie flavour~b.*"
+    );
+    assert_eq!(steps[2].to_string(), "setMirrorRoute shadow removed");
+}
+
+#[test]
+fn bad_header_and_mirror_routes_are_refused_at_their_position_in_users_words() {
+    let header = "      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, exact: always } ] }\n";
+    let mirror = "      - setMirrorRoute: { name: shadow, percentage: 50 }\n";
+    // Line 16 holds the first step (15 without trafficRouting).
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            with_strategy(&format!("  canary:\n    steps:\n{header}")),
+            "x.yaml:15:25: strategy.canary.steps[0].setHeaderRoute: ",
+            "needs trafficRouting: weight",
+        ),
+        (
+            with_strategy(&format!(
+                "  canary:\n    trafficRouting: replicas\n    steps:\n{mirror}"
+            )),
+            "x.yaml:16:25: strategy.canary.steps[0].setMirrorRoute: ",
+            "needs trafficRouting: weight",
+        ),
+        (
+            weight_steps("      - setMirrorRoute: { name: shadow, percentage: 150 }\n"),
+            "x.yaml:16:53: strategy.canary.steps[0].setMirrorRoute.percentage: ",
+            "150 is outside 0..=100",
+        ),
+        (
+            weight_steps("      - setMirrorRoute: { name: shadow, percentage: -1 }\n"),
+            "x.yaml:16:53: strategy.canary.steps[0].setMirrorRoute.percentage: ",
+            "-1 is outside 0..=100",
+        ),
+        (
+            weight_steps(
+                "      - setHeaderRoute: { name: testers, match: [ { header: X-Canary, regex: \"a(b\" } ] }\n",
+            ),
+            "x.yaml:16:78: strategy.canary.steps[0].setHeaderRoute.match[0].regex: ",
+            "`a(b` is not a valid regex",
+        ),
+        (
+            weight_steps(
+                "      - setHeaderRoute: { name: testers, match: [ { exact: always } ] }\n",
+            ),
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "header: NAME or cookie: NAME",
+        ),
+        (
+            weight_steps(
+                "      - setHeaderRoute: { name: testers, match: [ { header: A, cookie: b, exact: c } ] }\n",
+            ),
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "(one of the two)",
+        ),
+        (
+            weight_steps("      - setHeaderRoute: { name: testers, match: [ { header: A } ] }\n"),
+            "x.yaml:16:51: strategy.canary.steps[0].setHeaderRoute.match[0]: ",
+            "exact: or regex:",
+        ),
+        (
+            weight_steps("      - setHeaderRoute: { name: testers, match: [] }\n"),
+            "x.yaml:16:49: strategy.canary.steps[0].setHeaderRoute.match: ",
+            "at least one match",
+        ),
+        (
+            weight_steps(&format!(
+                "{header}      - setMirrorRoute: {{ name: testers, percentage: 10 }}\n"
+            )),
+            "x.yaml:17:33: strategy.canary.steps[1].setMirrorRoute.name: ",
+            "`testers` already names a header route",
+        ),
+        (
+            weight_steps(&format!(
+                "{mirror}      - setMirrorRoute: {{ name: other, percentage: 10 }}\n"
+            )),
+            "x.yaml:17:33: strategy.canary.steps[1].setMirrorRoute.name: ",
+            "one mirror at a time",
+        ),
+        (
+            weight_steps(&format!(
+                "{header}      - setHeaderRoute: {{ name: tester }}\n"
+            )),
+            "x.yaml:17:33: strategy.canary.steps[1].setHeaderRoute.name: ",
+            "no header route `tester` is set by an earlier step, so there is nothing to remove; header routes set: testers",
+        ),
+        (
+            weight_steps(
+                "      - setHeaderRoute: { name: Testers, match: [ { header: A, exact: b } ] }\n",
+            ),
+            "x.yaml:16:33: strategy.canary.steps[0].setHeaderRoute.name: ",
+            "lowercase",
+        ),
+        (
+            weight_steps(
+                "      - setHeaderRoute: { name: t, match: [ { header: A, exakt: b } ] }\n",
+            ),
+            "x.yaml:16:58: strategy.canary.steps[0].setHeaderRoute.match[0].exakt: ",
+            "did you mean `exact`?",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, position, message) in cases {
+        let err = error_of(&text);
+        if !err.starts_with(position)
+            || !err.contains(message)
+            || err.contains(" at line ")
+            || err.lines().count() != 1
+        {
+            wrong.push(format!("want {position}…{message}…\n got {err}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn traffic_segments_parse_and_bad_ones_are_refused() {
+    let with_segments = |segments: &str| {
+        GOOD.replace(
+            "traffic: { rate: 200, path: / }",
+            &format!("traffic:\n  rate: 200\n  segments:\n{segments}"),
+        )
+    };
+    let spec = Spec::parse(
+        &with_segments(concat!(
+            "    - { name: testers, share: 20%, headers: { X-Canary: always } }\n",
+            "    - { name: beta, share: 5, cookie: flavour=b }\n",
+        )),
+        "x.yaml",
+    )
+    .expect("valid");
+    let segments = &spec.traffic.segments;
+    assert_eq!(segments.len(), 2);
+    assert_eq!(segments[0].name, "testers");
+    assert_eq!(segments[0].share_pct, 20.0);
+    assert_eq!(
+        segments[0].headers,
+        [("X-Canary".to_string(), "always".to_string())]
+    );
+    assert_eq!(segments[1].share_pct, 5.0);
+    assert_eq!(
+        segments[1].headers,
+        [("Cookie".to_string(), "flavour=b".to_string())]
+    );
+    let cases = [
+        (
+            "    - { name: a, share: 60%, headers: { X: y } }\n    - { name: b, share: 50%, headers: { X: y } }\n",
+            "x.yaml:18:25: traffic.segments[1].share: the segments' shares add up to 110%",
+        ),
+        (
+            "    - { name: a, share: 10% }\n",
+            "x.yaml:17:7: traffic.segments[0]: give the segment's headers",
+        ),
+        (
+            "    - { name: a, share: 10%, cookie: novalue }\n",
+            "x.yaml:17:38: traffic.segments[0].cookie: `novalue` is not name=value",
+        ),
+        (
+            "    - { name: a, share: 10%, headers: { X: y } }\n    - { name: a, share: 10%, headers: { X: y } }\n",
+            "x.yaml:18:15: traffic.segments[1].name: `a` names another segment already",
+        ),
+        (
+            "    - { name: a, share: 120%, headers: { X: y } }\n",
+            "x.yaml:17:25: traffic.segments[0].share: ",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (segments, want) in cases {
+        let err = error_of(&with_segments(segments));
+        if !err.starts_with(want) {
+            wrong.push(format!("want {want}…\n got {err}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -62,6 +62,16 @@ fn base_for(path: &str) -> Value {
         p if p.contains("setReplicas") => {
             json!({"canary": {"steps": [{"setReplicas": {"from": 1, "to": 1}}]}})
         }
+        p if p.contains("setHeaderRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setHeaderRoute": {"name": "testers", "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
+        p if p.contains("setMirrorRoute") => {
+            json!({"canary": {"trafficRouting": "weight", "steps": [
+                {"setMirrorRoute": {"name": "shadow", "percentage": 50, "match": [{"header": "X-Canary", "exact": "always"}]}}
+            ]}})
+        }
         p if p.contains("setWeight") => {
             json!({"canary": {"trafficRouting": "weight", "steps": [{"setWeight": 10}]}})
         }
@@ -82,6 +92,11 @@ fn base_for(path: &str) -> Value {
         || path.contains("PromotionAnalysis")
     {
         spec["analysis"] = json!({"metrics": [{"name": "ok", "successRate": {"min": "99%"}}]});
+    }
+    if path.starts_with("traffic.segments") {
+        spec["traffic"] = json!({"segments": [
+            {"name": "testers", "share": "20%", "headers": {"X-Canary": "always"}}
+        ]});
     }
     if path.starts_with("strategy.clusterUpgrade") {
         // A cluster upgrade changes the nodes, not the app: it has no `to`.

@@ -1,10 +1,11 @@
-//! `zdd demo [STRATEGY...]`: the talk's five strategies, from v1 to v2 of the reference service
-//! (this binary's `zdd serve`), each with the probe's traffic through it, then one table.
+//! `zdd demo [STRATEGY...]`: the talk's five strategies and A/B by header and shadow, from v1 to
+//! v2 of the reference service (this binary's `zdd serve`), each with the probe's traffic through
+//! it, then one table.
 //!
 //! Each strategy runs exactly the spec in `examples/<strategy>.yaml` (compiled in), so the
 //! examples stay runnable; flags only scale the run (rate, replicas, pauses, router).
 //! `zdd demo cluster-upgrade` is a comparison of its own (`cluster_upgrade`): three runs of one
-//! node upgrade, not part of the default five; so is `zdd demo canary-analysis`
+//! node upgrade, not part of the default seven; so is `zdd demo canary-analysis`
 //! (`canary_analysis`), a bad v2 rolled back by analysis.
 
 mod canary_analysis;
@@ -27,7 +28,7 @@ use crate::rollout::summary::{Summary, render_table, write_outputs};
 use crate::spec::{CanaryStep, Spec, Strategy};
 
 /// The demo's strategies, in the order they run, with their specs.
-pub const STRATEGIES: [(&str, &str); 5] = [
+pub const STRATEGIES: [(&str, &str); 7] = [
     (
         "recreate",
         include_str!("../../../../../examples/recreate.yaml"),
@@ -48,6 +49,14 @@ pub const STRATEGIES: [(&str, &str); 5] = [
         "canary-weight",
         include_str!("../../../../../examples/canary-weight.yaml"),
     ),
+    (
+        "ab-header",
+        include_str!("../../../../../examples/ab-header.yaml"),
+    ),
+    (
+        "shadow",
+        include_str!("../../../../../examples/shadow.yaml"),
+    ),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,6 +70,13 @@ pub enum DemoStrategy {
     /// Canary by weight (`trafficRouting: weight`).
     #[value(alias = "canary-weighted")]
     CanaryWeight,
+    /// A/B by header: a header route sends the testers' requests (a segment of the probe's) to
+    /// v2 while everyone else stays on v1; then a canary by weight.
+    #[value(alias = "ab")]
+    AbHeader,
+    /// Shadow: a mirror copies half the requests to v2, whose answers are discarded; then a
+    /// canary by weight.
+    Shadow,
     /// Not a rollout: three nodes drained one at a time, three times (packed; spread by
     /// anti-affinity; with a disruption budget and preStop too), compared in one table.
     ClusterUpgrade,
@@ -77,6 +93,8 @@ impl DemoStrategy {
             DemoStrategy::BlueGreen => "blue-green",
             DemoStrategy::CanaryReplicas => "canary-replicas",
             DemoStrategy::CanaryWeight => "canary-weight",
+            DemoStrategy::AbHeader => "ab-header",
+            DemoStrategy::Shadow => "shadow",
             DemoStrategy::ClusterUpgrade => "cluster-upgrade",
             DemoStrategy::CanaryAnalysis => canary_analysis::NAME,
         }
@@ -85,7 +103,7 @@ impl DemoStrategy {
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Strategies to run (default: the five rollouts, in this order; cluster-upgrade only when
+    /// Strategies to run (default: the seven rollouts, in this order; cluster-upgrade only when
     /// named).
     #[arg(value_enum)]
     pub strategies: Vec<DemoStrategy>,
