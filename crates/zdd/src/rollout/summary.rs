@@ -79,6 +79,30 @@ fn analysis_rows(records: &[Record]) -> Vec<AnalysisRow> {
         .collect()
 }
 
+/// An event's mark on the HTML charts: an analysis measurement at the end of its interval, in
+/// its verdict's colour; any other event as the probe draws events.
+fn html_mark(record: &Record) -> zdd_probe::Mark {
+    match &record.event {
+        Event::AnalysisMeasured {
+            metric,
+            verdict,
+            detail,
+            to_s,
+            ..
+        } => zdd_probe::Mark {
+            t_s: *to_s,
+            label: format!("{metric} {verdict}: {detail}"),
+            color: match verdict {
+                Verdict::Pass => "#2a7d2a",
+                Verdict::Fail => "#c62828",
+                Verdict::Inconclusive => "#b07800",
+            }
+            .to_string(),
+        },
+        _ => zdd_probe::Mark::from(&record.mark()),
+    }
+}
+
 /// The analysis as text: one line per measurement (its interval, the value against the
 /// threshold, the verdict), then the rollback's reason. Empty without measurements.
 pub fn render_analysis(records: &[Record]) -> String {
@@ -313,17 +337,17 @@ pub fn write_outputs(
                 }
             })
             .collect();
-        let marks: Vec<Vec<zdd_probe::EventMark>> = rows
+        let marks: Vec<Vec<zdd_probe::Mark>> = rows
             .iter()
-            .map(|r| r.events.iter().map(Record::mark).collect())
+            .map(|r| r.events.iter().map(html_mark).collect())
             .collect();
-        let sections: Vec<(&str, &zdd_probe::Report, &[zdd_probe::EventMark])> = rows
+        let sections: Vec<(&str, &zdd_probe::Report, &[zdd_probe::Mark])> = rows
             .iter()
             .zip(&titles)
             .zip(&marks)
             .map(|((r, t), marks)| (t.as_str(), &r.report, marks.as_slice()))
             .collect();
-        std::fs::write(path, zdd_probe::render_html(&sections))
+        std::fs::write(path, zdd_probe::render_html_marked(&sections))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
