@@ -6,7 +6,10 @@
 # - deploy/kubernetes/tests/crd-schemas/node_modules: validators from the Traefik and Gateway API
 #            CRDs, pinned by package-lock.json (npm ci).
 # - Debian packages the tests need when they are missing, as root or via sudo: Node.js and npm;
-#            a JDK and Go for `zdd check`'s tests on examples/apps/java and examples/apps/go.
+#            a JDK and Go for `zdd check`'s tests on examples/apps/java and examples/apps/go;
+#            Prometheus for the analysis tests (they start their own on a loopback port with a temp
+#            dir; the package's service is not started by the tests, and containers' policy-rc.d
+#            usually keeps apt from starting it).
 # Python 3 comes with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ command -v node >/dev/null 2>&1 || apt_missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_missing+=(npm)
 command -v javac >/dev/null 2>&1 || apt_missing+=(openjdk-17-jdk-headless)
 command -v go >/dev/null 2>&1 || apt_missing+=(golang-go)
+command -v prometheus >/dev/null 2>&1 || apt_missing+=(prometheus)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${apt_missing[*]}"
   sudo_=""

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::WindowStats;
+use crate::measure::{VersionSlots, VersionWindow};
 use crate::outcome::{FailureKind, RequestOutcome};
 use crate::report::{Latency, Outage, Report, TimelineBucket};
 
@@ -64,6 +65,10 @@ pub(crate) struct Aggregator {
     /// A bucket's p99 is final once this long has passed since its end.
     settle: Duration,
     outages: OutageTracker,
+    /// Per version and second, for analysis.
+    version_slots: VersionSlots,
+    /// Failed answers that named their version.
+    failed_by_version: BTreeMap<String, u64>,
     segments: crate::segments::SegmentCounts,
     version_latency: crate::version_latency::VersionLatency,
 }
@@ -83,6 +88,8 @@ impl Aggregator {
             spare_histograms: Vec::new(),
             settle: timeout + Duration::from_secs(1),
             outages: OutageTracker::new(interval),
+            version_slots: VersionSlots::default(),
+            failed_by_version: BTreeMap::new(),
             segments: Default::default(),
             version_latency: Default::default(),
         }
@@ -148,12 +155,33 @@ impl Aggregator {
                 }
                 true
             }
-            RequestOutcome::Failed { kind, answered } => {
+            RequestOutcome::Failed {
+                kind,
+                answered,
+                version,
+            } => {
                 self.failed[kind.index()] += 1;
                 self.buckets[slot].failed[kind.index()] += 1;
+                if let (true, Some(name)) = (*answered, version.as_deref()) {
+                    *self.failed_by_version.entry(name.to_string()).or_default() += 1;
+                }
+                if *answered {
+                    let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
+                    self.version_slots.record(
+                        completion.scheduled,
+                        name,
+                        false,
+                        completion.latency,
+                    );
+                }
                 *answered
             }
         };
+        if let RequestOutcome::Ok { version } = &completion.outcome {
+            let name = version.as_deref().unwrap_or(UNKNOWN_VERSION);
+            self.version_slots
+                .record(completion.scheduled, name, true, completion.latency);
+        }
         if answered {
             self.latency.saturating_record(latency_us);
             if let Some(histogram) = self.open_histogram(index, now) {
@@ -259,6 +287,11 @@ impl Aggregator {
         stats
     }
 
+    /// Every version's answers scheduled in slots `from..to` (see [`crate::measure`]).
+    pub(crate) fn versions_between(&self, from: u64, to: u64) -> BTreeMap<String, VersionWindow> {
+        self.version_slots.between(from, to)
+    }
+
     /// The final report; `start` and `end` bound the scheduled times.
     pub(crate) fn into_report(mut self, start: Duration, end: Duration) -> Report {
         while let Some((index, histogram)) = self.open_histograms.pop_front() {
@@ -325,6 +358,7 @@ impl Aggregator {
             failed,
             failed_by_kind,
             by_version,
+            failed_by_version: std::mem::take(&mut self.failed_by_version),
             longest_outage_s: outages.longest_s,
             outages: outages.listed,
             outages_omitted: outages.omitted,

@@ -418,17 +418,17 @@ impl Client {
         };
         // Bytes after the response (nobody asked for them) make the connection unusable too.
         let reusable = reusable && complete && connection.unread().is_empty();
+        let version = head
+            .version
+            .or_else(|| kept.as_deref().and_then(json_version))
+            .or(head.fallback_version);
         let outcome = match FailureKind::from_status(head.status) {
             Some(kind) => RequestOutcome::Failed {
                 kind,
                 answered: true,
+                version,
             },
-            None => RequestOutcome::Ok {
-                version: head
-                    .version
-                    .or_else(|| kept.as_deref().and_then(json_version))
-                    .or(head.fallback_version),
-            },
+            None => RequestOutcome::Ok { version },
         };
         Ok((outcome, reusable))
     }
@@ -694,7 +694,8 @@ mod tests {
             client.execute(&pool, false, pending()).await,
             RequestOutcome::Failed {
                 kind: FailureKind::Http5xx,
-                answered: true
+                answered: true,
+                version: None,
             }
         );
         assert_eq!(client.execute(&pool, false, pending()).await, ok("v3"));

@@ -23,6 +23,7 @@ mod aggregate;
 mod client;
 mod fd_limit;
 mod html;
+mod measure;
 mod outcome;
 mod pool;
 mod report;
@@ -37,6 +38,7 @@ use schedule::Schedule;
 use worker::{WorkerConfig, WorkerSetup};
 
 pub use html::{EVENT_COLOR, Mark, render_html, render_html_marked};
+pub use measure::{SLOT as MEASURE_SLOT, VersionWindow};
 pub use outcome::FailureKind;
 pub use report::{Latency, Outage, Report, TimelineBucket, render_text};
 pub use segments::{
@@ -258,6 +260,22 @@ impl ProbeHandle {
             .lock()
             .expect("aggregator poisoned")
             .window(from)
+    }
+
+    /// Each version's answers (ok and failed, with latencies) of requests scheduled in the
+    /// 1-second slots (since time zero) that start in `from..to`: one measurement for analysis.
+    /// Back-to-back spans count every slot once. The last slot ends up to a second after `to`:
+    /// ask [`MEASURE_SLOT`] (plus the answers' latency) after `to`.
+    pub fn versions_between(&self, from: Instant, to: Instant) -> BTreeMap<String, VersionWindow> {
+        let since = |at: Instant| at.saturating_duration_since(self.shared.origin);
+        let slot = measure::SLOT.as_nanos();
+        let from = since(from).as_nanos().div_ceil(slot) as u64;
+        let to = since(to).as_nanos().div_ceil(slot) as u64;
+        self.shared
+            .aggregator
+            .lock()
+            .expect("aggregator poisoned")
+            .versions_between(from, to)
     }
 
     /// Totals so far.

@@ -85,8 +85,13 @@ impl std::fmt::Display for FailureKind {
 pub(crate) enum RequestOutcome {
     /// 2xx or 3xx; the version that answered, when it said.
     Ok { version: Option<String> },
-    /// `answered`: an HTTP response arrived (its latency is meaningful).
-    Failed { kind: FailureKind, answered: bool },
+    /// `answered`: an HTTP response arrived (its latency is meaningful); `version`: the version
+    /// that answered, when it said (a 5xx of the new version counts against it in analysis).
+    Failed {
+        kind: FailureKind,
+        answered: bool,
+        version: Option<String>,
+    },
 }
 
 impl RequestOutcome {
@@ -94,6 +99,7 @@ impl RequestOutcome {
         RequestOutcome::Failed {
             kind,
             answered: false,
+            version: None,
         }
     }
 }

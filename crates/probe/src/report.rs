@@ -29,6 +29,10 @@ pub struct Report {
     pub failed_by_kind: BTreeMap<String, u64>,
     /// Ok responses by the version that answered (`unknown` when it did not say); sums to `ok`.
     pub by_version: BTreeMap<String, u64>,
+    /// Failed answers (4xx, 5xx) by the version that answered, when it said: a bad version's
+    /// blast radius. Failures without an answer (refused, reset, timeout) name no version.
+    #[serde(default)]
+    pub failed_by_version: BTreeMap<String, u64>,
     /// Maximal stretches in which every request failed, oldest first (at most 1000 kept).
     #[serde(default)]
     pub outages: Vec<Outage>,

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level modules from the bottom up; each may use only the ones before it.
-const LAYERS: [&str; 12] = [
-    "sync", "model", "http_get", "events", "spec", "platform", "engine", "strategy", "rollout",
-    "check", "commands", "cli",
+const LAYERS: [&str; 13] = [
+    "sync", "model", "http_get", "events", "spec", "platform", "engine", "analysis", "strategy",
+    "rollout", "check", "commands", "cli",
 ];
 
 /// A module path inside the crate, e.g. `["platform", "local", "routers"]`.

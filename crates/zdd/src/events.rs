@@ -159,6 +159,30 @@ pub enum Event {
         downtime: Duration,
     },
 
+    // Analysis (docs/analysis.md).
+    /// Measurements of the new version start: one of each metric per interval. `what`: the
+    /// background analysis, or the analysis step.
+    AnalysisStarted {
+        what: String,
+        metrics: Vec<String>,
+        #[serde(serialize_with = "seconds")]
+        interval: Duration,
+    },
+    /// One metric measured over one interval (`from_s..to_s`, the run's clock).
+    AnalysisMeasured {
+        metric: String,
+        verdict: Verdict,
+        /// The measured value (a share 0..1, milliseconds, a ratio, the query's value, an exit
+        /// code); `None` when nothing could be measured.
+        value: Option<f64>,
+        /// The bound it was held to, as written for people (`>= 99.5%`).
+        threshold: String,
+        /// Why, in a few words (the value with its unit, or what was missing).
+        detail: String,
+        from_s: f64,
+        to_s: f64,
+    },
+
     // What only a platform sees.
     /// The scheduler bound the pod to a node.
     PodScheduled {
@@ -263,6 +287,26 @@ pub enum Event {
         what: String,
     },
     PlatformShutDown,
+}
+
+/// What one measurement says of the new version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Too little data, or a source that did not answer: neither pass nor fail.
+    Inconclusive,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Inconclusive => "inconclusive",
+        })
+    }
 }
 
 /// How a replica's process ended; written `code 0`, `signal SIGKILL` (also in JSON).
@@ -412,6 +456,26 @@ impl fmt::Display for Event {
             Event::NodeDown { node, downtime } => {
                 write!(f, "node {node} down for {}", human(downtime))
             }
+            Event::AnalysisStarted {
+                what,
+                metrics,
+                interval,
+            } => write!(
+                f,
+                "{what}: {} every {}",
+                metrics.join(", "),
+                human(interval)
+            ),
+            Event::AnalysisMeasured {
+                metric,
+                verdict,
+                threshold,
+                detail,
+                ..
+            } => write!(
+                f,
+                "analysis {metric}: {verdict}: {detail} (wanted {threshold})"
+            ),
             Event::PodScheduled { pod, node } => write!(f, "pod {pod} scheduled on {node}"),
             Event::PodPending { pod, reason } => write!(f, "pod {pod} pending: {reason}"),
             Event::NodeCordoned { node } => write!(f, "node {node} cordoned"),

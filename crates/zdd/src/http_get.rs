@@ -37,15 +37,67 @@ impl Answer {
 /// `GET url` (`http://host:port/path`) with `User-Agent: user_agent`, answered within `timeout`.
 pub async fn get(url: &str, user_agent: &str, timeout: Duration) -> io::Result<Answer> {
     match tokio::time::timeout(timeout, exchange(url, user_agent)).await {
-        Ok(answer) => answer,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no answer within {}", humantime::format_duration(timeout)),
-        )),
+        Ok(raw) => parse_head(&raw?).map(|(answer, _)| answer),
+        Err(_) => Err(timed_out(timeout)),
     }
 }
 
-async fn exchange(url: &str, user_agent: &str) -> io::Result<Answer> {
+/// [`get`], with the answer's body (de-chunked): for small JSON answers such as Prometheus'
+/// HTTP API. At most 256 KiB are read.
+pub async fn get_with_body(
+    url: &str,
+    user_agent: &str,
+    timeout: Duration,
+) -> io::Result<(Answer, Vec<u8>)> {
+    let raw = match tokio::time::timeout(timeout, exchange(url, user_agent)).await {
+        Ok(raw) => raw?,
+        Err(_) => return Err(timed_out(timeout)),
+    };
+    let (answer, head_len) = parse_head(&raw)?;
+    let body = &raw[head_len..];
+    let chunked = answer
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    Ok((answer, body))
+}
+
+fn timed_out(timeout: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no answer within {}", humantime::format_duration(timeout)),
+    )
+}
+
+/// A chunked body's data (trailers ignored).
+fn dechunk(mut body: &[u8]) -> io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| invalid("a chunked body ends early".into()))?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| invalid(format!("bad chunk size {size_text:?}")))?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Ok(data);
+        }
+        if body.len() < size {
+            return Err(invalid("a chunked body ends early".into()));
+        }
+        data.extend_from_slice(&body[..size]);
+        body = body.get(size + 2..).unwrap_or_default();
+    }
+}
+
+async fn exchange(url: &str, user_agent: &str) -> io::Result<Vec<u8>> {
     let uri: http::Uri = url
         .parse()
         .map_err(|err| invalid(format!("bad URL {url}: {err}")))?;
@@ -70,14 +122,15 @@ async fn exchange(url: &str, user_agent: &str) -> io::Result<Answer> {
         }
         raw.extend_from_slice(&buffer[..read]);
     }
-    parse_head(&raw)
+    Ok(raw)
 }
 
-fn parse_head(raw: &[u8]) -> io::Result<Answer> {
+/// The answer's head, and its length in bytes (where the body starts).
+fn parse_head(raw: &[u8]) -> io::Result<(Answer, usize)> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut response = httparse::Response::new(&mut headers);
-    match response.parse(raw) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let head_len = match response.parse(raw) {
+        Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -85,8 +138,8 @@ fn parse_head(raw: &[u8]) -> io::Result<Answer> {
             ));
         }
         Err(err) => return Err(invalid(format!("not an HTTP answer: {err}"))),
-    }
-    Ok(Answer {
+    };
+    let answer = Answer {
         status: response.code.unwrap_or_default(),
         headers: response
             .headers
@@ -98,7 +151,8 @@ fn parse_head(raw: &[u8]) -> io::Result<Answer> {
                 )
             })
             .collect(),
-    })
+    };
+    Ok((answer, head_len))
 }
 
 fn invalid(message: String) -> io::Error {

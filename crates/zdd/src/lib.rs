@@ -6,6 +6,7 @@
 //! check              `zdd check`: one app's lifecycle measured on the local platform, judged
 //! rollout            one whole run: deploy, traffic, strategy, rollback, status, summary
 //! strategy           one file per strategy, written in the engine's step API
+//! analysis           measurements of the new version that can roll it back
 //! engine             the step API: scale, route, check the data plane, retire, pause
 //! platform           where replicas run: local (processes + a router) or kubernetes
 //! spec, events       the rollout file, and what happened during a run
@@ -15,6 +16,7 @@
 //!
 //! docs/architecture.md walks one `zdd rollout` through them.
 
+pub mod analysis;
 #[cfg(test)]
 mod architecture;
 pub mod check;

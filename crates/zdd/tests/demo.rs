@@ -4,12 +4,12 @@
 //! header route is set its testers reach only v2; while the shadow's mirror is set only v1 answers
 //! the clients, and the copies to v2 are counted. Pauses are shortened to keep the suite quick.
 //! `zdd demo cluster-upgrade`: the same node upgrade three times; only the hardened one drops
-//! nothing.
+//! nothing. `zdd demo canary-analysis`: a bad v2 rolled back by analysis at its first weight.
 //!
 //! A test binary of its own, not a module of `it`: cargo runs test binaries one after the other, so
 //! a demo runs with no other test beside it, as with [`ONE_DEMO`] no other demo.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use zdd_test_support::run::{Run, text, wait_with_deadline};
@@ -142,23 +142,37 @@ fn demo_with_traefik() {
     demo("traefik");
 }
 
-/// Packed replicas make a drain an outage; anti-affinity alone drops fewer requests and has no
-/// outage; with the disruption budget and preStop too, nothing is dropped and the budget is seen
-/// refusing evictions.
-#[test]
-fn demo_cluster_upgrade_compares_three_setups() {
-    let _one = ONE_DEMO
+/// `zdd demo ARGS` alone on the machine, asserted to exit 0 within `timeout`: the lock that
+/// keeps other demos out (hold it to the test's end), the run and its stdout.
+fn run_demo(
+    name: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> (MutexGuard<'static, ()>, Run, String) {
+    let one = ONE_DEMO
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), "demo-cluster-upgrade");
-    let child = run.spawn(&["demo", "cluster-upgrade", "--json", "upgrade.json"]);
-    let output = wait_with_deadline(child, Duration::from_secs(180));
+    let run = Run::new(env!("CARGO_BIN_EXE_zdd"), name);
+    let output = wait_with_deadline(run.spawn(args), timeout);
     let stdout = text(&output.stdout);
     assert_eq!(
         output.status.code(),
         Some(0),
         "{stdout}\n{}",
         text(&output.stderr)
+    );
+    (one, run, stdout)
+}
+
+/// Packed replicas make a drain an outage; anti-affinity alone drops fewer requests and has no
+/// outage; with the disruption budget and preStop too, nothing is dropped and the budget is seen
+/// refusing evictions.
+#[test]
+fn demo_cluster_upgrade_compares_three_setups() {
+    let (_one, run, stdout) = run_demo(
+        "demo-cluster-upgrade",
+        &["demo", "cluster-upgrade", "--json", "upgrade.json"],
+        Duration::from_secs(180),
     );
     assert!(stdout.contains("| run | podAntiAffinity |"), "{stdout}");
 
@@ -197,5 +211,45 @@ fn demo_cluster_upgrade_compares_three_setups() {
         .filter(|e| e["kind"] == "eviction_refused")
         .count();
     assert!(refused > 0, "the budget never refused an eviction");
+    run.assert_nothing_left();
+}
+
+/// A v2 failing 5% of its requests (`ERROR_RATE`) is rolled back by its success rate at its
+/// first weight (10%); the demo counts that as its right outcome and shows the blast radius:
+/// the failed requests, all answered by v2.
+#[test]
+fn demo_canary_analysis_rolls_back_a_bad_v2_at_its_first_weight() {
+    let (_one, run, stdout) = run_demo(
+        "demo-canary-analysis",
+        &["demo", "canary-analysis", "--json", "analysis.json"],
+        Duration::from_secs(120),
+    );
+    let rows = run.read_json("analysis.json");
+    let row = &rows.as_array().expect("an array")[0];
+    assert_eq!(row["name"], "canary-analysis");
+    assert_eq!(row["succeeded"], false);
+    let why = row["rollback_reason"].as_str().unwrap();
+    assert!(why.starts_with("analysis failed: success-rate"), "{why}");
+    // Rolled back at the first weight: the weight never went past 10.
+    let weights: Vec<&serde_json::Value> = row["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step_started")
+        .collect();
+    assert!(
+        weights
+            .iter()
+            .all(|e| !e["step"].as_str().unwrap().contains("setWeight 50")),
+        "{weights:?}"
+    );
+    // The blast radius: some failed requests, every one of them answered by v2.
+    let failed = row["failed"].as_u64().unwrap();
+    assert!(failed > 0, "v2 failed nothing?");
+    assert_eq!(row["report"]["failed_by_version"]["v2"], failed, "{row:#}");
+    assert!(
+        stdout.contains(&format!("blast radius {failed} failed requests")),
+        "{stdout}"
+    );
     run.assert_nothing_left();
 }

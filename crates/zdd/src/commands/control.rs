@@ -143,6 +143,9 @@ pub fn render_status(status: &RolloutStatus) -> String {
     if let Some(message) = &status.message {
         out.push_str(&format!("  {message}\n"));
     }
+    if let Some(analysis) = &status.analysis {
+        out.push_str(&format!("  {analysis}\n"));
+    }
     for v in &status.versions {
         out.push_str(&format!(
             "  {}: {} desired, {} ready, {} running, {} terminating\n",

@@ -16,7 +16,7 @@ use crate::platform::kubernetes::{KubernetesConfig, KubernetesPlatform};
 use crate::platform::local::LocalPlatform;
 use crate::platform::{AnyPlatform, RouterKind};
 use crate::rollout::session::{Session, forward_signals, local_config, resolve_self_command};
-use crate::rollout::summary::{Summary, render_table, write_outputs};
+use crate::rollout::summary::{Summary, render_analysis, render_table, write_outputs};
 use crate::rollout::{RunOutcome, run_on};
 use crate::spec::{Spec, Strategy};
 
@@ -150,6 +150,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
+    print!("{}", render_analysis(&result.events));
     print!("{}", render_table(std::slice::from_ref(&summary)));
     println!("rollout {}: {}", spec.name, result.outcome);
     Ok(

@@ -23,6 +23,9 @@ pub enum Interrupt {
     BudgetExceeded { failed: u64, max_failed: u64 },
     /// Ctrl-C or SIGTERM to zdd: stop at once, no rollback; the platform is shut down.
     Signal { name: String },
+    /// A metric of the analysis failed (or stayed inconclusive) more often than allowed: roll
+    /// back.
+    AnalysisFailed { metric: String, reason: String },
 }
 
 impl std::fmt::Display for Interrupt {
@@ -34,6 +37,9 @@ impl std::fmt::Display for Interrupt {
                 "budget exceeded: {failed} failed requests, at most {max_failed} allowed"
             ),
             Interrupt::Signal { name } => write!(f, "interrupted by {name}"),
+            Interrupt::AnalysisFailed { metric, reason } => {
+                write!(f, "analysis failed: {metric}: {reason}")
+            }
         }
     }
 }
@@ -77,6 +83,9 @@ pub struct RolloutStatus {
     #[serde(default)]
     pub nodes: Vec<NodeStatus>,
     pub routing: Option<serde_json::Value>,
+    /// The analysis so far: each metric's passed, failed and inconclusive measurements.
+    #[serde(default)]
+    pub analysis: Option<String>,
 }
 
 impl RolloutStatus {

@@ -174,6 +174,11 @@ impl<'p, P: Platform> Engine<'p, P> {
         self.guard.since = since;
     }
 
+    /// The probe's live counters, while traffic is attached (analysis reads them).
+    pub fn traffic(&self) -> Option<Arc<dyn TrafficView>> {
+        self.guard.traffic.clone()
+    }
+
     pub fn detach_traffic(&mut self) {
         self.guard.traffic = None;
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::RunResult;
-use crate::events::{Event, Record};
+use crate::events::{Event, Record, Verdict};
 use crate::spec::Spec;
 
 /// One line of the summary table (and one object of `--json`).
@@ -39,6 +39,105 @@ pub struct Summary {
     pub route_windows: Vec<super::route_windows::RouteWindow>,
     pub report: zdd_probe::Report,
     pub events: Vec<Record>,
+    /// Every measurement of the analysis, in order (empty without an `analysis:` block).
+    pub analysis: Vec<AnalysisRow>,
+    /// Why the rollout was rolled back (abort, budget, a failed analysis, a failed step).
+    pub rollback_reason: Option<String>,
+}
+
+/// One measurement of one metric (docs/analysis.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct AnalysisRow {
+    pub metric: String,
+    /// The end of the interval measured, on the run's clock.
+    pub t_s: f64,
+    pub value: Option<f64>,
+    pub threshold: String,
+    pub verdict: Verdict,
+}
+
+fn analysis_rows(records: &[Record]) -> Vec<AnalysisRow> {
+    records
+        .iter()
+        .filter_map(|record| match &record.event {
+            Event::AnalysisMeasured {
+                metric,
+                verdict,
+                value,
+                threshold,
+                to_s,
+                ..
+            } => Some(AnalysisRow {
+                metric: metric.clone(),
+                t_s: *to_s,
+                value: *value,
+                threshold: threshold.clone(),
+                verdict: *verdict,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An event's mark on the HTML charts: an analysis measurement at the end of its interval, in
+/// its verdict's colour; any other event as the probe draws events.
+fn html_mark(record: &Record) -> zdd_probe::Mark {
+    match &record.event {
+        Event::AnalysisMeasured {
+            metric,
+            verdict,
+            detail,
+            to_s,
+            ..
+        } => zdd_probe::Mark {
+            t_s: *to_s,
+            label: format!("{metric} {verdict}: {detail}"),
+            color: match verdict {
+                Verdict::Pass => "#2a7d2a",
+                Verdict::Fail => "#c62828",
+                Verdict::Inconclusive => "#b07800",
+            }
+            .to_string(),
+        },
+        _ => zdd_probe::Mark::from(&record.mark()),
+    }
+}
+
+/// The analysis as text: one line per measurement (its interval, the value against the
+/// threshold, the verdict), then the rollback's reason. Empty without measurements.
+pub fn render_analysis(records: &[Record]) -> String {
+    let mut out = String::new();
+    for record in records {
+        if let Event::AnalysisMeasured {
+            metric,
+            verdict,
+            threshold,
+            detail,
+            from_s,
+            to_s,
+            ..
+        } = &record.event
+        {
+            if out.is_empty() {
+                out.push_str("analysis:\n");
+            }
+            let interval = format!("{from_s:.1}-{to_s:.1}s");
+            out.push_str(&format!(
+                "  {interval:>11}  {metric:<16} {verdict:<12} {detail} (wanted {threshold})\n"
+            ));
+        }
+    }
+    if let (false, Some(reason)) = (out.is_empty(), rollback_reason(records)) {
+        out.push_str(&format!("  rolled back: {reason}\n"));
+    }
+    out
+}
+
+fn rollback_reason(records: &[Record]) -> Option<String> {
+    records.iter().find_map(|record| match &record.event {
+        Event::RolloutFailed { reason } => Some(reason.clone()),
+        _ => None,
+    })
 }
 
 impl Summary {
@@ -67,6 +166,8 @@ impl Summary {
             route_windows: super::route_windows::route_windows(&result.events, report),
             report: report.clone(),
             events: result.events.clone(),
+            analysis: analysis_rows(&result.events),
+            rollback_reason: rollback_reason(&result.events),
         }
     }
 
@@ -236,17 +337,17 @@ pub fn write_outputs(
                 }
             })
             .collect();
-        let marks: Vec<Vec<zdd_probe::EventMark>> = rows
+        let marks: Vec<Vec<zdd_probe::Mark>> = rows
             .iter()
-            .map(|r| r.events.iter().map(Record::mark).collect())
+            .map(|r| r.events.iter().map(html_mark).collect())
             .collect();
-        let sections: Vec<(&str, &zdd_probe::Report, &[zdd_probe::EventMark])> = rows
+        let sections: Vec<(&str, &zdd_probe::Report, &[zdd_probe::Mark])> = rows
             .iter()
             .zip(&titles)
             .zip(&marks)
             .map(|((r, t), marks)| (t.as_str(), &r.report, marks.as_slice()))
             .collect();
-        std::fs::write(path, zdd_probe::render_html(&sections))
+        std::fs::write(path, zdd_probe::render_html_marked(&sections))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

@@ -6,6 +6,8 @@
 //! whose semantic errors (a weight of 150, maxSurge and maxUnavailable both 0, ...) point at the
 //! value they are about. Every error is one [`SpecError`]: `file:line:column: field.path: message`.
 
+pub mod analysis;
+mod analysis_check;
 mod raw;
 mod wording;
 
@@ -31,6 +33,8 @@ pub struct Spec {
     pub budget: BudgetSpec,
     pub local: LocalSpec,
     pub data_plane_check: DataPlaneCheck,
+    /// The new version judged by measurements (docs/analysis.md).
+    pub analysis: Option<analysis::AnalysisSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,6 +141,8 @@ pub enum CanaryStep {
     SetWeight(u32),
     /// `None`: until `zdd promote`.
     Pause(Option<Duration>),
+    /// Measures the `analysis:` metrics for this long; every metric must pass.
+    Analysis(Duration),
     /// A managed route: requests that match go to the new version whatever the weights.
     /// `None`: the route of that name is removed.
     SetHeaderRoute {
@@ -165,6 +171,7 @@ impl fmt::Display for CanaryStep {
             CanaryStep::SetWeight(w) => write!(f, "setWeight {w}"),
             CanaryStep::Pause(Some(d)) => write!(f, "pause {}", humantime::format_duration(*d)),
             CanaryStep::Pause(None) => write!(f, "pause until promote"),
+            CanaryStep::Analysis(d) => write!(f, "analysis {}", humantime::format_duration(*d)),
             CanaryStep::SetHeaderRoute {
                 name,
                 matches: Some(matches),

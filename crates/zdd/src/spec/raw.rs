@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::analysis::{AnalysisSpec, RawAnalysis, RawAnalysisStep};
 use super::wording;
 use super::{
     AppSpec, BudgetSpec, CanaryStep, DataPlaneCheck, IntOrPercent, LocalSpec, MirrorSpec, Spec,
@@ -32,6 +33,8 @@ struct RawSpec {
     local: Option<RawLocal>,
     #[serde(default)]
     data_plane_check: Option<RawDataPlaneCheck>,
+    #[serde(default)]
+    analysis: Option<Spanned<RawAnalysis>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +173,10 @@ struct RawBlueGreen {
     auto_promote: Option<bool>,
     #[serde(default)]
     preview_checks: Option<u32>,
+    #[serde(default)]
+    pre_promotion_analysis: Option<Spanned<RawAnalysisStep>>,
+    #[serde(default)]
+    post_promotion_analysis: Option<Spanned<RawAnalysisStep>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +200,7 @@ enum RawStep {
     SetReplicas(RawSetReplicas),
     SetWeight(Spanned<i64>),
     Pause(Spanned<RawPause>),
+    Analysis(Spanned<RawAnalysisStep>),
     SetHeaderRoute(Spanned<RawHeaderRoute>),
     SetMirrorRoute(Spanned<RawMirrorRoute>),
 }
@@ -356,12 +364,17 @@ fn serde_error(file: &str, field_path: &str, err: &serde_saphyr::Error) -> SpecE
     }
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     file: &'a str,
 }
 
 impl Validator<'_> {
-    fn error<T>(&self, at: &Spanned<T>, path: &str, message: impl Into<String>) -> SpecError {
+    pub(super) fn error<T>(
+        &self,
+        at: &Spanned<T>,
+        path: &str,
+        message: impl Into<String>,
+    ) -> SpecError {
         SpecError {
             file: self.file.to_string(),
             line: at.referenced.line() as u32,
@@ -371,7 +384,11 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&self, value: &Spanned<String>, path: &str) -> Result<Duration, SpecError> {
+    pub(super) fn duration(
+        &self,
+        value: &Spanned<String>,
+        path: &str,
+    ) -> Result<Duration, SpecError> {
         humantime::parse_duration(value.value.trim()).map_err(|err| {
             self.error(
                 value,
@@ -384,7 +401,7 @@ impl Validator<'_> {
         })
     }
 
-    fn duration_or(
+    pub(super) fn duration_or(
         &self,
         value: &Option<Spanned<String>>,
         path: &str,
@@ -396,7 +413,11 @@ impl Validator<'_> {
     }
 
     /// A name usable as a Kubernetes label value and object name (DNS-1123 label).
-    fn dns_label(&self, value: &Spanned<String>, path: &str) -> Result<String, SpecError> {
+    pub(super) fn dns_label(
+        &self,
+        value: &Spanned<String>,
+        path: &str,
+    ) -> Result<String, SpecError> {
         let name = &value.value;
         let valid = !name.is_empty()
             && name.len() <= 63
@@ -419,7 +440,7 @@ impl Validator<'_> {
         }
     }
 
-    fn command(
+    pub(super) fn command(
         &self,
         value: &Option<Spanned<Vec<String>>>,
         path: &str,
@@ -552,6 +573,7 @@ impl Validator<'_> {
                 )?,
             },
         };
+        let analysis = self.spec_analysis(&raw, &strategy)?;
         Ok(Spec {
             name,
             app,
@@ -562,7 +584,86 @@ impl Validator<'_> {
             budget,
             local,
             data_plane_check,
+            analysis,
         })
+    }
+
+    /// The `analysis:` block, and the canary's analysis steps that need it.
+    fn spec_analysis(
+        &self,
+        raw: &RawSpec,
+        strategy: &Strategy,
+    ) -> Result<Option<AnalysisSpec>, SpecError> {
+        let steps = match strategy {
+            Strategy::CanaryReplicas { steps } | Strategy::CanaryWeight { steps } => steps.len(),
+            _ => 0,
+        };
+        let mut analysis = raw
+            .analysis
+            .as_ref()
+            .map(|analysis| self.analysis(analysis, steps))
+            .transpose()?;
+        if let RawStrategy::BlueGreen(bg) = &raw.strategy.value {
+            let base = "strategy.blueGreen";
+            let sides = [
+                (&bg.pre_promotion_analysis, "prePromotionAnalysis"),
+                (&bg.post_promotion_analysis, "postPromotionAnalysis"),
+            ];
+            for (side, name) in sides {
+                let Some(step) = side else { continue };
+                let path = format!("{base}.{name}");
+                let duration = self.analysis_duration(&step.value, &path)?;
+                let Some(analysis) = analysis.as_mut() else {
+                    return Err(self.error(
+                        step,
+                        &path,
+                        "it measures the metrics of the spec's `analysis:` block; add one",
+                    ));
+                };
+                match name {
+                    "prePromotionAnalysis" => analysis.pre_promotion = Some(duration),
+                    _ => analysis.post_promotion = Some(duration),
+                }
+            }
+        }
+        if let RawStrategy::Canary(canary) = &raw.strategy.value
+            && analysis.is_none()
+            && let Some((index, step)) = canary
+                .steps
+                .value
+                .iter()
+                .enumerate()
+                .find(|(_, step)| matches!(step.value, RawStep::Analysis(_)))
+        {
+            return Err(self.error(
+                step,
+                &format!("strategy.canary.steps[{index}].analysis"),
+                "an analysis step measures the metrics of the spec's `analysis:` block; add one",
+            ));
+        }
+        // An analysis block that no part of the strategy runs would be a silent promise.
+        if let (Some(at), Some(analysis)) = (&raw.analysis, &analysis) {
+            let unused = match strategy {
+                Strategy::Recreate | Strategy::ClusterUpgrade { .. } => Some(format!(
+                    "{} runs no analysis (canary, blueGreen and rollingUpdate do)",
+                    strategy.kind()
+                )),
+                Strategy::BlueGreen { .. }
+                    if analysis.pre_promotion.is_none() && analysis.post_promotion.is_none() =>
+                {
+                    Some(
+                        "blue-green measures in strategy.blueGreen.prePromotionAnalysis or \
+                         postPromotionAnalysis; give one"
+                            .to_string(),
+                    )
+                }
+                _ => None,
+            };
+            if let Some(message) = unused {
+                return Err(self.error(at, "analysis", message));
+            }
+        }
+        Ok(analysis)
     }
 
     fn local(&self, raw: Option<&RawLocal>) -> Result<LocalSpec, SpecError> {
@@ -930,6 +1031,9 @@ impl Validator<'_> {
                     )),
                 }
             }
+            RawStep::Analysis(analysis) => Ok(CanaryStep::Analysis(
+                self.analysis_duration(&analysis.value, &format!("{path}.analysis"))?,
+            )),
             RawStep::Pause(pause) => {
                 let path = format!("{path}.pause");
                 let text = match &pause.value {

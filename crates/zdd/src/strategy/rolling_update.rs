@@ -4,6 +4,7 @@
 //! [`Engine::retire`]: the route then names only the new version, and the probe's traffic must
 //! show that none of it reaches the old one before they are stopped.
 
+use crate::analysis::Analysis;
 use crate::engine::{Engine, EngineError, Retire, Which};
 use crate::platform::Platform;
 
@@ -18,6 +19,9 @@ pub async fn run<P: Platform>(
     let new_name = engine.name(Which::New);
     let (mut old, mut new) = (replicas, 0u32);
     let mut index = 0;
+    // The analysis judges the new version's answers while it rolls; the last old replica goes
+    // only once every metric has passed.
+    let mut background = Analysis::for_engine(engine).map(|analysis| analysis.background());
     while old > 0 || new < replicas {
         // Scale up: never more than replicas + maxSurge replicas asked for in total.
         let new_target = replicas.min((replicas + max_surge).saturating_sub(old));
@@ -55,6 +59,9 @@ pub async fn run<P: Platform>(
         let step = format!("scale {old_name} to {old_target}");
         engine.step_started(index, 0, &step);
         if old_target == 0 {
+            if let Some(background) = background.take() {
+                background.finish(engine).await?;
+            }
             engine.retire(Which::Old, Retire::AfterDrainCheck).await?;
         } else {
             engine.scale(Which::Old, old_target).await?;

@@ -3,6 +3,7 @@
 //! promotes the new version. Each canary says only how it applies its own kind of step and how it
 //! promotes.
 
+use crate::analysis::Analysis;
 use crate::engine::{Engine, EngineError, Which};
 use crate::platform::Platform;
 use crate::spec::CanaryStep;
@@ -42,14 +43,36 @@ pub(super) async fn run<P: Platform>(
     mut canary: impl Canary,
 ) -> Result<(), EngineError> {
     let total = steps.len() + 1;
+    let analysis = Analysis::for_engine(engine);
+    let mut background = None;
     for (index, step) in steps.iter().enumerate() {
         let description = step.to_string();
         engine.step_started(index, total, &description);
+        if let Some(analysis) = &analysis
+            && background.is_none()
+            && index + 1 >= analysis.starting_step()
+        {
+            background = Some(analysis.background());
+        }
         match step {
             CanaryStep::Pause(duration) => engine.pause(*duration).await?,
+            CanaryStep::Analysis(duration) => match &analysis {
+                Some(analysis) => analysis.step(engine, *duration).await?,
+                None => {
+                    return Err(EngineError::Other(
+                        "an analysis step without an `analysis:` block (the spec check should \
+                         have refused it)"
+                            .into(),
+                    ));
+                }
+            },
             step => canary.apply(engine, step).await?,
         }
         engine.step_finished(index, total, &description);
+    }
+    // The background analysis judges the canary steps; the promotion is the last step's.
+    if let Some(background) = background {
+        background.finish(engine).await?;
     }
     let description = canary.promote_description(&engine.name(Which::New), engine.replicas());
     engine.step_started(total - 1, total, &description);

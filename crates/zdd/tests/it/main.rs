@@ -4,6 +4,7 @@
 //!
 //! One subject alone: `cargo test -p zdd --test it -- MODULE::` (for example `local_platform::`).
 
+mod analysis;
 mod check;
 mod control;
 mod feature_switch;

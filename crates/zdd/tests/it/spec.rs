@@ -88,6 +88,8 @@ fn every_example_parses() {
             "ab-header",
             "blue-green",
             "canary-replicas",
+            // canary-weight.yaml, and canary-analysis.yaml (the same judged by analysis).
+            "canary-weight",
             "canary-weight",
             "cluster-upgrade",
             "recreate",

@@ -56,6 +56,9 @@ fn parts(path: &str) -> Vec<&str> {
 fn base_for(path: &str) -> Value {
     let strategy = match path {
         p if p.starts_with("strategy.blueGreen") => json!({"blueGreen": {}}),
+        p if p.contains("steps[].analysis") => {
+            json!({"canary": {"steps": [{"analysis": {"duration": "2s"}}]}})
+        }
         p if p.contains("setReplicas") => {
             json!({"canary": {"steps": [{"setReplicas": {"from": 1, "to": 1}}]}})
         }
@@ -84,6 +87,12 @@ fn base_for(path: &str) -> Value {
         "versions": {"from": {"name": "v1"}, "to": {"name": "v2"}},
         "strategy": strategy,
     });
+    if path.starts_with("analysis")
+        || path.contains("steps[].analysis")
+        || path.contains("PromotionAnalysis")
+    {
+        spec["analysis"] = json!({"metrics": [{"name": "ok", "successRate": {"min": "99%"}}]});
+    }
     if path.starts_with("traffic.segments") {
         spec["traffic"] = json!({"segments": [
             {"name": "testers", "share": "20%", "headers": {"X-Canary": "always"}}
@@ -277,6 +286,11 @@ fn value_of(spec: &Spec, path: &str) -> Option<String> {
         "dataPlaneCheck.window" => duration(spec.data_plane_check.window),
         "dataPlaneCheck.minRequests" => spec.data_plane_check.min_requests.to_string(),
         "dataPlaneCheck.timeout" => duration(spec.data_plane_check.timeout),
+        "analysis.interval" => duration(spec.analysis.as_ref()?.interval),
+        "analysis.failureLimit" => spec.analysis.as_ref()?.failure_limit.to_string(),
+        "analysis.inconclusiveLimit" => spec.analysis.as_ref()?.inconclusive_limit.to_string(),
+        "analysis.minRequests" => spec.analysis.as_ref()?.min_requests.to_string(),
+        "analysis.startingStep" => spec.analysis.as_ref()?.starting_step.to_string(),
         _ => match (&spec.strategy, path) {
             (Strategy::RollingUpdate { max_surge, .. }, "strategy.rollingUpdate.maxSurge") => {
                 max_surge.to_string()

@@ -5,8 +5,10 @@
 //! Each strategy runs exactly the spec in `examples/<strategy>.yaml` (compiled in), so the
 //! examples stay runnable; flags only scale the run (rate, replicas, pauses, router).
 //! `zdd demo cluster-upgrade` is a comparison of its own (`cluster_upgrade`): three runs of one
-//! node upgrade, not part of the default seven.
+//! node upgrade, not part of the default seven; so is `zdd demo canary-analysis`
+//! (`canary_analysis`), a bad v2 rolled back by analysis.
 
+mod canary_analysis;
 mod cluster_upgrade;
 
 use std::path::PathBuf;
@@ -78,6 +80,9 @@ pub enum DemoStrategy {
     /// Not a rollout: three nodes drained one at a time, three times (packed; spread by
     /// anti-affinity; with a disruption budget and preStop too), compared in one table.
     ClusterUpgrade,
+    /// A canary by weight judged by analysis: a v2 failing 5% of its requests is rolled back at
+    /// its first weight; the table shows the blast radius.
+    CanaryAnalysis,
 }
 
 impl DemoStrategy {
@@ -91,6 +96,7 @@ impl DemoStrategy {
             DemoStrategy::AbHeader => "ab-header",
             DemoStrategy::Shadow => "shadow",
             DemoStrategy::ClusterUpgrade => "cluster-upgrade",
+            DemoStrategy::CanaryAnalysis => canary_analysis::NAME,
         }
     }
 }
@@ -135,6 +141,7 @@ pub struct DemoArgs {
 pub fn demo_spec(strategy: &str, args: &DemoArgs) -> anyhow::Result<Spec> {
     let (_, text) = STRATEGIES
         .iter()
+        .chain([&(canary_analysis::NAME, canary_analysis::SPEC)])
         .find(|(name, _)| *name == strategy)
         .with_context(|| format!("no demo strategy {strategy}"))?;
     let mut spec = Spec::parse(text, &format!("examples/{strategy}.yaml"))?;
@@ -249,6 +256,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let rollouts: Vec<Summary> = rollouts.into_iter().map(|(_, row)| row.clone()).collect();
         println!();
         print!("{}", render_table(&rollouts));
+        for row in rollouts.iter().filter(|r| r.name == canary_analysis::NAME) {
+            print!("{}", canary_analysis::render_blast_radius(row));
+        }
     }
     if !upgrades.is_empty() {
         println!(
@@ -266,7 +276,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     let interrupted = control.interrupted().is_some() || rows.len() < specs.len();
-    let all_passed = rows.iter().all(Summary::passed);
+    // The analysis demo's right outcome is its rollback.
+    let all_passed = rows.iter().all(|row| {
+        if row.name == canary_analysis::NAME {
+            canary_analysis::as_expected(row)
+        } else {
+            row.passed()
+        }
+    });
     Ok(if all_passed && !interrupted {
         ExitCode::SUCCESS
     } else {

@@ -21,6 +21,7 @@ pub mod endpoints;
 pub mod eviction;
 pub mod ports;
 pub mod process_groups;
+pub mod prometheus_targets;
 pub mod routers;
 pub mod scheduler;
 pub mod supervisor;
@@ -129,12 +130,16 @@ impl LocalPlatform {
         };
         data.apply().await?;
         let data = Arc::new(tokio::sync::Mutex::new(data));
-        let controller = endpoints::spawn_controller(
+        let mut controller = endpoints::spawn_controller(
             supervisor.clone(),
             data.clone(),
             config.propagation_delay,
             events.clone(),
         );
+        controller.push(prometheus_targets::spawn(
+            supervisor.clone(),
+            config.run_dir.clone(),
+        ));
         tracing::info!("local platform: router {addrs}");
         Ok(LocalPlatform {
             events,
