@@ -36,7 +36,12 @@ fn demo(router: &str) {
     let output = wait_with_deadline(child, Duration::from_secs(300));
     let stdout = text(&output.stdout);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{stderr}\n{}",
+        failures_of(&run)
+    );
 
     let rows = run.read_json("demo.json");
     let rows = rows.as_array().expect("an array");
@@ -252,4 +257,26 @@ fn demo_canary_analysis_rolls_back_a_bad_v2_at_its_first_weight() {
         "{stdout}"
     );
     run.assert_nothing_left();
+}
+
+/// What failed in each run that dropped requests, from the demo's JSON (the run directory goes
+/// with the test): the kinds and the outages, so that a failure says more than its count.
+fn failures_of(run: &Run) -> String {
+    let Some(rows) = std::fs::read_to_string(run.path().join("demo.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return "no demo.json".into();
+    };
+    let mut out = String::new();
+    for row in rows.as_array().into_iter().flatten() {
+        let report = &row["report"];
+        if report["failed"].as_u64().unwrap_or(0) > 0 {
+            out += &format!(
+                "{}: failed by kind {}, outages {}\n",
+                row["strategy"], report["failed_by_kind"], report["outages"]
+            );
+        }
+    }
+    out
 }
