@@ -63,6 +63,15 @@ impl Outcome {
             .collect()
     }
 
+    /// The values of `metric`'s passing measurements.
+    fn passed_values(&self, metric: &str) -> Vec<f64> {
+        self.rows(metric)
+            .iter()
+            .filter(|r| r["verdict"] == "pass")
+            .map(|r| r["value"].as_f64().unwrap())
+            .collect()
+    }
+
     fn assert_promoted(&self, metric: &str) {
         assert_eq!(self.code, Some(0), "{}", self.stdout);
         assert_eq!(self.json["succeeded"], true, "{}", self.stdout);
@@ -103,6 +112,14 @@ impl Outcome {
     }
 }
 
+/// The value of the only failed measurement among `rows`, whose threshold is `threshold`.
+fn one_failure(rows: &[&Value], threshold: &str) -> f64 {
+    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    assert_eq!(failed[0]["threshold"], threshold);
+    failed[0]["value"].as_f64().unwrap()
+}
+
 /// `zdd rollout` of `spec` in a fresh directory for `test`.
 fn rollout(test: &str, spec: &str) -> Outcome {
     rollout_in(&Run::new(test), "r", spec)
@@ -135,11 +152,8 @@ fn success_rate_rolls_back_a_failing_v2() {
         &spec("sr", ", ERROR_RATE: \"0.2\"", BACKGROUND, SUCCESS_RATE),
     );
     let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
-    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
-    assert_eq!(failed.len(), 1, "{rows:?}");
-    let value = failed[0]["value"].as_f64().unwrap();
+    let value = one_failure(&rows, ">= 99%");
     assert!((0.7..0.9).contains(&value), "20% of v2 fails: {value}");
-    assert_eq!(failed[0]["threshold"], ">= 99%");
     // The old version serves again, the new one is gone.
     let events = out.json["events"].as_array().unwrap();
     assert!(events.iter().any(|e| e["kind"] == "rolled_back"));
@@ -149,12 +163,7 @@ fn success_rate_rolls_back_a_failing_v2() {
 fn success_rate_promotes_a_good_v2_through_an_analysis_step() {
     let out = rollout("analysis-sr-good", &spec("sr", "", STEP, SUCCESS_RATE));
     out.assert_promoted("success-rate");
-    let passed: Vec<f64> = out
-        .rows("success-rate")
-        .iter()
-        .filter(|r| r["verdict"] == "pass")
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let passed = out.passed_values("success-rate");
     assert!(passed.iter().all(|v| *v >= 0.99), "{passed:?}");
 }
 
@@ -176,14 +185,11 @@ fn mirror_rolls_back_a_failing_shadow_no_client_saw() {
         &spec("mirror", ", ERROR_RATE: \"0.2\"", SHADOW, MIRROR),
     );
     let rows = out.assert_rolled_back_by("shadow-errors", "failureLimit 0");
-    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
-    assert_eq!(failed.len(), 1, "{rows:?}");
-    let value = failed[0]["value"].as_f64().unwrap();
+    let value = one_failure(&rows, ">= 99%");
     assert!(
         (0.6..0.95).contains(&value),
         "20% of the copies fail: {value}"
     );
-    assert_eq!(failed[0]["threshold"], ">= 99%");
     let why = out.json["rollback_reason"].as_str().unwrap_or_default();
     assert!(why.contains("mirrored copies to v2"), "{why}");
     assert_eq!(out.json["failed"], 0, "{}", out.stdout);
@@ -196,12 +202,7 @@ fn mirror_rolls_back_a_failing_shadow_no_client_saw() {
 fn mirror_promotes_a_good_shadow() {
     let out = rollout("analysis-mirror-good", &spec("mirror", "", SHADOW, MIRROR));
     out.assert_promoted("shadow-errors");
-    let passed: Vec<f64> = out
-        .rows("shadow-errors")
-        .iter()
-        .filter(|r| r["verdict"] == "pass")
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let passed = out.passed_values("shadow-errors");
     assert!(passed.iter().all(|v| *v >= 0.99), "{passed:?}");
 }
 
