@@ -8,6 +8,7 @@ use zdd_probe::VersionWindow;
 
 use super::prometheus;
 use crate::events::Verdict;
+use crate::model::MirrorStats;
 use crate::spec::analysis::{Bound, LatencyLimit, MetricKind};
 
 pub struct Measurement {
@@ -24,6 +25,8 @@ pub struct Interval<'a> {
     pub new: &'a str,
     pub old: &'a str,
     pub min_requests: u64,
+    /// The copies the mirror route sent to the new version in the interval, or why none count.
+    pub mirror: &'a Result<MirrorStats, String>,
     /// The main route's URL, for `{{url}}`.
     pub url: &'a str,
 }
@@ -94,6 +97,7 @@ pub async fn measure(kind: &MetricKind, interval: &Interval<'_>) -> Measurement 
             }
         }
         MetricKind::Latency { quantile, limit } => latency(*quantile, *limit, interval),
+        MetricKind::MirrorSuccessRate { min } => mirror(*min, interval),
         MetricKind::Prometheus {
             address,
             query,
@@ -165,6 +169,39 @@ fn latency(quantile: f64, limit: LatencyLimit, interval: &Interval<'_>) -> Measu
     }
 }
 
+/// The share of the interval's copies answered 1xx to 3xx. A copy the router dropped (its queue
+/// was full: the shadow did not keep up) counts as failed; one skipped for its size counts not.
+fn mirror(min: f64, interval: &Interval<'_>) -> Measurement {
+    let threshold = format!(">= {}%", min * 100.0);
+    let copies = match interval.mirror {
+        Err(why) => return inconclusive(threshold, why.clone()),
+        Ok(copies) => copies,
+    };
+    let judged_copies = copies.ok + copies.failed() + copies.dropped;
+    if judged_copies < interval.min_requests {
+        return inconclusive(
+            threshold,
+            format!(
+                "{judged_copies} mirrored copies to {} answered or dropped, fewer than \
+                 minRequests {}",
+                copies.version, interval.min_requests
+            ),
+        );
+    }
+    let rate = copies.ok as f64 / judged_copies as f64;
+    let detail = format!(
+        "{:.2}% of {judged_copies} mirrored copies to {} succeeded ({} 5xx, {} 4xx, {} \
+         unanswered, {} dropped)",
+        rate * 100.0,
+        copies.version,
+        copies.http_5xx,
+        copies.http_4xx,
+        copies.failed_by_kind.values().sum::<u64>(),
+        copies.dropped
+    );
+    judged(rate >= min, rate, threshold, detail)
+}
+
 async fn command(argv: &[String], timeout: Duration, interval: &Interval<'_>) -> Measurement {
     let threshold = "exit code 0".to_string();
     let argv: Vec<String> = argv.iter().map(|arg| interval.substitute(arg)).collect();
@@ -220,9 +257,12 @@ mod tests {
         window
     }
 
+    const NO_MIRROR: &Result<MirrorStats, String> = &Err(String::new());
+
     fn interval(versions: &BTreeMap<String, VersionWindow>) -> Interval<'_> {
         Interval {
             versions: Some(versions),
+            mirror: NO_MIRROR,
             new: "v2",
             old: "v1",
             min_requests: 20,
@@ -288,5 +328,58 @@ mod tests {
             verdict(&ratio, &[("v2", window(50, 0, 12))]).0,
             Verdict::Inconclusive
         );
+    }
+
+    #[test]
+    fn mirror_success_rate_counts_dropped_copies_as_failed() {
+        let kind = MetricKind::MirrorSuccessRate { min: 0.99 };
+        let judge = |mirror: Result<MirrorStats, String>| {
+            let versions = BTreeMap::new();
+            let interval = Interval {
+                mirror: &mirror,
+                ..interval(&versions)
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let m = runtime.block_on(measure(&kind, &interval));
+            (m.verdict, m.value)
+        };
+        let copies = |ok, http_5xx, dropped| MirrorStats {
+            version: "v2".into(),
+            sent: ok + http_5xx,
+            ok,
+            http_5xx,
+            dropped,
+            ..MirrorStats::default()
+        };
+        assert_eq!(judge(Ok(copies(100, 0, 0))), (Verdict::Pass, Some(1.0)));
+        assert_eq!(judge(Ok(copies(90, 10, 0))), (Verdict::Fail, Some(0.9)));
+        assert_eq!(judge(Ok(copies(90, 0, 10))), (Verdict::Fail, Some(0.9)));
+        // Fewer than minRequests (20), or no mirror route: inconclusive.
+        assert_eq!(judge(Ok(copies(19, 0, 0))).0, Verdict::Inconclusive);
+        assert_eq!(
+            judge(Err("no mirror route".into())).0,
+            Verdict::Inconclusive
+        );
+    }
+
+    #[test]
+    fn mirror_counters_since_an_earlier_reading() {
+        let before = MirrorStats {
+            version: "v2".into(),
+            sent: 100,
+            ok: 90,
+            http_5xx: 10,
+            ..MirrorStats::default()
+        };
+        let now = MirrorStats {
+            sent: 250,
+            ok: 230,
+            http_5xx: 20,
+            ..before.clone()
+        };
+        let delta = now.since(&before);
+        assert_eq!((delta.sent, delta.ok, delta.failed()), (150, 140, 10));
     }
 }

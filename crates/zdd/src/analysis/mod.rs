@@ -25,8 +25,9 @@ use crate::engine::control::{Control, Interrupt};
 use crate::engine::traffic::TrafficView;
 use crate::engine::{Engine, EngineError, Which, join_url};
 use crate::events::{Event, EventLog, Verdict};
-use crate::platform::{Platform, TrafficAccess};
-use crate::spec::analysis::AnalysisSpec;
+use crate::model::MirrorStats;
+use crate::platform::{MirrorCounters, Platform, TrafficAccess};
+use crate::spec::analysis::{AnalysisSpec, MetricKind};
 use crate::sync::lock;
 
 /// After an interval ends, its last probe slot must end too, and its answers arrive.
@@ -42,6 +43,10 @@ pub struct Analysis {
     new: String,
     old: String,
     url: String,
+    /// The platform's mirror counters, for the `mirror` metric (`None`: it does not count copies).
+    mirror: Option<Arc<dyn MirrorCounters>>,
+    /// The mirror counters at the previous reading: each interval judges the difference.
+    mirror_before: Arc<Mutex<Option<MirrorStats>>>,
     /// Set while an analysis step measures: the background skips those intervals.
     background_paused: Arc<AtomicBool>,
     /// The metrics that passed at least once so far (background and steps).
@@ -72,6 +77,8 @@ impl Analysis {
             new: engine.name(Which::New),
             old: engine.name(Which::Old),
             url,
+            mirror: engine.platform().mirror_counters(),
+            mirror_before: Arc::default(),
             background_paused: Arc::new(AtomicBool::new(false)),
             passed_once: Arc::default(),
         })
@@ -173,6 +180,8 @@ impl Analysis {
             interval: self.spec.interval,
         });
         let background = intervals.is_none();
+        // The first interval's copies are counted from here.
+        let _ = self.mirror_copies().await;
         let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
         let mut from = Instant::now();
         let mut measured = 0;
@@ -199,8 +208,10 @@ impl Analysis {
             .traffic
             .as_ref()
             .map(|traffic| traffic.versions_between(from, to));
+        let mirror = self.mirror_copies().await;
         let interval = Interval {
             versions: versions.as_ref(),
+            mirror: &mirror,
             new: &self.new,
             old: &self.old,
             min_requests: self.spec.min_requests,
@@ -254,6 +265,43 @@ impl Analysis {
             }
         }
         Ok(())
+    }
+
+    /// The copies the mirror route sent to the new version since the previous reading (the mirror
+    /// metric's interval), or why there are none to judge. Nothing is read without a mirror metric.
+    async fn mirror_copies(&self) -> Result<MirrorStats, String> {
+        let wanted = self
+            .spec
+            .metrics
+            .iter()
+            .any(|m| matches!(m.kind, MetricKind::MirrorSuccessRate { .. }));
+        if !wanted {
+            return Err("no mirror metric".into());
+        }
+        let Some(counters) = &self.mirror else {
+            return Err(
+                "this platform does not count mirrored copies (on Kubernetes the \
+                        cluster's router copies them; judge the shadow with a prometheus metric)"
+                    .into(),
+            );
+        };
+        let all = counters
+            .read()
+            .await
+            .map_err(|e| format!("the mirror counters could not be read: {e}"))?;
+        let now = all.into_iter().find(|stats| stats.version == self.new);
+        let mut before = lock(&self.mirror_before);
+        let Some(now) = now else {
+            *before = None;
+            return Err(format!("no mirror route to {} is set", self.new));
+        };
+        // A mirror set anew counts from zero again.
+        let copies = match before.as_ref() {
+            Some(was) if now.sent >= was.sent => now.since(was),
+            _ => now.clone(),
+        };
+        *before = Some(now);
+        Ok(copies)
     }
 
     /// `zdd status`: each metric's verdicts so far.

@@ -76,4 +76,31 @@ impl MirrorStats {
     pub fn failed(&self) -> u64 {
         self.http_4xx + self.http_5xx + self.failed_by_kind.values().sum::<u64>()
     }
+
+    /// The copies counted since `before` (an earlier reading of the same mirror). The latency
+    /// quantiles stay those since the mirror was set: they cannot be subtracted.
+    pub fn since(&self, before: &MirrorStats) -> MirrorStats {
+        let failed_by_kind = self
+            .failed_by_kind
+            .iter()
+            .map(|(kind, n)| {
+                let was = before.failed_by_kind.get(kind).copied().unwrap_or(0);
+                (kind.clone(), n.saturating_sub(was))
+            })
+            .collect();
+        MirrorStats {
+            version: self.version.clone(),
+            sent: self.sent.saturating_sub(before.sent),
+            ok: self.ok.saturating_sub(before.ok),
+            http_4xx: self.http_4xx.saturating_sub(before.http_4xx),
+            http_5xx: self.http_5xx.saturating_sub(before.http_5xx),
+            failed_by_kind,
+            dropped: self.dropped.saturating_sub(before.dropped),
+            skipped_too_large: self
+                .skipped_too_large
+                .saturating_sub(before.skipped_too_large),
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::kubernetes::KubernetesPlatform;
 use super::local::LocalPlatform;
-use super::{NodeMaintenance, Platform, Result, TrafficAccess};
+use super::{MirrorCounters, NodeMaintenance, Platform, Result, TrafficAccess};
 use crate::model::{MirrorStats, PlatformStatus, Routing, VersionStatus, VersionTemplate};
 
 pub enum AnyPlatform {
@@ -65,6 +65,10 @@ impl Platform for AnyPlatform {
 
     async fn mirror_stats(&mut self) -> Result<Vec<MirrorStats>> {
         each!(self, p => p.mirror_stats().await)
+    }
+
+    fn mirror_counters(&self) -> Option<Arc<dyn MirrorCounters>> {
+        each!(self, p => p.mirror_counters())
     }
 
     fn preview_url(&self) -> Option<String> {

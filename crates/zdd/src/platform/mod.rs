@@ -140,6 +140,13 @@ pub trait Platform: Send {
         async { Ok(Vec::new()) }
     }
 
+    /// The mirror counters through a handle that stays usable while the engine drives the
+    /// platform (the analysis reads them every interval); `None` where the data plane does not
+    /// count copies (Kubernetes).
+    fn mirror_counters(&self) -> Option<Arc<dyn MirrorCounters>> {
+        None
+    }
+
     /// Node maintenance (`kubectl drain`, `kubectl uncordon`), through a handle that stays usable
     /// while the engine drives the platform (so `zdd drain` works against a running rollout).
     fn nodes(&self) -> Arc<dyn NodeMaintenance>;
@@ -147,6 +154,11 @@ pub trait Platform: Send {
     /// Ends the run. Local: every replica is stopped and reaped, and the router is shut down.
     /// Kubernetes: leaves the cluster as the rollout left it.
     fn shutdown(&mut self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Reads what [`Platform::mirror_stats`] reads, from beside the engine.
+pub trait MirrorCounters: Send + Sync {
+    fn read(&self) -> BoxFuture<'_, Result<Vec<MirrorStats>>>;
 }
 
 /// What a node upgrade does to a node, in `kubectl` terms.

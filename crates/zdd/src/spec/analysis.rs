@@ -45,6 +45,9 @@ pub enum MetricKind {
         query: String,
         bound: Bound,
     },
+    /// The share of the copies a mirror route sent to the new version that were answered 1xx to
+    /// 3xx in the interval, from the platform's mirror counters.
+    MirrorSuccessRate { min: f64 },
     /// A program run with `{{version}}` and `{{url}}` replaced: exit 0 passes.
     Command {
         argv: Vec<String>,
@@ -98,6 +101,8 @@ pub(super) struct RawMetric {
     #[serde(default)]
     pub(super) latency: Option<Spanned<RawLatency>>,
     #[serde(default)]
+    pub(super) mirror: Option<Spanned<RawMirror>>,
+    #[serde(default)]
     pub(super) prometheus: Option<Spanned<RawPrometheus>>,
     #[serde(default)]
     pub(super) command: Option<Spanned<Vec<String>>>,
@@ -109,6 +114,13 @@ pub(super) struct RawMetric {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSuccessRate {
     pub(super) min: Spanned<RawNumber>,
+}
+
+/// `mirror: { successRate: { min: 99% } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawMirror {
+    pub(super) success_rate: Spanned<RawSuccessRate>,
 }
 
 #[derive(Debug, Deserialize)]

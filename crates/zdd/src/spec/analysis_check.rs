@@ -109,6 +109,7 @@ impl Validator<'_> {
         let kinds = [
             metric.success_rate.is_some(),
             metric.latency.is_some(),
+            metric.mirror.is_some(),
             metric.prometheus.is_some(),
             metric.command.is_some(),
         ];
@@ -116,8 +117,8 @@ impl Validator<'_> {
             return Err(self.error(
                 raw,
                 path,
-                "give exactly one kind of measurement: successRate, latency, prometheus or \
-                 command",
+                "give exactly one kind of measurement: successRate, latency, mirror, \
+                 prometheus or command",
             ));
         }
         if let (Some(at), None) = (&metric.timeout, &metric.command) {
@@ -133,6 +134,13 @@ impl Validator<'_> {
             }
         } else if let Some(latency) = &metric.latency {
             self.latency(latency, &format!("{path}.latency"))?
+        } else if let Some(mirror) = &metric.mirror {
+            MetricKind::MirrorSuccessRate {
+                min: self.share(
+                    &mirror.value.success_rate.value.min,
+                    &format!("{path}.mirror.successRate.min"),
+                )?,
+            }
         } else if let Some(prometheus) = &metric.prometheus {
             self.prometheus(prometheus, &format!("{path}.prometheus"))?
         } else {

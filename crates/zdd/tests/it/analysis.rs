@@ -63,6 +63,15 @@ impl Outcome {
             .collect()
     }
 
+    /// The values of `metric`'s passing measurements.
+    fn passed_values(&self, metric: &str) -> Vec<f64> {
+        self.rows(metric)
+            .iter()
+            .filter(|r| r["verdict"] == "pass")
+            .map(|r| r["value"].as_f64().unwrap())
+            .collect()
+    }
+
     fn assert_promoted(&self, metric: &str) {
         assert_eq!(self.code, Some(0), "{}", self.stdout);
         assert_eq!(self.json["succeeded"], true, "{}", self.stdout);
@@ -103,6 +112,14 @@ impl Outcome {
     }
 }
 
+/// The value of the only failed measurement among `rows`, whose threshold is `threshold`.
+fn one_failure(rows: &[&Value], threshold: &str) -> f64 {
+    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{rows:?}");
+    assert_eq!(failed[0]["threshold"], threshold);
+    failed[0]["value"].as_f64().unwrap()
+}
+
 /// `zdd rollout` of `spec` in a fresh directory for `test`.
 fn rollout(test: &str, spec: &str) -> Outcome {
     rollout_in(&Run::new(test), "r", spec)
@@ -135,11 +152,8 @@ fn success_rate_rolls_back_a_failing_v2() {
         &spec("sr", ", ERROR_RATE: \"0.2\"", BACKGROUND, SUCCESS_RATE),
     );
     let rows = out.assert_rolled_back_by("success-rate", "failureLimit 0");
-    let failed: Vec<&&Value> = rows.iter().filter(|r| r["verdict"] == "fail").collect();
-    assert_eq!(failed.len(), 1, "{rows:?}");
-    let value = failed[0]["value"].as_f64().unwrap();
+    let value = one_failure(&rows, ">= 99%");
     assert!((0.7..0.9).contains(&value), "20% of v2 fails: {value}");
-    assert_eq!(failed[0]["threshold"], ">= 99%");
     // The old version serves again, the new one is gone.
     let events = out.json["events"].as_array().unwrap();
     assert!(events.iter().any(|e| e["kind"] == "rolled_back"));
@@ -149,13 +163,65 @@ fn success_rate_rolls_back_a_failing_v2() {
 fn success_rate_promotes_a_good_v2_through_an_analysis_step() {
     let out = rollout("analysis-sr-good", &spec("sr", "", STEP, SUCCESS_RATE));
     out.assert_promoted("success-rate");
-    let passed: Vec<f64> = out
-        .rows("success-rate")
-        .iter()
-        .filter(|r| r["verdict"] == "pass")
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let passed = out.passed_values("success-rate");
     assert!(passed.iter().all(|v| *v >= 0.99), "{passed:?}");
+}
+
+/// A shadow: every request copied to v2 for 6 s, judged by the mirror counters only.
+const SHADOW: &str = "      - setMirrorRoute: { name: shadow, percentage: 100 }\n      - pause: 6s";
+const MIRROR: &str = "analysis:
+  interval: 2s
+  metrics:
+    - name: shadow-errors
+      mirror: { successRate: { min: 99% } }
+";
+
+/// A shadow v2 answering 500 to a fifth of its copies is rolled back by the mirror metric, while
+/// the clients saw none of it: every answer came from v1, none failed.
+#[test]
+fn mirror_rolls_back_a_failing_shadow_no_client_saw() {
+    let out = rollout(
+        "analysis-mirror-bad",
+        &spec("mirror", ", ERROR_RATE: \"0.2\"", SHADOW, MIRROR),
+    );
+    let rows = out.assert_rolled_back_by("shadow-errors", "failureLimit 0");
+    let value = one_failure(&rows, ">= 99%");
+    assert!(
+        (0.6..0.95).contains(&value),
+        "20% of the copies fail: {value}"
+    );
+    let why = out.json["rollback_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("mirrored copies to v2"), "{why}");
+    assert_eq!(out.json["failed"], 0, "{}", out.stdout);
+    let v2 = &out.json["by_version"]["v2"];
+    assert!(v2.is_null() || v2 == 0, "{}", out.json["by_version"]);
+    assert!(out.json["by_version"]["v1"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn mirror_promotes_a_good_shadow() {
+    let out = rollout("analysis-mirror-good", &spec("mirror", "", SHADOW, MIRROR));
+    out.assert_promoted("shadow-errors");
+    let passed = out.passed_values("shadow-errors");
+    assert!(passed.iter().all(|v| *v >= 0.99), "{passed:?}");
+}
+
+/// A mirror metric without a mirror route has nothing to judge: inconclusive, never a pass, and
+/// rolled back past `inconclusiveLimit`.
+#[test]
+fn mirror_without_a_mirror_route_is_inconclusive() {
+    let analysis = MIRROR.replace("interval: 2s", "interval: 2s\n  inconclusiveLimit: 1");
+    let out = rollout(
+        "analysis-mirror-none",
+        &spec("mirror", "", BACKGROUND, &analysis),
+    );
+    let rows = out.assert_rolled_back_by("shadow-errors", "inconclusiveLimit 1");
+    assert!(
+        rows.iter().all(|r| r["verdict"] == "inconclusive"),
+        "{rows:?}"
+    );
+    let why = out.json["rollback_reason"].as_str().unwrap_or_default();
+    assert!(why.contains("no mirror route to v2 is set"), "{why}");
 }
 
 const LATENCY: &str = "analysis:
@@ -411,7 +477,12 @@ fn a_real_prometheus_scraping_the_replicas_rolls_back_a_failing_v2_and_promotes_
 /// in users' words, exit 2.
 #[test]
 fn bad_analysis_input_is_refused_with_its_position_and_exit_2() {
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 10] = [
+        (
+            "  metrics:\n    - name: x\n      mirror: { successRate: { min: 101% } }\n",
+            "24:37",
+            "analysis.metrics[0].mirror.successRate.min: expected a share from 0% to 100%",
+        ),
         (
             "  metrics:\n    - name: x\n      errorRate: { max: 1% }\n",
             "24:7",

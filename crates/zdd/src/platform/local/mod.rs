@@ -39,7 +39,9 @@ use crate::events::{Event, EventLog};
 use crate::model::{
     DisruptionBudget, MirrorStats, PlatformStatus, Routing, VersionStatus, VersionTemplate,
 };
-use crate::platform::{NodeMaintenance, Platform, PlatformError, Result, RouterKind};
+use crate::platform::{
+    MirrorCounters, NodeMaintenance, Platform, PlatformError, Result, RouterKind,
+};
 use data_plane::LocalDataPlane;
 use drain::LocalNodes;
 use process_groups::ProcessGroups;
@@ -195,6 +197,16 @@ impl LocalPlatform {
     }
 }
 
+/// The router's mirror counters, read beside the engine (the data plane's lock is only held for
+/// the reading).
+struct LocalMirrorCounters(Arc<tokio::sync::Mutex<LocalDataPlane>>);
+
+impl MirrorCounters for LocalMirrorCounters {
+    fn read(&self) -> futures::future::BoxFuture<'_, Result<Vec<MirrorStats>>> {
+        Box::pin(async move { self.0.lock().await.router.mirror_stats().await })
+    }
+}
+
 impl Platform for LocalPlatform {
     async fn scale(&mut self, version: &VersionTemplate, replicas: u32) -> Result<()> {
         if self.shut_down {
@@ -255,7 +267,11 @@ impl Platform for LocalPlatform {
     }
 
     async fn mirror_stats(&mut self) -> Result<Vec<MirrorStats>> {
-        self.data.lock().await.router.mirror_stats().await
+        LocalMirrorCounters(self.data.clone()).read().await
+    }
+
+    fn mirror_counters(&self) -> Option<Arc<dyn MirrorCounters>> {
+        Some(Arc::new(LocalMirrorCounters(self.data.clone())))
     }
 
     fn main_url(&self) -> String {
